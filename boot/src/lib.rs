@@ -1,0 +1,373 @@
+//! The host side of the kernel: how to boot its disk images in QEMU.
+//!
+//! `boot/build.rs` builds the images; this library turns a [`RunConfig`] into
+//! a QEMU command line, runs it, and turns QEMU's exit into an [`Outcome`].
+//! The `boot` binary (what `cargo run` starts) and the host integration tests
+//! in `tests/` both use it.
+//!
+//! Kernel arguments travel through QEMU's fw_cfg device as the file
+//! `opt/kernel/args`, so they change without rebuilding the disk image.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIOS_IMAGE: &str = env!("BIOS_IMAGE");
+pub const UEFI_IMAGE: &str = env!("UEFI_IMAGE");
+pub const KERNEL_ELF: &str = env!("KERNEL_ELF");
+
+/// The fw_cfg file the kernel reads its arguments from (kernel/src/args.rs).
+const KERNEL_ARGS_FW_CFG: &str = "opt/kernel/args";
+/// QEMU's exit status for the kernel's two debug-exit codes (kernel/src/arch/x86/qemu_exit.rs).
+const QEMU_STATUS_KERNEL_SUCCESS: i32 = 33;
+const QEMU_STATUS_KERNEL_FAILURE: i32 = 35;
+/// Where Debian's `ovmf` package puts the UEFI firmware.
+const OVMF_CANDIDATES: &[&str] = &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accelerator {
+    /// QEMU's software emulator: slower, available everywhere.
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+}
+
+impl Accelerator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accelerator::Tcg => "TCG",
+            Accelerator::Kvm => "KVM",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub firmware: Firmware,
+    pub cpus: u32,
+    /// QEMU's -m value, e.g. "512M".
+    pub memory: String,
+    pub accelerator: Accelerator,
+    /// Start paused and wait for GDB on localhost:1234.
+    pub gdb: bool,
+    pub timeout: Option<Duration>,
+    /// Passed to QEMU as they are, after everything else.
+    pub qemu_args: Vec<String>,
+    pub kernel_args: Vec<String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
+            firmware: Firmware::Bios,
+            cpus: 4,
+            memory: "512M".into(),
+            accelerator: Accelerator::Tcg,
+            gdb: false,
+            timeout: None,
+            qemu_args: Vec::new(),
+            kernel_args: Vec::new(),
+        }
+    }
+}
+
+/// How a run ended. The runner's exit status is [`Outcome::exit_code`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel exited through isa-debug-exit with its success code.
+    KernelSuccess,
+    /// The kernel exited with its failure code (a failed test, a panic with panic=exit).
+    KernelFailure,
+    /// The run was killed after --timeout.
+    TimedOut,
+    /// The guest reset or powered off (QEMU runs with -no-reboot): a triple
+    /// fault, a reboot request, or a power-off.
+    GuestReset,
+    /// QEMU itself failed; `message` is what it printed on stderr.
+    QemuFailed { status: Option<i32>, message: String },
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::KernelSuccess => 0,
+            Outcome::KernelFailure => 1,
+            Outcome::QemuFailed { .. } => 2,
+            Outcome::GuestReset => 3,
+            Outcome::TimedOut => 124,
+        }
+    }
+
+    fn from_status(status: Option<i32>, stderr: String) -> Outcome {
+        match status {
+            Some(QEMU_STATUS_KERNEL_SUCCESS) => Outcome::KernelSuccess,
+            Some(QEMU_STATUS_KERNEL_FAILURE) => Outcome::KernelFailure,
+            Some(0) => Outcome::GuestReset,
+            status => Outcome::QemuFailed { status, message: stderr },
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::KernelSuccess => "the kernel exited with success".into(),
+            Outcome::KernelFailure => "the kernel exited with failure".into(),
+            Outcome::TimedOut => "timed out: QEMU was killed".into(),
+            Outcome::GuestReset => "the guest reset or powered off without reporting through isa-debug-exit".into(),
+            Outcome::QemuFailed { status, message } => {
+                format!("QEMU failed (exit status {status:?}): {}", message.trim())
+            }
+        }
+    }
+}
+
+/// A problem found before QEMU could run, with what to do about it.
+#[derive(Debug)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The QEMU binary: $QEMU, else qemu-system-x86_64 from PATH.
+fn qemu_binary() -> String {
+    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+fn find_ovmf() -> Result<PathBuf, SetupError> {
+    if let Some(path) = std::env::var_os("OVMF") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(SetupError(format!("OVMF={} does not name a file", path.display())))
+        };
+    }
+    OVMF_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
+        SetupError(format!(
+            "--uefi needs the OVMF firmware, which is not installed (looked for {}).\n\
+             Install it with: sudo apt-get install ovmf   (or run ./dev setup), or set OVMF=/path/to/OVMF.fd",
+            OVMF_CANDIDATES.join(", ")
+        ))
+    })
+}
+
+/// Doubles commas: QEMU's option parser reads ",," as a literal comma.
+fn escape_qemu_option_value(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+/// The QEMU command line for `config`.
+pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
+    let mut command = Command::new(qemu_binary());
+    let image = match config.firmware {
+        Firmware::Bios => Path::new(BIOS_IMAGE),
+        Firmware::Uefi => {
+            command.arg("-bios").arg(find_ovmf()?);
+            Path::new(UEFI_IMAGE)
+        }
+    };
+    // snapshot=on: the image is never written, so runs can share it in parallel.
+    command.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
+    command.args(["-smp", &config.cpus.to_string(), "-m", &config.memory]);
+    match config.accelerator {
+        Accelerator::Tcg => command.args(["-accel", "tcg", "-cpu", "max"]),
+        Accelerator::Kvm => {
+            if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+                return Err(SetupError("--kvm: /dev/kvm is missing or not accessible to this user".into()));
+            }
+            // Nested KVM here rejects MSR 0x10a (IA32_ARCH_CAPABILITIES) with -cpu host.
+            command.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"])
+        }
+    };
+    command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    command.args(["-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot"]);
+    let kernel_args = config.kernel_args.join(" ");
+    if !kernel_args.is_empty() {
+        command.arg("-fw_cfg").arg(format!(
+            "name={KERNEL_ARGS_FW_CFG},string={}",
+            escape_qemu_option_value(&kernel_args)
+        ));
+    }
+    if config.gdb {
+        command.args(["-s", "-S"]);
+    }
+    command.args(&config.qemu_args);
+    Ok(command)
+}
+
+/// A one-line description of the run, printed by the runner before it starts.
+pub fn describe(config: &RunConfig) -> String {
+    format!(
+        "{} firmware, {} CPU{}, {} memory, accelerator {}, kernel args: {}",
+        match config.firmware {
+            Firmware::Bios => "BIOS",
+            Firmware::Uefi => "UEFI",
+        },
+        config.cpus,
+        if config.cpus == 1 { "" } else { "s" },
+        config.memory,
+        config.accelerator.name(),
+        if config.kernel_args.is_empty() { "(none)".to_string() } else { config.kernel_args.join(" ") }
+    )
+}
+
+fn spawn(mut command: Command, capture_serial: bool) -> Result<Child, SetupError> {
+    command.stdin(Stdio::null()).stderr(Stdio::piped());
+    command.stdout(if capture_serial { Stdio::piped() } else { Stdio::inherit() });
+    command.spawn().map_err(|error| {
+        let program = command.get_program().to_string_lossy().into_owned();
+        if error.kind() == std::io::ErrorKind::NotFound {
+            SetupError(format!(
+                "cannot run '{program}': it is not installed.\n\
+                 Install QEMU with: sudo apt-get install qemu-system-x86   (or run ./dev setup)"
+            ))
+        } else {
+            SetupError(format!("cannot run '{program}': {error}"))
+        }
+    })
+}
+
+/// Copies everything from `source` into a shared buffer, and also to `echo` if given.
+fn collect(mut source: impl Read + Send + 'static, echo: Option<fn(&[u8])>) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buffer);
+    let handle = thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = source.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Some(echo) = echo {
+                echo(&chunk[..n]);
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buffer, handle)
+}
+
+fn echo_to_stderr(bytes: &[u8]) {
+    let _ = std::io::stderr().write_all(bytes);
+}
+
+/// Runs QEMU to the end. With `capture_serial` the kernel's serial output is
+/// returned instead of shown; QEMU's own stderr is always shown and kept for
+/// the error report.
+pub fn run(config: &RunConfig, capture_serial: bool) -> Result<(Outcome, String), SetupError> {
+    let mut child = spawn(qemu_command(config)?, capture_serial)?;
+    let (stderr, stderr_reader) = collect(child.stderr.take().unwrap(), (!capture_serial).then_some(echo_to_stderr as fn(&[u8])));
+    let serial = child.stdout.take().map(|stdout| collect(stdout, None));
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| SetupError(format!("waiting for QEMU failed: {e}")))? {
+            break Some(status);
+        }
+        if config.timeout.is_some_and(|limit| started.elapsed() >= limit) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = stderr_reader.join();
+    let serial_text = match serial {
+        Some((buffer, reader)) => {
+            let _ = reader.join();
+            String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+        }
+        None => String::new(),
+    };
+    let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+    let outcome = match status {
+        None => Outcome::TimedOut,
+        Some(status) => Outcome::from_status(status.code(), stderr_text),
+    };
+    Ok((outcome, serial_text))
+}
+
+pub const USAGE: &str = "\
+Boot the kernel in QEMU.
+
+usage: cargo run -- [RUNNER FLAGS] [-- KERNEL ARGS]
+
+runner flags:
+  --uefi             boot the UEFI image with OVMF (default: BIOS)
+  --smp N            number of CPUs (default: 4)
+  --memory M         guest memory, as QEMU's -m (default: 512M)
+  --kvm              use KVM instead of TCG (the default; the accelerator is printed)
+  --gdb              start paused; QEMU waits for GDB on localhost:1234
+  --timeout SECS     kill QEMU after SECS seconds and exit with status 124
+  --qemu-arg ARG     pass ARG to QEMU as it is (repeatable)
+  -h, --help         show this text
+
+kernel args (key=value words, read by the kernel through QEMU's fw_cfg):
+  log=off|error|warn|info|debug|trace   console log level (default: info)
+  then=halt|exit|panic                  what to do after booting (default: halt)
+  test=all|NAME[,NAME...]               run in-kernel tests, then exit
+  panic=halt|exit                       what a panic does after its report
+  apic=auto|xapic                       force the xAPIC (MMIO) interface
+
+exit status: 0 kernel success, 1 kernel failure (a failed test or a panic that
+exits), 2 QEMU failed, 3 guest reset or powered off, 124 timeout.
+
+environment: QEMU=path overrides qemu-system-x86_64, OVMF=path the UEFI firmware.";
+
+/// What the command line asks for.
+pub enum Request {
+    Run(RunConfig),
+    Help,
+}
+
+/// Parses the runner's command line (without the program name).
+pub fn parse_command_line(args: impl IntoIterator<Item = String>) -> Result<Request, String> {
+    let mut config = RunConfig::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline_value.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Request::Help),
+            "--uefi" => config.firmware = Firmware::Uefi,
+            "--bios" => config.firmware = Firmware::Bios,
+            "--kvm" => config.accelerator = Accelerator::Kvm,
+            "--tcg" => config.accelerator = Accelerator::Tcg,
+            "--gdb" => config.gdb = true,
+            "--smp" => {
+                let text = value("--smp")?;
+                config.cpus = text.parse().ok().filter(|&n| (1..=255).contains(&n)).ok_or_else(|| {
+                    format!("--smp {text}: expected a number of CPUs from 1 to 255")
+                })?;
+            }
+            "--memory" => config.memory = value("--memory")?,
+            "--timeout" => {
+                let text = value("--timeout")?;
+                let seconds: f64 = text.parse().ok().filter(|&s: &f64| s > 0.0).ok_or_else(|| {
+                    format!("--timeout {text}: expected a positive number of seconds")
+                })?;
+                config.timeout = Some(Duration::from_secs_f64(seconds));
+            }
+            "--qemu-arg" => config.qemu_args.push(value("--qemu-arg")?),
+            "--" => config.kernel_args.extend(args.by_ref()),
+            _ if !arg.starts_with('-') && arg.contains('=') => config.kernel_args.push(arg),
+            _ => return Err(format!("unknown runner flag '{arg}' (see --help)")),
+        }
+    }
+    Ok(Request::Run(config))
+}

@@ -1,0 +1,67 @@
+//! CPU identification (CPUID), the time-stamp counter, and halting.
+
+use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc, CpuidResult};
+
+pub fn cpuid(leaf: u32) -> CpuidResult {
+    // CPUID exists on every x86_64 CPU; an unsupported leaf returns the data
+    // of the highest basic leaf rather than faulting.
+    __cpuid(leaf)
+}
+
+pub fn cpuid_subleaf(leaf: u32, subleaf: u32) -> CpuidResult {
+    __cpuid_count(leaf, subleaf)
+}
+
+pub fn max_basic_leaf() -> u32 {
+    cpuid(0).eax
+}
+
+pub fn max_extended_leaf() -> u32 {
+    cpuid(0x8000_0000).eax
+}
+
+/// CPUID.01H:ECX[21] (SDM Vol. 3A, "Detecting and Enabling x2APIC Mode").
+pub fn has_x2apic() -> bool {
+    cpuid(1).ecx & (1 << 21) != 0
+}
+
+/// CPUID.80000007H:EDX[8]: the TSC ticks at a constant rate in every power state
+/// (SDM Vol. 3B, "Time-Stamp Counter", invariant TSC).
+pub fn has_invariant_tsc() -> bool {
+    max_extended_leaf() >= 0x8000_0007 && cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+/// This CPU's initial APIC id: the 32-bit x2APIC id from leaf 0BH where the CPU
+/// has it, else the 8-bit id from leaf 01H. MADT lists the same id the APIC
+/// reports (SDM Vol. 3A, "Identifying Logical Processors in an MP System").
+pub fn initial_apic_id() -> u32 {
+    if max_basic_leaf() >= 0xb && cpuid_subleaf(0xb, 0).ebx != 0 {
+        cpuid_subleaf(0xb, 0).edx
+    } else {
+        cpuid(1).ebx >> 24
+    }
+}
+
+/// Reads the time-stamp counter.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is available on every x86_64 CPU and has no side effects
+    // (CR4.TSD is clear: the kernel runs at CPL 0 anyway).
+    unsafe { _rdtsc() }
+}
+
+/// Sleeps until the next interrupt with interrupts enabled. `sti` delays
+/// interrupts by one instruction, so no interrupt slips in between the two and
+/// is lost before `hlt` (SDM Vol. 2B, STI).
+pub fn enable_interrupts_and_halt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+}
+
+/// Stops this CPU for good: interrupts off, `hlt` in a loop (an NMI or SMI may
+/// still wake it, hence the loop).
+pub fn halt_forever() -> ! {
+    x86_64::instructions::interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}

@@ -1,0 +1,86 @@
+//! Global descriptor table and task state segment, one pair per CPU.
+//!
+//! In long mode segmentation is mostly gone, but a CPU still needs a GDT with a
+//! 64-bit code segment, and a TSS for its Interrupt Stack Table: the IST gives
+//! an exception handler a known-good stack even when the current one is broken
+//! (SDM Vol. 3A 7.7 "Task Management in 64-bit Mode" and 6.14.5 "Interrupt Stack
+//! Table"). A double fault from a kernel stack overflow would otherwise fault
+//! again while pushing its frame and reset the machine (a triple fault).
+
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+use crate::percpu::PerCpu;
+
+/// IST slots (the TSS numbers them 1..7; the x86_64 crate indexes them from 0).
+pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+pub const NMI_IST_INDEX: u16 = 1;
+pub const MACHINE_CHECK_IST_INDEX: u16 = 2;
+
+pub const IST_STACK_SIZE: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Selectors {
+    pub kernel_code: SegmentSelector,
+    pub kernel_data: SegmentSelector,
+    pub tss: SegmentSelector,
+}
+
+/// The tops of a CPU's IST stacks (stacks grow down).
+pub struct IstStacks {
+    pub double_fault: VirtAddr,
+    pub nmi: VirtAddr,
+    pub machine_check: VirtAddr,
+}
+
+/// Memory for the boot CPU's IST stacks; APs get theirs from the heap.
+#[repr(align(16))]
+struct StackMemory([u8; IST_STACK_SIZE]);
+static mut BOOT_DOUBLE_FAULT_STACK: StackMemory = StackMemory([0; IST_STACK_SIZE]);
+static mut BOOT_NMI_STACK: StackMemory = StackMemory([0; IST_STACK_SIZE]);
+static mut BOOT_MACHINE_CHECK_STACK: StackMemory = StackMemory([0; IST_STACK_SIZE]);
+
+fn stack_top(stack: *const StackMemory) -> VirtAddr {
+    VirtAddr::from_ptr(stack) + IST_STACK_SIZE as u64
+}
+
+pub fn boot_cpu_ist_stacks() -> IstStacks {
+    // Only addresses are taken; the memory is used by the CPU as stacks, never
+    // through Rust references.
+    IstStacks {
+        double_fault: stack_top(&raw const BOOT_DOUBLE_FAULT_STACK),
+        nmi: stack_top(&raw const BOOT_NMI_STACK),
+        machine_check: stack_top(&raw const BOOT_MACHINE_CHECK_STACK),
+    }
+}
+
+/// Builds this CPU's TSS and GDT inside its per-CPU data and loads them.
+pub fn init_this_cpu(percpu: &'static PerCpu, stacks: IstStacks) {
+    let tss = percpu.tss.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stacks.double_fault;
+        tss.interrupt_stack_table[NMI_IST_INDEX as usize] = stacks.nmi;
+        tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
+        tss
+    });
+    let (gdt, selectors) = percpu.gdt.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        (gdt, Selectors { kernel_code, kernel_data, tss })
+    });
+    gdt.load();
+    // SAFETY: the selectors index descriptors of the GDT just loaded, which lives
+    // as long as the CPU (it is in 'static per-CPU data).
+    unsafe {
+        CS::set_reg(selectors.kernel_code);
+        SS::set_reg(selectors.kernel_data);
+        DS::set_reg(selectors.kernel_data);
+        ES::set_reg(selectors.kernel_data);
+        load_tss(selectors.tss);
+    }
+}

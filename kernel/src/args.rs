@@ -1,0 +1,177 @@
+//! Kernel arguments: `key=value` words separated by spaces.
+//!
+//! The runner passes them through QEMU's fw_cfg as the file `opt/kernel/args`
+//! (see `arch::x86::fw_cfg`). Every known key is one row of [`PARAMETERS`];
+//! adding a key means adding a row. Bad input never stops the boot:
+//! - an unknown key, or a word that is not `key=value`, is reported as
+//!   `warning: ignoring kernel argument 'WORD'` and skipped;
+//! - a known key with a bad value is reported with the accepted values, and the
+//!   default is kept.
+
+use log::LevelFilter;
+use spin::Once;
+
+/// Where the runner puts the arguments in fw_cfg.
+pub const FW_CFG_FILE: &str = "opt/kernel/args";
+const MAX_LENGTH: usize = 4096;
+
+/// What to do once the kernel has booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Sleep in `hlt` with the timer off (the default): a quiet idle machine.
+    Halt,
+    /// Exit QEMU with success.
+    Exit,
+    /// Panic on purpose, to show the panic path.
+    Panic,
+}
+
+/// What the panic path does after its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicAction {
+    /// `sti; hlt` forever.
+    Halt,
+    /// Exit QEMU with the failure code (the default while tests run).
+    Exit,
+}
+
+#[derive(Clone, Debug)]
+pub struct Args {
+    pub log_level: LevelFilter,
+    pub then: Then,
+    /// `test=NAME[,NAME...]` or `test=all`.
+    pub test: Option<&'static str>,
+    pub panic: Option<PanicAction>,
+    /// `apic=xapic` keeps the memory-mapped interface even where x2APIC exists.
+    pub force_xapic: bool,
+}
+
+impl Args {
+    const DEFAULT: Args =
+        Args { log_level: LevelFilter::Info, then: Then::Halt, test: None, panic: None, force_xapic: false };
+
+    /// What a panic does: as asked, else exit while testing and halt otherwise.
+    pub fn panic_action(&self) -> PanicAction {
+        self.panic.unwrap_or(if self.test.is_some() { PanicAction::Exit } else { PanicAction::Halt })
+    }
+}
+
+struct Parameter {
+    key: &'static str,
+    /// The accepted values, as shown in the warning for a bad one.
+    accepted: &'static str,
+    default: &'static str,
+    /// Stores the value; false if it is not one of the accepted ones.
+    set: fn(&mut Args, &'static str) -> bool,
+}
+
+const PARAMETERS: &[Parameter] = &[
+    Parameter {
+        key: "log",
+        accepted: "off, error, warn, info, debug, trace",
+        default: "info",
+        set: |args, value| value.parse().map(|level| args.log_level = level).is_ok(),
+    },
+    Parameter {
+        key: "then",
+        accepted: "halt, exit, panic",
+        default: "halt",
+        set: |args, value| {
+            args.then = match value {
+                "halt" => Then::Halt,
+                "exit" => Then::Exit,
+                "panic" => Then::Panic,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Parameter {
+        key: "test",
+        accepted: "all, or test names separated by commas",
+        default: "none",
+        set: |args, value| {
+            args.test = Some(value);
+            !value.is_empty()
+        },
+    },
+    Parameter {
+        key: "panic",
+        accepted: "halt, exit",
+        default: "halt (exit while testing)",
+        set: |args, value| {
+            args.panic = Some(match value {
+                "halt" => PanicAction::Halt,
+                "exit" => PanicAction::Exit,
+                _ => return false,
+            });
+            true
+        },
+    },
+    Parameter {
+        key: "apic",
+        accepted: "auto, xapic",
+        default: "auto",
+        set: |args, value| {
+            args.force_xapic = match value {
+                "auto" => false,
+                "xapic" => true,
+                _ => return false,
+            };
+            true
+        },
+    },
+];
+
+/// Parses `text`, logging a warning for each word it cannot use.
+pub fn parse(text: &'static str) -> Args {
+    let mut args = Args::DEFAULT;
+    for word in text.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            log::warn!("ignoring kernel argument '{word}': expected key=value");
+            continue;
+        };
+        let Some(parameter) = PARAMETERS.iter().find(|p| p.key == key) else {
+            log::warn!("ignoring kernel argument '{word}'");
+            continue;
+        };
+        let before = args.clone();
+        if !(parameter.set)(&mut args, value) {
+            args = before;
+            log::warn!(
+                "kernel argument {key}={value} is not valid (accepted: {}); using the default ({})",
+                parameter.accepted,
+                parameter.default
+            );
+        }
+    }
+    args
+}
+
+static TEXT: Once<([u8; MAX_LENGTH], usize)> = Once::new();
+static ARGS: Once<Args> = Once::new();
+
+/// Reads the arguments from fw_cfg (none outside QEMU) and parses them once.
+pub fn load() -> &'static Args {
+    let (bytes, length) = TEXT.call_once(|| {
+        let mut buffer = [0u8; MAX_LENGTH];
+        let size = crate::arch::x86::fw_cfg::read_file(FW_CFG_FILE, &mut buffer).unwrap_or(0);
+        (buffer, size)
+    });
+    if *length > MAX_LENGTH {
+        log::warn!("kernel arguments are {length} bytes long; only the first {MAX_LENGTH} are read");
+    }
+    let text = core::str::from_utf8(&bytes[..(*length).min(MAX_LENGTH)]).unwrap_or_else(|error| {
+        log::warn!("kernel arguments are not UTF-8 after byte {}; ignoring the rest", error.valid_up_to());
+        core::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap()
+    });
+    if !text.trim().is_empty() {
+        log::info!("args: {}", text.trim());
+    }
+    ARGS.call_once(|| parse(text))
+}
+
+/// The parsed arguments (the defaults before `load()`).
+pub fn get() -> &'static Args {
+    ARGS.get().unwrap_or(&Args::DEFAULT)
+}

@@ -1,0 +1,54 @@
+//! The serial console (COM1, a 16550 UART at I/O port 0x3f8).
+//!
+//! All output goes through one lock, taken with interrupts disabled so that an
+//! interrupt handler that prints cannot deadlock against the code it interrupted,
+//! and held for a whole line so lines from different CPUs never interleave.
+//! The panic path uses [`emergency_write`], which does not wait for that lock.
+
+use core::fmt::{self, Write};
+
+use uart_16550::backend::PioBackend;
+use uart_16550::{Config, Uart16550Tty};
+
+use crate::sync::SpinLock;
+
+const COM1: u16 = 0x3f8;
+
+static SERIAL: SpinLock<Option<Uart16550Tty<PioBackend>>> = SpinLock::new(None);
+
+pub fn init() {
+    // SAFETY: COM1 is the standard PC serial port and nothing else in the kernel
+    // drives these I/O ports (the emergency writer only writes bytes, see below).
+    let port = unsafe { Uart16550Tty::new_port(COM1, Config::default()) };
+    *SERIAL.lock_irqsave() = port.ok();
+}
+
+/// Writes formatted text as one unit.
+pub fn print(args: fmt::Arguments) {
+    if let Some(serial) = SERIAL.lock_irqsave().as_mut() {
+        let _ = serial.write_fmt(args);
+    }
+}
+
+/// Writes without taking the console lock: for the panic report only, when the
+/// lock may be held by a CPU that has been stopped and will never release it.
+/// The UART was initialised at boot; writing its data register from a second
+/// handle at worst interleaves characters with a CPU that is still printing.
+pub fn emergency_write(args: fmt::Arguments) {
+    // SAFETY: COM1 exists (init() succeeded or writes go nowhere); see above for
+    // why sharing the port with a possibly interrupted holder is acceptable here.
+    if let Ok(mut port) = unsafe { Uart16550Tty::new_port(COM1, Config::default()) } {
+        let _ = port.write_fmt(args);
+    }
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -1,0 +1,104 @@
+//! A small x86_64 SMP kernel for learning how multiprocessor kernels work.
+//!
+//! `kernel_main` is the boot CPU's path from the bootloader to a running
+//! system; each step is one call into the module that owns it. docs/boot.md
+//! walks through it.
+
+#![no_std]
+#![no_main]
+#![feature(abi_x86_interrupt)]
+
+extern crate alloc;
+
+mod acpi;
+mod arch;
+mod args;
+mod console;
+mod logger;
+mod mm;
+mod panic;
+mod percpu;
+mod sched;
+mod sync;
+mod testing;
+mod time;
+
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::{BootInfo, entry_point};
+
+use arch::x86::{cpu, gdt, idt, lapic, pic, qemu_exit};
+use args::Then;
+
+/// What the bootloader sets up for the kernel (bootloader_api 0.11).
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    // Map all physical memory, so page tables and ACPI tables are reachable.
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    // Keep the bootloader's mappings out of the kernel's own regions (mm::layout).
+    config.mappings.dynamic_range_start = Some(mm::layout::BOOTLOADER_RANGE_START);
+    config.mappings.dynamic_range_end = Some(mm::layout::BOOTLOADER_RANGE_END);
+    config.kernel_stack_size = 256 * 1024;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    time::start();
+    let boot_cpu = percpu::install_boot_cpu();
+    console::init();
+    logger::init(log::LevelFilter::Info);
+    gdt::init_this_cpu(boot_cpu, gdt::boot_cpu_ist_stacks());
+    idt::init_this_cpu();
+    let (tsc_hz, source) = time::tsc::calibrate();
+
+    let args = args::load();
+    logger::set_level(args.log_level);
+    let version = boot_info.api_version;
+    log::info!(
+        "boot: started by bootloader {}.{}.{}",
+        version.version_major(),
+        version.version_minor(),
+        version.version_patch()
+    );
+    log::info!(
+        "time: TSC at {}.{:03} MHz (from the {}), invariant: {}",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1000 % 1000,
+        source.name(),
+        if cpu::has_invariant_tsc() { "yes" } else { "no" }
+    );
+
+    let physical_memory_offset =
+        boot_info.physical_memory_offset.into_option().expect("the bootloader did not map physical memory");
+    mm::init(physical_memory_offset, &boot_info.memory_regions);
+
+    pic::remap_and_mask();
+    let apic = lapic::init_boot_cpu(args.force_xapic);
+    boot_cpu.apic_id.store(apic.id(), core::sync::atomic::Ordering::Relaxed);
+    let timer_ticks_per_ms = time::timer::calibrate();
+    log::info!(
+        "apic: boot CPU has APIC id {}, {} mode; timer at {} kHz (divide by 16)",
+        apic.id(),
+        apic.mode().name(),
+        timer_ticks_per_ms
+    );
+
+    acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
+    x86_64::instructions::interrupts::enable();
+
+    if let Some(selection) = args.test {
+        testing::run(selection);
+    }
+    log::info!("boot: done in {} us", time::now_ns() / 1000);
+    match args.then {
+        Then::Exit => qemu_exit::exit(qemu_exit::ExitCode::Success),
+        Then::Panic => panic!("then=panic: panicking on purpose"),
+        Then::Halt => {
+            log::info!("boot: halting (then=halt); stop QEMU with Ctrl-C");
+            loop {
+                cpu::enable_interrupts_and_halt();
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Per-CPU data, reached through the GS segment base.
+//!
+//! Every CPU owns one [`PerCpu`]. Its GS base (the `IA32_GS_BASE` MSR, SDM Vol. 3A
+//! 3.4.4 "Segment Loading Instructions in IA-32e Mode") points at it, and the
+//! first field holds the structure's own address, so `mov reg, gs:[0]` yields a
+//! plain pointer. Fields a CPU changes for itself while preemptible (the preempt
+//! count) are changed with one gs-relative instruction, which an interrupt cannot
+//! split and a migration cannot separate from the CPU that executes it. This is
+//! how Linux's `this_cpu_add()` works on x86.
+
+use core::arch::asm;
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use spin::Once;
+use x86_64::structures::gdt::GlobalDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+
+use crate::arch::x86::gdt::Selectors;
+
+/// What one CPU keeps for itself.
+#[repr(C)]
+pub struct PerCpu {
+    /// This structure's own address; must stay the first field (read as `gs:[0]`).
+    self_ptr: AtomicPtr<PerCpu>,
+    /// Logical CPU number: 0 is the boot CPU, the others follow MADT order.
+    pub cpu: usize,
+    /// Local APIC id, as the CPU reports it (CPUID / the x2APIC id register).
+    pub apic_id: AtomicU32,
+    /// Nesting depth of `preempt_disable()`; see `sched::preempt`.
+    pub preempt_count: AtomicU32,
+    /// Local APIC timer interrupts taken on this CPU.
+    pub timer_ticks: AtomicU64,
+    /// Task state segment: the IST stacks used for double faults and NMIs.
+    pub tss: Once<TaskStateSegment>,
+    /// This CPU's GDT (it holds a descriptor of this CPU's own TSS).
+    pub gdt: Once<(GlobalDescriptorTable, Selectors)>,
+}
+
+impl PerCpu {
+    pub const fn new(cpu: usize) -> PerCpu {
+        PerCpu {
+            self_ptr: AtomicPtr::new(core::ptr::null_mut()),
+            cpu,
+            apic_id: AtomicU32::new(0),
+            preempt_count: AtomicU32::new(0),
+            timer_ticks: AtomicU64::new(0),
+            tss: Once::new(),
+            gdt: Once::new(),
+        }
+    }
+}
+
+/// The boot CPU's data lives in the kernel image: it is needed before the heap exists.
+static BOOT_CPU: PerCpu = PerCpu::new(0);
+
+/// How many CPUs have come online (the boot CPU counts from the start).
+static ONLINE_CPUS: AtomicUsize = AtomicUsize::new(1);
+
+/// Points this CPU's GS base at `percpu`. Must run before anything calls [`this`].
+pub fn install(percpu: &'static PerCpu) {
+    let address = percpu as *const PerCpu as *mut PerCpu;
+    percpu.self_ptr.store(address, Ordering::Relaxed);
+    // `percpu` is 'static, so GS keeps pointing at live memory, and its first
+    // field now holds its own address, which is what `this()` reads.
+    x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::from_ptr(address));
+}
+
+/// Installs the boot CPU's static per-CPU data.
+pub fn install_boot_cpu() -> &'static PerCpu {
+    install(&BOOT_CPU);
+    &BOOT_CPU
+}
+
+/// This CPU's data.
+///
+/// Once threads can migrate, the answer is only stable while preemption is
+/// disabled: a thread moved to another CPU keeps the reference it took here.
+#[inline]
+pub fn this() -> &'static PerCpu {
+    let ptr: *const PerCpu;
+    // SAFETY: `install()` ran on this CPU first (the boot path and the AP entry both
+    // do it before anything else), so gs:[0] holds a pointer to a 'static PerCpu.
+    unsafe { asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
+    // SAFETY: see above; PerCpu is only ever shared (&), its mutable parts are atomics.
+    unsafe { &*ptr }
+}
+
+/// This CPU's logical number.
+pub fn cpu_number() -> usize {
+    this().cpu
+}
+
+/// Adds `delta` to this CPU's preempt count in one instruction (`add gs:[offset], delta`).
+#[inline]
+pub fn add_to_preempt_count(delta: i32) {
+    // SAFETY: the offset names the `preempt_count` field of the PerCpu that GS points
+    // at; a single add is atomic with respect to interrupts on this CPU.
+    unsafe {
+        asm!("add dword ptr gs:[{offset}], {delta:e}",
+             offset = const offset_of!(PerCpu, preempt_count),
+             delta = in(reg) delta,
+             options(nostack))
+    };
+}
+
+pub fn online_count() -> usize {
+    ONLINE_CPUS.load(Ordering::Acquire)
+}
+
+/// Records that one more CPU is online; returns the new count.
+pub fn mark_online() -> usize {
+    ONLINE_CPUS.fetch_add(1, Ordering::AcqRel) + 1
+}

@@ -1,0 +1,5 @@
+//! Synchronisation primitives.
+
+pub mod spinlock;
+
+pub use spinlock::{SpinLock, SpinLockGuard};

@@ -1,0 +1,115 @@
+//! The local APIC timer: each CPU's own timer, periodic or one-shot.
+//!
+//! The timer counts down from an initial count at the bus (or core crystal)
+//! clock divided by a chosen divisor and raises the vector in its LVT entry at
+//! zero (SDM Vol. 3A 11.5.4 "APIC Timer"). Its rate is not architectural, so it
+//! is measured at boot against the TSC, which is already calibrated.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::x86::idt::TIMER_VECTOR;
+use crate::arch::x86::lapic::{self, Register};
+use crate::percpu;
+use crate::testing::{KernelTest, TestResult};
+
+/// Divide configuration 0b0011: divide by 16 (Figure 11-10 "Divide Configuration Register").
+const DIVIDE_BY_16: u32 = 0b0011;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_PERIODIC: u32 = 0b01 << 17;
+
+/// Timer ticks (after the divisor) per millisecond, measured at boot.
+static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+pub fn ticks_per_ms() -> u64 {
+    TICKS_PER_MS.load(Ordering::Relaxed)
+}
+
+/// Lets the timer count down from its maximum for 10 ms of TSC time.
+pub fn calibrate() -> u64 {
+    let apic = lapic::get();
+    apic.write(Register::TimerDivide, DIVIDE_BY_16);
+    apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
+    apic.write(Register::TimerInitialCount, u32::MAX);
+    super::udelay(10_000);
+    let elapsed = u32::MAX - apic.read(Register::TimerCurrentCount);
+    apic.write(Register::TimerInitialCount, 0);
+    let per_ms = (elapsed as u64 / 10).max(1);
+    TICKS_PER_MS.store(per_ms, Ordering::Relaxed);
+    per_ms
+}
+
+fn ticks_for_ns(ns: u64) -> u32 {
+    (ns * ticks_per_ms() / 1_000_000).clamp(1, u32::MAX as u64) as u32
+}
+
+/// Interrupts this CPU `hz` times a second until `stop()`.
+pub fn start_periodic(hz: u64) {
+    let apic = lapic::get();
+    apic.write(Register::TimerDivide, DIVIDE_BY_16);
+    apic.write(Register::LvtTimer, LVT_PERIODIC | TIMER_VECTOR as u32);
+    apic.write(Register::TimerInitialCount, ticks_for_ns(1_000_000_000 / hz));
+}
+
+/// Interrupts this CPU once, `ns` nanoseconds from now.
+pub fn start_one_shot(ns: u64) {
+    let apic = lapic::get();
+    apic.write(Register::TimerDivide, DIVIDE_BY_16);
+    apic.write(Register::LvtTimer, TIMER_VECTOR as u32);
+    apic.write(Register::TimerInitialCount, ticks_for_ns(ns));
+}
+
+/// Stops this CPU's timer: a zero initial count stops it (11.5.4), the mask
+/// keeps a pending expiry from being delivered.
+pub fn stop() {
+    let apic = lapic::get();
+    apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
+    apic.write(Register::TimerInitialCount, 0);
+}
+
+/// Called by the timer's interrupt handler.
+pub fn on_interrupt() {
+    percpu::this().timer_ticks.fetch_add(1, Ordering::Relaxed);
+}
+
+fn local_ticks() -> u64 {
+    percpu::this().timer_ticks.load(Ordering::Relaxed)
+}
+
+/// Halts until the clock passes `deadline_ns` (interrupts must be enabled).
+fn wait_until(deadline_ns: u64) {
+    while super::now_ns() < deadline_ns {
+        core::hint::spin_loop();
+    }
+}
+
+fn periodic_timer_ticks_at_its_rate() -> TestResult {
+    let before = local_ticks();
+    start_periodic(100);
+    wait_until(super::now_ns() + 200_000_000);
+    stop();
+    let ticks = local_ticks() - before;
+    // 100 Hz for 200 ms is 20 ticks; emulators are not punctual, so allow 25%.
+    crate::ensure!((15..=25).contains(&ticks), "expected about 20 ticks in 200 ms at 100 Hz, got {ticks}");
+    Ok(())
+}
+
+fn one_shot_timer_fires_once_and_not_early() -> TestResult {
+    let before = local_ticks();
+    let start = super::now_ns();
+    start_one_shot(5_000_000);
+    while local_ticks() == before && super::now_ns() - start < 1_000_000_000 {
+        core::hint::spin_loop();
+    }
+    let fired_after = super::now_ns() - start;
+    crate::ensure!(local_ticks() == before + 1, "the one-shot timer did not fire within 1 s");
+    // Measured to within the calibration's error: allow it to be 5% early.
+    crate::ensure!(fired_after >= 4_750_000, "a 5 ms one-shot fired after {fired_after} ns");
+    wait_until(super::now_ns() + 30_000_000);
+    crate::ensure!(local_ticks() == before + 1, "the one-shot timer fired again");
+    Ok(())
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::new("lapic_timer_periodic_rate", periodic_timer_ticks_at_its_rate),
+    KernelTest::new("lapic_timer_one_shot", one_shot_timer_fires_once_and_not_early),
+];
