@@ -1,1 +1,207 @@
-#[test] fn t(){}
+//! Host integration tests: each boots the one kernel image in QEMU (TCG) with
+//! different kernel arguments, CPU counts and firmware, and checks the exit
+//! status and the serial output.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use boot::{Firmware, Outcome, RunConfig};
+
+/// Generous: under TCG with both host cores busy a boot can take a while.
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+struct Run {
+    outcome: Outcome,
+    serial: String,
+}
+
+impl Run {
+    fn expect(&self, outcome: Outcome) -> &Self {
+        assert_eq!(self.outcome, outcome, "unexpected outcome; serial output:\n{}", self.serial);
+        self
+    }
+
+    fn expect_line(&self, text: &str) -> &Self {
+        assert!(self.serial.lines().any(|line| line.contains(text)), "no line contains {text:?}; serial output:\n{}", self.serial);
+        self
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.serial.matches(text).count()
+    }
+}
+
+fn boot_with(config: RunConfig) -> Run {
+    let config = RunConfig { timeout: Some(config.timeout.unwrap_or(TIMEOUT)), ..config };
+    let (outcome, serial) = boot::run(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
+    Run { outcome, serial }
+}
+
+fn boot(firmware: Firmware, cpus: u32, kernel_args: &[&str]) -> Run {
+    boot_with(RunConfig {
+        firmware,
+        cpus,
+        kernel_args: kernel_args.iter().map(|a| a.to_string()).collect(),
+        ..RunConfig::default()
+    })
+}
+
+/// Checks a `test=all` run: every test ok, and a closing line with 0 failed.
+fn expect_all_kernel_tests_pass(run: &Run) {
+    run.expect(Outcome::KernelSuccess);
+    assert_eq!(run.count(" ... FAILED"), 0, "{}", run.serial);
+    let closing = run.serial.lines().find(|l| l.ends_with(" passed, 0 failed")).expect("no closing line");
+    let passed: usize = closing.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 10, "only {passed} kernel tests ran:\n{}", run.serial);
+    assert_eq!(run.count(" ... ok"), passed);
+}
+
+#[test]
+fn bios_one_cpu_passes_every_kernel_test() {
+    expect_all_kernel_tests_pass(&boot(Firmware::Bios, 1, &["test=all"]));
+}
+
+#[test]
+fn uefi_four_cpus_passes_every_kernel_test() {
+    expect_all_kernel_tests_pass(&boot(Firmware::Uefi, 4, &["test=all"]));
+}
+
+#[test]
+fn bios_four_cpus_lists_them_from_madt() {
+    let run = boot(Firmware::Bios, 4, &["then=exit"]);
+    run.expect(Outcome::KernelSuccess).expect_line("acpi: MADT lists 4 CPUs (4 startable)");
+    for apic_id in 0..4 {
+        run.expect_line(&format!("acpi: {apic_id:>6}  {apic_id:>7}"));
+    }
+}
+
+#[test]
+fn uefi_four_cpus_lists_them_and_exits() {
+    boot(Firmware::Uefi, 4, &["then=exit"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("acpi: MADT lists 4 CPUs (4 startable)")
+        .expect_line("boot: done in");
+}
+
+#[test]
+fn a_failing_kernel_test_is_reported_as_failing() {
+    boot(Firmware::Bios, 1, &["test=heap_box_and_vec,harness_reports_failure"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("test heap_box_and_vec ... ok")
+        .expect_line("test harness_reports_failure ... FAILED (this test fails on purpose")
+        .expect_line("1 passed, 1 failed");
+}
+
+#[test]
+fn an_unknown_test_name_lists_the_available_tests() {
+    boot(Firmware::Bios, 1, &["test=no_such_test"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("test: no test named 'no_such_test'; available tests:")
+        .expect_line("    clock_is_monotonic")
+        .expect_line("    crash_page_fault  (run by name only)");
+}
+
+#[test]
+fn unknown_and_malformed_arguments_are_ignored_with_a_warning() {
+    boot(Firmware::Bios, 1, &["frobnicate=7", "quiet", "then=exit"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("warning: ignoring kernel argument 'frobnicate=7'")
+        .expect_line("warning: ignoring kernel argument 'quiet': expected key=value");
+}
+
+#[test]
+fn a_bad_value_is_warned_about_and_the_default_used() {
+    let run = boot(Firmware::Bios, 1, &["log=loud", "apic=sideways", "then=exit"]);
+    run.expect(Outcome::KernelSuccess)
+        .expect_line(
+            "warning: kernel argument log=loud is not valid (accepted: off, error, warn, info, debug, trace); \
+             using the default (info)",
+        )
+        .expect_line("warning: kernel argument apic=sideways is not valid (accepted: auto, xapic)")
+        // The default level (info) is in force: info lines still appear.
+        .expect_line("boot: done in");
+}
+
+#[test]
+fn without_acpi_the_kernel_runs_on_the_boot_cpu() {
+    boot_with(RunConfig {
+        cpus: 2,
+        qemu_args: vec!["-machine".into(), "acpi=off".into()],
+        kernel_args: vec!["then=exit".into()],
+        ..RunConfig::default()
+    })
+    .expect(Outcome::KernelSuccess)
+    .expect_line("warning: acpi: the bootloader found no RSDP (is ACPI disabled?); continuing with the boot CPU only");
+}
+
+#[test]
+fn a_page_fault_is_reported_readably() {
+    let run = boot(Firmware::Bios, 1, &["test=crash_page_fault"]);
+    run.expect(Outcome::KernelFailure)
+        .expect_line("---- kernel panic on cpu0 ----")
+        .expect_line("page fault (#PF, vector 14) accessing 0x7fffdeadb000 (read from a page that is not present), error code 0x0, at RIP 0xffff")
+        .expect_line("panic: backtrace")
+        .expect_line("panic:   #0  0xffff");
+    assert_eq!(run.count("kernel panic"), 1, "the report appeared more than once:\n{}", run.serial);
+}
+
+#[test]
+fn a_double_fault_from_stack_overflow_is_reported_from_its_ist_stack() {
+    boot(Firmware::Bios, 1, &["test=crash_double_fault"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("double fault (on its IST stack) (#DF, vector 8), error code 0x0, at RIP 0xffff")
+        .expect_line("panic: backtrace");
+}
+
+#[test]
+fn a_breakpoint_is_reported_with_its_vector() {
+    boot(Firmware::Bios, 1, &["test=crash_breakpoint"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("breakpoint (#BP, vector 3), no error code, at RIP 0xffff");
+}
+
+#[test]
+fn running_out_of_heap_is_a_clear_panic() {
+    boot(Firmware::Bios, 1, &["test=crash_out_of_memory"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("panic: memory allocation of 33554432 bytes failed");
+}
+
+#[test]
+fn then_halt_idles_until_the_timeout() {
+    boot_with(RunConfig {
+        cpus: 1,
+        timeout: Some(Duration::from_secs(10)),
+        ..RunConfig::default()
+    })
+    .expect(Outcome::TimedOut)
+    .expect_line("boot: halting (then=halt)");
+    assert_eq!(Outcome::TimedOut.exit_code(), 124);
+}
+
+#[test]
+fn qemu_failing_is_reported_with_its_own_message() {
+    let run = boot_with(RunConfig { qemu_args: vec!["-no-such-option".into()], ..RunConfig::default() });
+    match run.outcome {
+        Outcome::QemuFailed { message, .. } => assert!(message.contains("no-such-option"), "{message}"),
+        other => panic!("expected QEMU to fail, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_qemu_says_what_to_install() {
+    let config = RunConfig { qemu_binary: "/nonexistent/qemu-system-x86_64".into(), ..RunConfig::default() };
+    let error = boot::run(&config, true).expect_err("a missing QEMU must be a setup error");
+    assert!(error.0.contains("apt-get install qemu-system-x86"), "{error}");
+}
+
+#[test]
+fn a_missing_ovmf_says_what_to_install() {
+    let config = RunConfig {
+        firmware: Firmware::Uefi,
+        ovmf_candidates: vec![PathBuf::from("/nonexistent/OVMF.fd")],
+        ..RunConfig::default()
+    };
+    let error = boot::run(&config, true).expect_err("a missing OVMF must be a setup error");
+    assert!(error.0.contains("apt-get install ovmf"), "{error}");
+}

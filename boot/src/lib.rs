@@ -63,6 +63,10 @@ pub struct RunConfig {
     /// Passed to QEMU as they are, after everything else.
     pub qemu_args: Vec<String>,
     pub kernel_args: Vec<String>,
+    /// The QEMU program: $QEMU, else qemu-system-x86_64 from PATH.
+    pub qemu_binary: String,
+    /// Where to look for the UEFI firmware: $OVMF, else where Debian's `ovmf` puts it.
+    pub ovmf_candidates: Vec<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -76,6 +80,11 @@ impl Default for RunConfig {
             timeout: None,
             qemu_args: Vec::new(),
             kernel_args: Vec::new(),
+            qemu_binary: std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
+            ovmf_candidates: match std::env::var_os("OVMF") {
+                Some(path) => vec![PathBuf::from(path)],
+                None => OVMF_CANDIDATES.iter().map(PathBuf::from).collect(),
+            },
         }
     }
 }
@@ -139,25 +148,13 @@ impl std::fmt::Display for SetupError {
     }
 }
 
-/// The QEMU binary: $QEMU, else qemu-system-x86_64 from PATH.
-fn qemu_binary() -> String {
-    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
-}
-
-fn find_ovmf() -> Result<PathBuf, SetupError> {
-    if let Some(path) = std::env::var_os("OVMF") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(SetupError(format!("OVMF={} does not name a file", path.display())))
-        };
-    }
-    OVMF_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
+fn find_ovmf(candidates: &[PathBuf]) -> Result<&Path, SetupError> {
+    candidates.iter().map(PathBuf::as_path).find(|p| p.is_file()).ok_or_else(|| {
+        let looked_in: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         SetupError(format!(
             "--uefi needs the OVMF firmware, which is not installed (looked for {}).\n\
              Install it with: sudo apt-get install ovmf   (or run ./dev setup), or set OVMF=/path/to/OVMF.fd",
-            OVMF_CANDIDATES.join(", ")
+            looked_in.join(", ")
         ))
     })
 }
@@ -169,11 +166,11 @@ fn escape_qemu_option_value(value: &str) -> String {
 
 /// The QEMU command line for `config`.
 pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
-    let mut command = Command::new(qemu_binary());
+    let mut command = Command::new(&config.qemu_binary);
     let image = match config.firmware {
         Firmware::Bios => Path::new(BIOS_IMAGE),
         Firmware::Uefi => {
-            command.arg("-bios").arg(find_ovmf()?);
+            command.arg("-bios").arg(find_ovmf(&config.ovmf_candidates)?);
             Path::new(UEFI_IMAGE)
         }
     };
@@ -370,4 +367,58 @@ pub fn parse_command_line(args: impl IntoIterator<Item = String>) -> Result<Requ
         }
     }
     Ok(Request::Run(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<RunConfig, String> {
+        match parse_command_line(words.iter().map(|w| w.to_string()))? {
+            Request::Run(config) => Ok(config),
+            Request::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn flags_and_kernel_args_are_separated() {
+        let config = parse(&["--uefi", "--smp", "8", "--memory=1G", "--kvm", "--timeout", "2.5",
+                             "--qemu-arg", "-machine", "--qemu-arg=acpi=off", "--", "then=exit", "log=debug"])
+            .unwrap();
+        assert_eq!(config.firmware, Firmware::Uefi);
+        assert_eq!(config.cpus, 8);
+        assert_eq!(config.memory, "1G");
+        assert_eq!(config.accelerator, Accelerator::Kvm);
+        assert_eq!(config.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(config.qemu_args, ["-machine", "acpi=off"]);
+        assert_eq!(config.kernel_args, ["then=exit", "log=debug"]);
+    }
+
+    #[test]
+    fn bad_flags_are_explained() {
+        assert!(parse(&["--smp", "0"]).unwrap_err().contains("from 1 to 255"));
+        assert!(parse(&["--smp"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&["--timeout", "soon"]).unwrap_err().contains("positive number of seconds"));
+        assert!(parse(&["--frobnicate"]).unwrap_err().contains("unknown runner flag '--frobnicate'"));
+        assert!(matches!(parse_command_line(["--help".to_string()]), Ok(Request::Help)));
+    }
+
+    #[test]
+    fn kernel_args_reach_fw_cfg_with_commas_escaped() {
+        let config = RunConfig { kernel_args: vec!["test=a,b".into(), "log=debug".into()], ..RunConfig::default() };
+        let command = qemu_command(&config).unwrap();
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let position = args.iter().position(|a| a == "-fw_cfg").expect("no -fw_cfg");
+        assert_eq!(args[position + 1], "name=opt/kernel/args,string=test=a,,b log=debug");
+        assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
+    }
+
+    #[test]
+    fn qemu_exit_statuses_map_to_outcomes() {
+        assert_eq!(Outcome::from_status(Some(33), String::new()).exit_code(), 0);
+        assert_eq!(Outcome::from_status(Some(35), String::new()).exit_code(), 1);
+        assert_eq!(Outcome::from_status(Some(0), String::new()), Outcome::GuestReset);
+        assert_eq!(Outcome::from_status(Some(1), "boom".into()).exit_code(), 2);
+        assert_eq!(Outcome::TimedOut.exit_code(), 124);
+    }
 }

@@ -88,8 +88,10 @@ fn periodic_timer_ticks_at_its_rate() -> TestResult {
     wait_until(super::now_ns() + 200_000_000);
     stop();
     let ticks = local_ticks() - before;
-    // 100 Hz for 200 ms is 20 ticks; emulators are not punctual, so allow 25%.
-    crate::ensure!((15..=25).contains(&ticks), "expected about 20 ticks in 200 ms at 100 Hz, got {ticks}");
+    // 100 Hz for 200 ms is 20 ticks. More than 21 means the timer runs fast (a
+    // calibration error). Fewer is allowed down to half: an emulator whose thread
+    // the host deschedules drops late ticks instead of delivering them in a burst.
+    crate::ensure!((10..=21).contains(&ticks), "expected about 20 ticks in 200 ms at 100 Hz, got {ticks}");
     Ok(())
 }
 
