@@ -68,8 +68,8 @@ fn uefi_four_cpus_passes_every_kernel_test() {
 
 #[test]
 fn bios_four_cpus_lists_them_from_madt() {
-    let run = boot(Firmware::Bios, 4, &["then=exit"]);
-    run.expect(Outcome::KernelSuccess).expect_line("acpi: MADT lists 4 CPUs (4 startable)");
+    let run = boot(Firmware::Bios, 4, &["then=exit", "log=debug"]);
+    run.expect(Outcome::KernelSuccess).expect_line("acpi: MADT lists 4 CPUs (4 enabled)");
     for apic_id in 0..4 {
         run.expect_line(&format!("acpi: {apic_id:>6}  {apic_id:>7}"));
     }
@@ -79,7 +79,7 @@ fn bios_four_cpus_lists_them_from_madt() {
 fn uefi_four_cpus_lists_them_and_exits() {
     boot(Firmware::Uefi, 4, &["then=exit"])
         .expect(Outcome::KernelSuccess)
-        .expect_line("acpi: MADT lists 4 CPUs (4 startable)")
+        .expect_line("acpi: MADT lists 4 CPUs (4 enabled)")
         .expect_line("boot: done in");
 }
 
@@ -204,4 +204,83 @@ fn a_missing_ovmf_says_what_to_install() {
     };
     let error = boot::run(&config, true).expect_err("a missing OVMF must be a setup error");
     assert!(error.0.contains("apt-get install ovmf"), "{error}");
+}
+
+// SMP bring-up.
+
+/// The summary line's CPU counts and mode, e.g. "smp: 8 of 8 CPUs online in 123 us (parallel)".
+fn expect_smp_summary(run: &Run, online: u32, wanted: u32, mode: &str) {
+    let line = run
+        .serial
+        .lines()
+        .find(|l| l.contains("smp: ") && l.contains(" CPUs online in "))
+        .unwrap_or_else(|| panic!("no smp summary line:\n{}", run.serial));
+    let expected_start = format!("smp: {online} of {wanted} CPUs online in ");
+    assert!(line.contains(&expected_start) && line.ends_with(&format!(" us ({mode})")), "{line}");
+}
+
+const SMP_TESTS: &str = "test=smp_all_cpus_online,smp_percpu_holds_own_apic_id,smp_every_cpu_answers_an_ipi";
+
+#[test]
+fn bios_eight_cpus_come_up_in_parallel() {
+    let run = boot(Firmware::Bios, 8, &[SMP_TESTS]);
+    run.expect(Outcome::KernelSuccess).expect_line("3 passed, 0 failed");
+    expect_smp_summary(&run, 8, 8, "parallel");
+}
+
+#[test]
+fn bios_eight_cpus_come_up_serially() {
+    let run = boot(Firmware::Bios, 8, &["smp=serial", SMP_TESTS]);
+    run.expect(Outcome::KernelSuccess).expect_line("3 passed, 0 failed");
+    expect_smp_summary(&run, 8, 8, "serial");
+}
+
+#[test]
+fn uefi_four_cpus_come_up() {
+    let run = boot(Firmware::Uefi, 4, &[SMP_TESTS]);
+    run.expect(Outcome::KernelSuccess).expect_line("3 passed, 0 failed");
+    expect_smp_summary(&run, 4, 4, "parallel");
+}
+
+#[test]
+fn maxcpus_two_brings_up_exactly_two() {
+    let run = boot(Firmware::Bios, 8, &["maxcpus=2", SMP_TESTS]);
+    run.expect(Outcome::KernelSuccess)
+        .expect_line("smp: maxcpus=2: not starting 6 of the 8 enabled CPUs")
+        .expect_line("3 passed, 0 failed");
+    expect_smp_summary(&run, 2, 2, "parallel");
+}
+
+#[test]
+fn a_bad_maxcpus_is_warned_about() {
+    boot(Firmware::Bios, 2, &["maxcpus=0", "smp=sideways", "then=exit"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("warning: kernel argument maxcpus=0 is not valid (accepted: a number of CPUs from 1 up")
+        .expect_line("warning: kernel argument smp=sideways is not valid (accepted: parallel, serial)")
+        .expect_line("smp: 2 of 2 CPUs online in");
+}
+
+#[test]
+fn a_stuck_ap_is_reported_and_the_others_come_up() {
+    let run = boot(Firmware::Bios, 4, &["fault=ap_stuck:2", "then=exit"]);
+    run.expect(Outcome::KernelSuccess)
+        .expect_line("warning: smp: CPU 2 (APIC id 2) did not report alive within 1000 ms; continuing without it");
+    expect_smp_summary(&run, 3, 4, "parallel");
+}
+
+#[test]
+fn parked_cpus_come_back_and_answer_ipis() {
+    boot(Firmware::Bios, 4, &["test=smp_park_and_bring_up_again"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("test smp_park_and_bring_up_again ... ok");
+}
+
+#[test]
+fn the_tsc_check_reports_its_worst_warp_unless_skipped() {
+    boot(Firmware::Bios, 2, &["then=exit"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("smp: TSC check: worst warp between CPUs");
+    boot(Firmware::Bios, 2, &["then=exit", "tsc=reliable"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("smp: TSC check skipped (tsc=reliable)");
 }

@@ -35,6 +35,38 @@ pub enum PanicAction {
     Exit,
 }
 
+/// How the application processors are started (see `smp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmpMode {
+    /// Kick every AP, then wait for all (Linux since 6.5).
+    Parallel,
+    /// Kick one AP, wait until it is online, then the next (xv6, Linux before 6.5).
+    Serial,
+}
+
+impl SmpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SmpMode::Parallel => "parallel",
+            SmpMode::Serial => "serial",
+        }
+    }
+}
+
+/// Faults injected on purpose, to test the paths that handle them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `fault=ap_stuck:N`: CPU N stops before it reports alive.
+    ApStuck(usize),
+}
+
+/// Benchmarks run instead of the normal boot's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    /// `bench=smp`: repeated serial and parallel bring-up.
+    Smp,
+}
+
 #[derive(Clone, Debug)]
 pub struct Args {
     pub log_level: LevelFilter,
@@ -44,11 +76,31 @@ pub struct Args {
     pub panic: Option<PanicAction>,
     /// `apic=xapic` keeps the memory-mapped interface even where x2APIC exists.
     pub force_xapic: bool,
+    pub smp: SmpMode,
+    /// `maxcpus=N`: bring up at most N CPUs, the boot CPU included.
+    pub max_cpus: Option<usize>,
+    /// Wait after INIT before the first SIPI, in microseconds (SDM: 10 ms).
+    pub init_udelay: u64,
+    /// `tsc=reliable` skips the TSC synchronisation check at bring-up.
+    pub tsc_reliable: bool,
+    pub fault: Option<Fault>,
+    pub bench: Option<Bench>,
 }
 
 impl Args {
-    const DEFAULT: Args =
-        Args { log_level: LevelFilter::Info, then: Then::Halt, test: None, panic: None, force_xapic: false };
+    const DEFAULT: Args = Args {
+        log_level: LevelFilter::Info,
+        then: Then::Halt,
+        test: None,
+        panic: None,
+        force_xapic: false,
+        smp: SmpMode::Parallel,
+        max_cpus: None,
+        init_udelay: 10_000,
+        tsc_reliable: false,
+        fault: None,
+        bench: None,
+    };
 
     /// What a panic does: as asked, else exit while testing and halt otherwise.
     pub fn panic_action(&self) -> PanicAction {
@@ -118,6 +170,66 @@ const PARAMETERS: &[Parameter] = &[
                 "xapic" => true,
                 _ => return false,
             };
+            true
+        },
+    },
+    Parameter {
+        key: "smp",
+        accepted: "parallel, serial",
+        default: "parallel",
+        set: |args, value| {
+            args.smp = match value {
+                "parallel" => SmpMode::Parallel,
+                "serial" => SmpMode::Serial,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Parameter {
+        key: "maxcpus",
+        accepted: "a number of CPUs from 1 up, counting the boot CPU",
+        default: "all",
+        set: |args, value| value.parse().ok().filter(|&n| n >= 1).map(|n| args.max_cpus = Some(n)).is_some(),
+    },
+    Parameter {
+        key: "init_udelay",
+        accepted: "microseconds from 0 to 1000000",
+        default: "10000, as the SDM asks",
+        set: |args, value| value.parse().ok().filter(|&us| us <= 1_000_000).map(|us| args.init_udelay = us).is_some(),
+    },
+    Parameter {
+        key: "tsc",
+        accepted: "check, reliable",
+        default: "check",
+        set: |args, value| {
+            args.tsc_reliable = match value {
+                "check" => false,
+                "reliable" => true,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Parameter {
+        key: "fault",
+        accepted: "ap_stuck:CPU",
+        default: "none",
+        set: |args, value| {
+            let Some(cpu) = value.strip_prefix("ap_stuck:").and_then(|n| n.parse().ok()) else { return false };
+            args.fault = Some(Fault::ApStuck(cpu));
+            true
+        },
+    },
+    Parameter {
+        key: "bench",
+        accepted: "smp",
+        default: "none",
+        set: |args, value| {
+            args.bench = Some(match value {
+                "smp" => Bench::Smp,
+                _ => return false,
+            });
             true
         },
     },

@@ -19,6 +19,7 @@ mod mm;
 mod panic;
 mod percpu;
 mod sched;
+mod smp;
 mod sync;
 mod testing;
 mod time;
@@ -27,7 +28,7 @@ use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
 
 use arch::x86::{cpu, gdt, idt, lapic, pic, qemu_exit};
-use args::Then;
+use args::{Bench, Then};
 
 /// What the bootloader sets up for the kernel (bootloader_api 0.11).
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
@@ -84,11 +85,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         timer_ticks_per_ms
     );
 
-    acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
+    let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     x86_64::instructions::interrupts::enable();
+    smp::init(platform, boot_cpu);
 
     if let Some(selection) = args.test {
         testing::run(selection);
+    }
+    if args.bench == Some(Bench::Smp) {
+        smp::bench::run();
+        qemu_exit::exit(qemu_exit::ExitCode::Success);
     }
     log::info!("boot: done in {} us", time::now_ns() / 1000);
     match args.then {

@@ -13,10 +13,9 @@ use core::mem::offset_of;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Once;
-use x86_64::structures::gdt::GlobalDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
 
-use crate::arch::x86::gdt::Selectors;
+use crate::arch::x86::gdt::GdtSlot;
 
 /// What one CPU keeps for itself.
 #[repr(C)]
@@ -31,10 +30,14 @@ pub struct PerCpu {
     pub preempt_count: AtomicU32,
     /// Local APIC timer interrupts taken on this CPU.
     pub timer_ticks: AtomicU64,
+    /// Test IPIs this CPU answered, and the APIC id its handler read from the
+    /// hardware (see `smp` tests).
+    pub test_ipis_answered: AtomicU64,
+    pub apic_id_seen_in_handler: AtomicU32,
     /// Task state segment: the IST stacks used for double faults and NMIs.
     pub tss: Once<TaskStateSegment>,
     /// This CPU's GDT (it holds a descriptor of this CPU's own TSS).
-    pub gdt: Once<(GlobalDescriptorTable, Selectors)>,
+    pub gdt: GdtSlot,
 }
 
 impl PerCpu {
@@ -45,8 +48,10 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             preempt_count: AtomicU32::new(0),
             timer_ticks: AtomicU64::new(0),
+            test_ipis_answered: AtomicU64::new(0),
+            apic_id_seen_in_handler: AtomicU32::new(u32::MAX),
             tss: Once::new(),
-            gdt: Once::new(),
+            gdt: GdtSlot::new(),
         }
     }
 }
@@ -108,7 +113,12 @@ pub fn online_count() -> usize {
     ONLINE_CPUS.load(Ordering::Acquire)
 }
 
-/// Records that one more CPU is online; returns the new count.
-pub fn mark_online() -> usize {
-    ONLINE_CPUS.fetch_add(1, Ordering::AcqRel) + 1
+/// Records that one more CPU is online.
+pub fn mark_online() {
+    ONLINE_CPUS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Records that a CPU went offline (parked).
+pub fn mark_offline() {
+    ONLINE_CPUS.fetch_sub(1, Ordering::AcqRel);
 }

@@ -54,6 +54,7 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::time::timer::TESTS,
     crate::acpi::madt::TESTS,
     crate::arch::x86::lapic::TESTS,
+    crate::smp::TESTS,
     crate::arch::x86::idt::TESTS,
     HARNESS_TESTS,
 ];

@@ -9,7 +9,8 @@
 //! A CPU with neither bit must not be started.
 //!
 //! Logical CPU numbers are given here: 0 to the boot CPU, then 1, 2, ... to the
-//! other startable CPUs in MADT order.
+//! other enabled CPUs in MADT order. Online-capable CPUs are listed but get no
+//! number: this kernel does not hot-add CPUs.
 
 use alloc::vec::Vec;
 use core::pin::Pin;
@@ -76,7 +77,7 @@ impl Platform {
         }
     }
 
-    /// CPUs that may be started, by logical number (the boot CPU first).
+    /// CPUs that may be started (enabled), by logical number (the boot CPU first).
     pub fn startable_cpus(&self) -> impl Iterator<Item = &CpuEntry> {
         let mut cpus: Vec<&CpuEntry> = self.cpus.iter().filter(|c| c.cpu.is_some()).collect();
         cpus.sort_by_key(|c| c.cpu);
@@ -89,7 +90,7 @@ impl Platform {
         }
         let startable = self.cpus.iter().filter(|c| c.cpu.is_some()).count();
         log::info!(
-            "acpi: MADT lists {} CPUs ({} startable), {} I/O APIC{}, local APIC at {:#x}{}",
+            "acpi: MADT lists {} CPUs ({} enabled), {} I/O APIC{}, local APIC at {:#x}{}",
             self.cpus.len(),
             startable,
             self.io_apics.len(),
@@ -167,13 +168,13 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Platform {
     Platform { cpus, io_apics, local_apic_address, has_legacy_pics: madt.supports_8259(), from_madt: true }
 }
 
-/// Boot CPU is 0; other enabled or online-capable CPUs follow in MADT order.
+/// Boot CPU is 0; other enabled CPUs follow in MADT order.
 fn number_cpus(cpus: &mut [CpuEntry]) {
     let mut next = 1;
     for entry in cpus.iter_mut() {
         if entry.is_boot_cpu {
             entry.cpu = Some(0);
-        } else if entry.enabled || entry.online_capable {
+        } else if entry.enabled {
             entry.cpu = Some(next);
             next += 1;
         }
@@ -216,7 +217,7 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     };
     // Type 0 (Processor Local APIC): type, length, ACPI uid, APIC id, flags.
     push(&[0, 8, 0, 5, 1, 0, 0, 0]); // uid 0, id 5, enabled
-    push(&[0, 8, 1, 6, 2, 0, 0, 0]); // uid 1, id 6, online capable
+    push(&[0, 8, 1, 6, 2, 0, 0, 0]); // uid 1, id 6, online capable: listed, not started
     push(&[0, 8, 2, 7, 0, 0, 0, 0]); // uid 2, id 7, neither: never start
     // Type 9 (Processor Local x2APIC): type, length, reserved(2), id(4), flags(4), uid(4).
     push(&[9, 16, 0, 0, 0x2c, 0x01, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0]); // id 300, enabled, uid 3
@@ -230,18 +231,18 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     // SAFETY: the buffer is 8-aligned, at least size_of::<Madt>() long, and starts
     // with a MADT header whose length covers exactly the entries written above.
     let madt = unsafe { Pin::new_unchecked(&*(bytes.as_ptr() as *const Madt)) };
-    let platform = parse(madt, 6);
+    let platform = parse(madt, 300);
 
     let summary: Vec<(u32, Option<usize>, ApicKind, bool, bool)> =
         platform.cpus.iter().map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable)).collect();
     let expected = [
         (5, Some(1), ApicKind::XApic, true, false),
-        (6, Some(0), ApicKind::XApic, false, true),
+        (6, None, ApicKind::XApic, false, true),
         (7, None, ApicKind::XApic, false, false),
-        (300, Some(2), ApicKind::X2Apic, true, false),
+        (300, Some(0), ApicKind::X2Apic, true, false),
     ];
     crate::ensure!(summary == expected, "parsed {summary:?}, expected {expected:?}");
-    crate::ensure!(platform.cpus[1].is_boot_cpu, "the boot CPU (APIC id 6) was not marked");
+    crate::ensure!(platform.cpus[3].is_boot_cpu, "the boot CPU (APIC id 300) was not marked");
     crate::ensure!(platform.cpus[3].acpi_uid == 3, "x2APIC uid read as {}", platform.cpus[3].acpi_uid);
     crate::ensure!(platform.io_apics.len() == 1, "expected one I/O APIC, got {}", platform.io_apics.len());
     crate::ensure!(platform.io_apics[0].address == 0xfec0_0000, "I/O APIC address wrong");

@@ -6,6 +6,7 @@
 //!                                                 boot info, the physical memory window
 //! 0xffff_c000_0000_0000 ..                        kernel heap (HEAP_SIZE)
 //! 0xffff_c800_0000_0000 ..                        MMIO mappings (uncached), handed out upwards
+//! 0xffff_d000_0000_0000 ..                        kernel stacks, each above an unmapped guard page
 //! ```
 //! The bootloader is confined to its range by `dynamic_range_start/end` in
 //! `main.rs`'s `BOOTLOADER_CONFIG`.
@@ -18,3 +19,6 @@ pub const HEAP_SIZE: u64 = 16 * 1024 * 1024;
 
 pub const MMIO_START: u64 = 0xffff_c800_0000_0000;
 pub const MMIO_END: u64 = 0xffff_c900_0000_0000;
+
+pub const STACKS_START: u64 = 0xffff_d000_0000_0000;
+pub const STACKS_END: u64 = 0xffff_d800_0000_0000;

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod heap;
 pub mod layout;
 pub mod paging;
+pub mod stack;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -65,3 +65,27 @@ pub fn halt_forever() -> ! {
         x86_64::instructions::hlt();
     }
 }
+
+/// The hypervisor's vendor signature from CPUID leaf 40000000H, e.g.
+/// "TCGTCGTCGTCG" (QEMU's emulator) or "KVMKVMKVM" (KVM); None on bare metal.
+pub fn hypervisor_vendor() -> Option<[u8; 12]> {
+    if cpuid(1).ecx & (1 << 31) == 0 {
+        return None;
+    }
+    let leaf = cpuid(0x4000_0000);
+    let mut vendor = [0u8; 12];
+    vendor[0..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
+    vendor[8..12].copy_from_slice(&leaf.edx.to_le_bytes());
+    Some(vendor)
+}
+
+/// The accelerator QEMU runs this kernel with, as benchmarks report it.
+pub fn accelerator_name() -> &'static str {
+    match hypervisor_vendor() {
+        Some(vendor) if vendor.starts_with(b"TCGTCGTCG") => "TCG",
+        Some(vendor) if vendor.starts_with(b"KVMKVMKVM") => "KVM",
+        Some(_) => "another hypervisor",
+        None => "none (bare metal)",
+    }
+}

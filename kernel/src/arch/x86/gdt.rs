@@ -13,6 +13,10 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
+use core::cell::UnsafeCell;
+
+use x86_64::PrivilegeLevel;
+
 use crate::percpu::PerCpu;
 
 /// IST slots (the TSS numbers them 1..7; the x86_64 crate indexes them from 0).
@@ -27,6 +31,25 @@ pub struct Selectors {
     pub kernel_code: SegmentSelector,
     pub kernel_data: SegmentSelector,
     pub tss: SegmentSelector,
+}
+
+/// A CPU's GDT, rebuilt each time the CPU starts. It cannot be built once and
+/// kept: `ltr` marks the TSS descriptor busy in the table, and loading a busy
+/// TSS faults, so a CPU that is parked and started again needs a fresh table.
+pub struct GdtSlot(UnsafeCell<(GlobalDescriptorTable, Selectors)>);
+
+// SAFETY: each slot is written only by its own CPU, in init_this_cpu(), while
+// that CPU is starting and nothing else reads it.
+unsafe impl Sync for GdtSlot {}
+
+impl GdtSlot {
+    pub const fn new() -> GdtSlot {
+        let null = SegmentSelector::new(0, PrivilegeLevel::Ring0);
+        GdtSlot(UnsafeCell::new((
+            GlobalDescriptorTable::new(),
+            Selectors { kernel_code: null, kernel_data: null, tss: null },
+        )))
+    }
 }
 
 /// The tops of a CPU's IST stacks (stacks grow down).
@@ -66,16 +89,22 @@ pub fn init_this_cpu(percpu: &'static PerCpu, stacks: IstStacks) {
         tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
         tss
     });
-    let (gdt, selectors) = percpu.gdt.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
-        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-        let tss = gdt.append(Descriptor::tss_segment(tss));
-        (gdt, Selectors { kernel_code, kernel_data, tss })
-    });
-    gdt.load();
-    // SAFETY: the selectors index descriptors of the GDT just loaded, which lives
-    // as long as the CPU (it is in 'static per-CPU data).
+    let mut gdt = GlobalDescriptorTable::new();
+    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_selector = gdt.append(Descriptor::tss_segment(tss));
+    let selectors = Selectors { kernel_code, kernel_data, tss: tss_selector };
+    let slot = percpu.gdt.0.get();
+    // SAFETY: see GdtSlot: this CPU is starting, so it alone touches its slot,
+    // and the table it may have loaded before is no longer in use (a CPU is
+    // restarted from INIT, and the trampoline loads a GDT of its own).
+    let (gdt, selectors) = unsafe {
+        slot.write((gdt, selectors));
+        &*slot
+    };
+    // SAFETY: the table lives in 'static per-CPU data and is not changed while loaded.
+    unsafe { gdt.load_unsafe() };
+    // SAFETY: the selectors index descriptors of the GDT just loaded.
     unsafe {
         CS::set_reg(selectors.kernel_code);
         SS::set_reg(selectors.kernel_data);

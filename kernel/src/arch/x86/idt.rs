@@ -17,8 +17,13 @@ use crate::testing::KernelTest;
 
 /// The local APIC timer (Linux: LOCAL_TIMER_VECTOR).
 pub const TIMER_VECTOR: u8 = 0xec;
-/// A vector the local APIC's own tests send to themselves.
+/// A vector tests send to check that a CPU answers IPIs.
 pub const SELF_TEST_VECTOR: u8 = 0xf0;
+/// Wakes a CPU from `hlt` and does nothing else: bring-up uses it so that
+/// waiting CPUs can sleep instead of spinning.
+pub const WAKE_VECTOR: u8 = 0xf2;
+/// Asks an AP to park: stop in `cli; hlt` until INIT (see `smp`).
+pub const PARK_VECTOR: u8 = 0xf1;
 /// Where the local APIC sends interrupts it has to drop (SDM Vol. 3A 11.9 "Spurious Interrupt").
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -132,6 +137,15 @@ extern "x86-interrupt" fn self_test_interrupt(_frame: InterruptStackFrame) {
     lapic::end_of_interrupt();
 }
 
+extern "x86-interrupt" fn park_interrupt(_frame: InterruptStackFrame) {
+    lapic::end_of_interrupt();
+    crate::smp::park_this_cpu();
+}
+
+extern "x86-interrupt" fn wake_interrupt(_frame: InterruptStackFrame) {
+    lapic::end_of_interrupt();
+}
+
 /// A spurious interrupt is not acknowledged with an EOI (SDM Vol. 3A 11.9).
 extern "x86-interrupt" fn spurious_interrupt(_frame: InterruptStackFrame) {}
 
@@ -166,6 +180,8 @@ fn build_idt() -> InterruptDescriptorTable {
     }
     idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
     idt[SELF_TEST_VECTOR].set_handler_fn(self_test_interrupt);
+    idt[PARK_VECTOR].set_handler_fn(park_interrupt);
+    idt[WAKE_VECTOR].set_handler_fn(wake_interrupt);
     idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
     idt
 }

@@ -1,0 +1,65 @@
+//! An AP's first Rust code, reached from the trampoline on the AP's own stack.
+
+use core::sync::atomic::Ordering;
+
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr3Flags, Cr4, Cr4Flags};
+use x86_64::structures::paging::PhysFrame;
+
+use x86_64::instructions::interrupts;
+
+use super::{ApState, SMP, report_progress, tsc_sync};
+use crate::arch::x86::cpu::{self, rdtsc};
+use crate::arch::x86::{gdt, idt, lapic};
+use crate::args::{self, Fault};
+use crate::percpu::{self, PerCpu};
+
+/// Entered with RSP = this CPU's stack and the address of its `PerCpu` (found by
+/// APIC id in the trampoline). Never returns: ends in the idle loop.
+pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
+    // SAFETY: the trampoline passes the `percpu` field of this CPU's table entry,
+    // which smp::init() filled with a leaked, hence 'static, PerCpu.
+    let percpu: &'static PerCpu = unsafe { &*(percpu_address as *const PerCpu) };
+    let smp = SMP.get().expect("an AP started before smp::init() finished");
+    let me = &smp.cpus[percpu.cpu];
+    if args::get().fault == Some(Fault::ApStuck(percpu.cpu)) {
+        cpu::halt_forever(); // fault injection: never report alive
+    }
+    me.times.alive.store(rdtsc(), Ordering::Relaxed);
+    me.set_state(ApState::Alive);
+
+    // SAFETY: the kernel's level-4 table maps everything the trampoline's copy
+    // did in the kernel half (the copy came from it), which is all this code,
+    // its stack and its data use; CR0/CR4 are the boot CPU's proven settings.
+    unsafe {
+        Cr3::write(PhysFrame::containing_address(PhysAddr::new(smp.kernel_cr3)), Cr3Flags::empty());
+        Cr0::write(Cr0Flags::from_bits_retain(smp.cr0));
+        Cr4::write(Cr4Flags::from_bits_retain(smp.cr4));
+    }
+    percpu::install(percpu);
+    gdt::init_this_cpu(percpu, me.ist_stacks());
+    idt::init_this_cpu();
+    lapic::init_this_cpu();
+    percpu.apic_id.store(lapic::get().id(), Ordering::Relaxed);
+    me.times.called_in.store(rdtsc(), Ordering::Relaxed);
+    report_progress(me, ApState::CalledIn);
+
+    // Sleep until the boot CPU releases this CPU into the TSC check (it sends
+    // a wake IPI); interrupts stay off between the check and `sti; hlt`.
+    while me.state() != ApState::Released {
+        cpu::enable_interrupts_and_halt();
+        interrupts::disable();
+    }
+    tsc_sync::take_part();
+    me.times.online.store(rdtsc(), Ordering::Relaxed);
+    percpu::mark_online();
+    report_progress(me, ApState::Online);
+    idle()
+}
+
+/// Sleep until an interrupt, forever.
+fn idle() -> ! {
+    loop {
+        cpu::enable_interrupts_and_halt();
+    }
+}

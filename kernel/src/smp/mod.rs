@@ -1,0 +1,438 @@
+//! Bringing up the application processors (APs), in parallel or one at a time.
+//!
+//! At reset only the boot CPU runs; the others wait for a start-up IPI (SDM
+//! Vol. 3A 9.4 "Multiple-Processor (MP) Initialization"). The boot CPU starts
+//! each with INIT, a wait, then two SIPIs naming the trampoline page
+//! (9.4.4.1 "Typical BSP Initialization Sequence"):
+//!
+//! - `smp=serial` kicks one AP and waits until it is online before the next,
+//!   as xv6 and Linux before 6.5 do: N APs cost N times (INIT wait + AP start).
+//! - `smp=parallel` (the default) kicks every AP first, then waits for all, as
+//!   Linux does since 6.5: the waits overlap, and the APs start concurrently.
+//!   That only works because no AP needs the boot CPU to hand it anything:
+//!   each reads its own APIC id and finds its stack and per-CPU data in a table
+//!   prepared before the kick (see trampoline.S).
+//!
+//! Each AP passes through phases, timestamped with the TSC (as in David
+//! Woodhouse's measurements for the Linux series): kicked (by the boot CPU),
+//! alive (its first Rust code), called in (descriptor tables, APIC set up),
+//! online (after the TSC check). `log=debug` prints the timeline per CPU.
+
+mod ap;
+pub mod bench;
+mod timeline;
+mod trampoline;
+mod tsc_sync;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::interrupts;
+
+use crate::acpi::Platform;
+use crate::arch::x86::cpu::{self, rdtsc};
+use crate::arch::x86::gdt::{IST_STACK_SIZE, IstStacks};
+use crate::arch::x86::idt::{PARK_VECTOR, WAKE_VECTOR};
+use crate::arch::x86::lapic::{self, Ipi};
+use crate::args::{self, SmpMode};
+use crate::mm::stack::KernelStack;
+use crate::percpu::{self, PerCpu};
+use crate::time;
+use trampoline::{ApStartEntry, Trampoline};
+
+/// Kernel stack of an AP's boot thread (its idle loop, later the scheduler's).
+const AP_STACK_SIZE: u64 = 64 * 1024;
+/// How long a kicked AP has to come online before it is given up on.
+const AP_TIMEOUT_MS: u64 = 1000;
+/// SDM 9.4.4.1: wait 200 us after each SIPI.
+const POST_SIPI_DELAY_US: u64 = 200;
+/// With `init_udelay=0`, Linux also shortens the post-SIPI waits to 10 us.
+const SHORT_POST_SIPI_DELAY_US: u64 = 10;
+
+/// Where an AP is in its life cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ApState {
+    /// Never started, or back in wait-for-SIPI.
+    Offline,
+    /// INIT and SIPIs sent.
+    Kicked,
+    /// Running Rust code on its own stack.
+    Alive,
+    /// Descriptor tables, per-CPU data and local APIC set up; waiting for the TSC check.
+    CalledIn,
+    /// Told by the boot CPU to run the TSC check and go online.
+    Released,
+    Online,
+    /// Stopped in `cli; hlt` on request, ready for INIT.
+    Parked,
+    /// Did not come online in time.
+    Failed,
+}
+
+/// TSC values (boot CPU's time base) at each bring-up phase of one CPU.
+#[derive(Default)]
+pub struct PhaseTimes {
+    pub kicked: AtomicU64,
+    pub alive: AtomicU64,
+    pub called_in: AtomicU64,
+    pub online: AtomicU64,
+}
+
+/// What the kernel knows of one CPU.
+pub struct Cpu {
+    pub number: usize,
+    pub apic_id: u32,
+    pub percpu: &'static PerCpu,
+    state: AtomicU8,
+    pub times: PhaseTimes,
+    ist_stacks: [VirtAddr; 3],
+}
+
+impl Cpu {
+    pub fn state(&self) -> ApState {
+        // SAFETY: only set_state() writes `state`, always from an ApState.
+        unsafe { core::mem::transmute::<u8, ApState>(self.state.load(Ordering::Acquire)) }
+    }
+
+    fn set_state(&self, state: ApState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Sets the state and wakes the CPU in case it sleeps waiting for it.
+    fn set_state_and_wake(&self, state: ApState) {
+        self.set_state(state);
+        lapic::get().send_ipi(self.apic_id, Ipi::Fixed(WAKE_VECTOR));
+    }
+
+    fn ist_stacks(&self) -> IstStacks {
+        IstStacks { double_fault: self.ist_stacks[0], nmi: self.ist_stacks[1], machine_check: self.ist_stacks[2] }
+    }
+}
+
+struct Smp {
+    /// Index = logical CPU number; 0 is the boot CPU.
+    cpus: Vec<Cpu>,
+    /// None when there is no AP to start (or no low memory for the trampoline).
+    trampoline: Option<Trampoline>,
+    /// The boot CPU's control registers, which every AP copies.
+    kernel_cr3: u64,
+    cr0: u64,
+    cr4: u64,
+}
+
+static SMP: Once<Smp> = Once::new();
+
+/// Every CPU this kernel manages, online or not; index = CPU number.
+pub fn cpus() -> &'static [Cpu] {
+    SMP.get().map(|smp| smp.cpus.as_slice()).unwrap_or(&[])
+}
+
+/// The result of one bring-up of all APs.
+#[derive(Clone, Copy, Debug)]
+pub struct BringUp {
+    pub mode: SmpMode,
+    /// CPUs online afterwards, the boot CPU included.
+    pub online: usize,
+    /// CPUs that were meant to be online, the boot CPU included.
+    pub wanted: usize,
+    pub elapsed_ns: u64,
+    /// TSC at the start, the base of the timeline.
+    pub start_tsc: u64,
+    /// Worst TSC warp seen by the synchronisation check, in cycles (None: skipped).
+    pub tsc_warp: Option<u64>,
+}
+
+/// Prepares every AP's stack and per-CPU data, installs the trampoline, and
+/// brings the APs up in the mode `smp=` asks for.
+pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
+    let args = args::get();
+    let enabled: Vec<_> = platform.startable_cpus().collect();
+    let wanted = args.max_cpus.unwrap_or(usize::MAX).min(enabled.len());
+    if wanted < enabled.len() {
+        log::info!("smp: maxcpus={}: not starting {} of the {} enabled CPUs", wanted, enabled.len() - wanted, enabled.len());
+    }
+    let mut cpus = Vec::with_capacity(wanted);
+    for entry in &enabled[..wanted] {
+        let number = entry.cpu.expect("startable CPUs have numbers");
+        let percpu: &'static PerCpu =
+            if number == 0 { boot_cpu } else { Box::leak(Box::new(PerCpu::new(number))) };
+        percpu.apic_id.store(entry.apic_id, Ordering::Relaxed);
+        let ist_stacks = if number == 0 {
+            [VirtAddr::zero(); 3] // the boot CPU's are static (gdt::boot_cpu_ist_stacks)
+        } else {
+            [(); 3].map(|_| KernelStack::new(IST_STACK_SIZE as u64).top)
+        };
+        cpus.push(Cpu {
+            number,
+            apic_id: entry.apic_id,
+            percpu,
+            state: AtomicU8::new(if number == 0 { ApState::Online } else { ApState::Offline } as u8),
+            times: PhaseTimes::default(),
+            ist_stacks,
+        });
+    }
+    let trampoline = if cpus.len() > 1 { install_trampoline(&cpus) } else { None };
+    let (kernel_cr3, _) = x86_64::registers::control::Cr3::read();
+    let smp = SMP.call_once(|| Smp {
+        cpus,
+        trampoline,
+        kernel_cr3: kernel_cr3.start_address().as_u64(),
+        cr0: x86_64::registers::control::Cr0::read_raw(),
+        cr4: x86_64::registers::control::Cr4::read_raw(),
+    });
+    if smp.trampoline.is_none() {
+        log::info!("smp: 1 of 1 CPUs online (no other CPU to start)");
+        return;
+    }
+    let result = bring_up(args.smp);
+    report(&result);
+}
+
+/// Builds the table each AP searches for its APIC id and installs the
+/// trampoline. Stacks must exist before the trampoline copies the kernel's
+/// top-level page table (see trampoline.rs).
+fn install_trampoline(cpus: &[Cpu]) -> Option<Trampoline> {
+    let table: Vec<ApStartEntry> = cpus[1..]
+        .iter()
+        .map(|cpu| ApStartEntry::new(cpu.apic_id, KernelStack::new(AP_STACK_SIZE).top, cpu.percpu as *const _ as u64))
+        .collect();
+    let table: &'static [ApStartEntry] = Box::leak(table.into_boxed_slice());
+    let trampoline = Trampoline::install(table, ap::ap_entry);
+    match &trampoline {
+        Some(t) => log::debug!("smp: trampoline at {:#x} (SIPI vector {:#x})", t.physical_address(), t.sipi_vector()),
+        None => log::warn!("smp: no free page below 1 MiB for the AP trampoline; continuing with the boot CPU only"),
+    }
+    trampoline
+}
+
+/// Prints the summary line (always), the TSC check, and the timeline (debug).
+pub fn report(result: &BringUp) {
+    log::info!(
+        "smp: {} of {} CPUs online in {} us ({})",
+        result.online,
+        result.wanted,
+        result.elapsed_ns / 1000,
+        result.mode.name()
+    );
+    match result.tsc_warp {
+        Some(warp) => {
+            let message = alloc::format!(
+                "smp: TSC check: worst warp between CPUs {} cycles ({} ns) over {} us",
+                warp,
+                time::tsc_to_ns(warp),
+                tsc_sync::CHECK_DURATION_US
+            );
+            if warp == 0 { log::info!("{message}") } else { log::warn!("{message}: the TSCs are not synchronised") }
+        }
+        None => log::info!("smp: TSC check skipped (tsc=reliable)"),
+    }
+    timeline::print(result.start_tsc);
+}
+
+fn delay_after_sipi() {
+    time::udelay(if args::get().init_udelay == 0 { SHORT_POST_SIPI_DELAY_US } else { POST_SIPI_DELAY_US });
+}
+
+/// INIT, wait, SIPI, wait, SIPI, wait: for every CPU of `targets` at once.
+fn kick(trampoline: &Trampoline, targets: &[&Cpu]) {
+    let apic = lapic::get();
+    for cpu in targets {
+        cpu.set_state(ApState::Kicked);
+        apic.send_ipi(cpu.apic_id, Ipi::Init);
+    }
+    time::udelay(args::get().init_udelay);
+    for cpu in targets {
+        cpu.times.kicked.store(rdtsc(), Ordering::Relaxed);
+        apic.send_ipi(cpu.apic_id, Ipi::Startup(trampoline.sipi_vector()));
+    }
+    delay_after_sipi();
+    // A second SIPI in case the first was lost; an AP already running ignores it.
+    for cpu in targets {
+        apic.send_ipi(cpu.apic_id, Ipi::Startup(trampoline.sipi_vector()));
+    }
+    delay_after_sipi();
+}
+
+/// Sleeps until every target has left `states`, or until the deadline (a TSC
+/// value). APs send the boot CPU a wake IPI at each step, and a one-shot timer
+/// covers the deadline, so the boot CPU waits in `hlt` instead of spinning. On
+/// real hardware that only saves power; under an emulator with fewer host cores
+/// than CPUs it gives the APs' threads the host CPU time they need to start.
+fn wait_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
+    let waiting = || targets.iter().any(|cpu| states.contains(&cpu.state())) && rdtsc() < deadline;
+    time::timer::start_one_shot(time::tsc_to_ns(deadline.saturating_sub(rdtsc())));
+    interrupts::disable();
+    while waiting() {
+        // sti; hlt: a wake IPI arriving after the check still ends the hlt.
+        cpu::enable_interrupts_and_halt();
+        interrupts::disable();
+    }
+    interrupts::enable();
+    time::timer::stop();
+}
+
+/// Gives up on targets that did not get past `Kicked`/`Alive`: reports them
+/// and puts them back into wait-for-SIPI with an INIT.
+fn give_up_on_stragglers(targets: &[&Cpu]) {
+    for cpu in targets {
+        let what = match cpu.state() {
+            ApState::Kicked => "did not report alive",
+            ApState::Alive => "reported alive but did not call in",
+            ApState::Released => "did not finish the TSC check",
+            _ => continue,
+        };
+        log::warn!(
+            "smp: CPU {} (APIC id {}) {} within {} ms; continuing without it",
+            cpu.number,
+            cpu.apic_id,
+            what,
+            AP_TIMEOUT_MS
+        );
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Init);
+        cpu.set_state(ApState::Failed);
+    }
+}
+
+/// Kicks `targets`, waits for them to call in, runs the TSC check with all
+/// that did, and waits for them to go online.
+fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
+    let timeout = || rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
+    kick(trampoline, targets);
+    wait_while_in(targets, &[ApState::Kicked, ApState::Alive], timeout());
+    give_up_on_stragglers(targets);
+    let called_in: Vec<&Cpu> = targets.iter().copied().filter(|c| c.state() == ApState::CalledIn).collect();
+    let warp = tsc_sync::run_with(&called_in, |cpu| cpu.set_state_and_wake(ApState::Released));
+    wait_while_in(&called_in, &[ApState::Released], timeout());
+    give_up_on_stragglers(&called_in);
+    warp
+}
+
+/// Brings every AP that is not online up, in `mode`.
+pub fn bring_up(mode: SmpMode) -> BringUp {
+    let smp = SMP.get().expect("smp::bring_up() before smp::init()");
+    let targets: Vec<&Cpu> = smp.cpus[1..].iter().filter(|c| c.state() != ApState::Online).collect();
+    let start_tsc = rdtsc();
+    let worse = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let mut worst_warp = None;
+    if let Some(trampoline) = &smp.trampoline {
+        match mode {
+            SmpMode::Parallel => worst_warp = start(trampoline, &targets),
+            SmpMode::Serial => {
+                for cpu in &targets {
+                    worst_warp = worse(worst_warp, start(trampoline, core::slice::from_ref(cpu)));
+                }
+            }
+        }
+    }
+    let elapsed_ns = time::tsc_to_ns(rdtsc() - start_tsc);
+    let online = smp.cpus.iter().filter(|c| c.state() == ApState::Online).count();
+    BringUp { mode, online, wanted: smp.cpus.len(), elapsed_ns, start_tsc, tsc_warp: worst_warp }
+}
+
+/// Parks every online AP: each stops in `cli; hlt`, so that INIT can later
+/// return it to wait-for-SIPI and a new bring-up can start it again.
+pub fn park_all() {
+    let Some(smp) = SMP.get() else { return };
+    let targets: Vec<&Cpu> = smp.cpus[1..].iter().filter(|c| c.state() == ApState::Online).collect();
+    for cpu in &targets {
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(PARK_VECTOR));
+    }
+    let deadline = rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
+    wait_while_in(&targets, &[ApState::Online], deadline);
+    for cpu in targets.iter().filter(|c| c.state() == ApState::Online) {
+        log::warn!("smp: CPU {} did not park within {} ms", cpu.number, AP_TIMEOUT_MS);
+    }
+}
+
+/// Tells the boot CPU that this AP moved on to `state`.
+fn report_progress(me: &Cpu, state: ApState) {
+    me.set_state(state);
+    lapic::get().send_ipi(cpus()[0].apic_id, Ipi::Fixed(WAKE_VECTOR));
+}
+
+/// The park IPI's handler: leave the online set and stop until INIT.
+pub fn park_this_cpu() -> ! {
+    let number = percpu::cpu_number();
+    percpu::mark_offline();
+    report_progress(&cpus()[number], ApState::Parked);
+    cpu::halt_forever()
+}
+
+// Tests.
+
+use crate::testing::{KernelTest, TestResult};
+
+fn expect_all_online() -> TestResult {
+    let wanted = cpus().len();
+    crate::ensure!(percpu::online_count() == wanted, "{} of {wanted} CPUs online", percpu::online_count());
+    for cpu in cpus() {
+        crate::ensure!(cpu.state() == ApState::Online, "CPU {} is {:?}", cpu.number, cpu.state());
+    }
+    Ok(())
+}
+
+/// Sends a test IPI to every CPU (itself included) and checks each answers,
+/// and that the handler, running on that CPU, found per-CPU data whose APIC id
+/// is the hardware's.
+fn every_cpu_answers_an_ipi() -> TestResult {
+    for cpu in cpus() {
+        let before = cpu.percpu.test_ipis_answered.load(Ordering::Acquire);
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::SELF_TEST_VECTOR));
+        let deadline = time::now_ns() + 500_000_000;
+        while cpu.percpu.test_ipis_answered.load(Ordering::Acquire) == before && time::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        crate::ensure!(
+            cpu.percpu.test_ipis_answered.load(Ordering::Acquire) == before + 1,
+            "CPU {} (APIC id {}) did not answer an IPI",
+            cpu.number,
+            cpu.apic_id
+        );
+        let seen = cpu.percpu.apic_id_seen_in_handler.load(Ordering::Relaxed);
+        crate::ensure!(seen == cpu.apic_id, "CPU {}'s handler ran on APIC id {seen}, expected {}", cpu.number, cpu.apic_id);
+    }
+    Ok(())
+}
+
+fn all_cpus_online() -> TestResult {
+    expect_all_online()?;
+    if let (Some(qemu), None) = (crate::arch::x86::fw_cfg::cpu_count(), args::get().max_cpus) {
+        crate::ensure!(cpus().len() == qemu as usize, "{} CPUs managed, QEMU has {qemu}", cpus().len());
+    }
+    Ok(())
+}
+
+fn percpu_holds_own_apic_id() -> TestResult {
+    for cpu in cpus() {
+        let stored = cpu.percpu.apic_id.load(Ordering::Relaxed);
+        crate::ensure!(stored == cpu.apic_id, "CPU {}'s per-CPU data says APIC id {stored}, MADT {}", cpu.number, cpu.apic_id);
+        crate::ensure!(cpu.percpu.cpu == cpu.number, "CPU {}'s per-CPU data says CPU {}", cpu.number, cpu.percpu.cpu);
+    }
+    every_cpu_answers_an_ipi()
+}
+
+fn park_and_bring_up_again() -> TestResult {
+    for mode in [SmpMode::Parallel, SmpMode::Serial, SmpMode::Parallel] {
+        park_all();
+        crate::ensure!(percpu::online_count() == 1, "{} CPUs still online after parking", percpu::online_count());
+        let result = bring_up(mode);
+        crate::ensure!(result.online == result.wanted, "{} of {} online after {:?} bring-up", result.online, result.wanted, mode);
+        expect_all_online()?;
+        every_cpu_answers_an_ipi()?;
+    }
+    Ok(())
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::new("smp_all_cpus_online", all_cpus_online),
+    KernelTest::new("smp_percpu_holds_own_apic_id", percpu_holds_own_apic_id),
+    KernelTest::new("smp_every_cpu_answers_an_ipi", every_cpu_answers_an_ipi),
+    KernelTest::new("smp_park_and_bring_up_again", park_and_bring_up_again),
+];
