@@ -33,6 +33,10 @@ pub enum PanicAction {
     Halt,
     /// Exit QEMU with the failure code (the default while tests run).
     Exit,
+    /// Busy-wait forever with interrupts on, as Linux does (for comparison).
+    Spin,
+    /// `panic=N`: reset the machine after N seconds.
+    RebootAfter(u64),
 }
 
 /// How the application processors are started (see `smp`).
@@ -149,13 +153,17 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "panic",
-        accepted: "halt, exit",
+        accepted: "halt, spin, exit, or a number of seconds N > 0 to reboot after",
         default: "halt (exit while testing)",
         set: |args, value| {
             args.panic = Some(match value {
                 "halt" => PanicAction::Halt,
                 "exit" => PanicAction::Exit,
-                _ => return false,
+                "spin" => PanicAction::Spin,
+                seconds => match seconds.parse() {
+                    Ok(n) if n > 0 => PanicAction::RebootAfter(n),
+                    _ => return false,
+                },
             });
             true
         },

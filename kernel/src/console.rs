@@ -42,6 +42,20 @@ pub fn emergency_write(args: fmt::Arguments) {
     }
 }
 
+pub fn is_locked() -> bool {
+    SERIAL.is_locked()
+}
+
+/// For a crash test: take the console lock and never give it back, spinning
+/// with interrupts disabled, as a CPU stuck inside `print` would.
+pub fn hold_lock_forever() -> ! {
+    let guard = SERIAL.lock_irqsave();
+    core::mem::forget(guard);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };

@@ -20,6 +20,7 @@ mod panic;
 mod percpu;
 mod sched;
 mod smp;
+mod symbols;
 mod sync;
 mod testing;
 mod time;
@@ -73,6 +74,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let physical_memory_offset =
         boot_info.physical_memory_offset.into_option().expect("the bootloader did not map physical memory");
     mm::init(physical_memory_offset, &boot_info.memory_regions);
+    symbols::init(boot_info.kernel_addr, boot_info.kernel_len, boot_info.kernel_image_offset);
 
     pic::remap_and_mask();
     let apic = lapic::init_boot_cpu(args.force_xapic);

@@ -1,79 +1,358 @@
-//! The panic path: one report, printed whole, then a quiet stop.
+//! The panic path: stop the other CPUs, print one whole report, then rest
+//! quietly in `sti; hlt` (or reboot, or exit QEMU).
 //!
-//! - The first CPU to panic owns the panic; any later panic (another CPU, or a
-//!   panic inside this path) stops its CPU without printing over the report.
-//! - The report goes through the console's emergency writer, which does not
-//!   wait for the console lock (its holder may never release it).
-//! - Afterwards the CPU either exits QEMU (`panic=exit`, the default while
-//!   tests run) or stops its timer and sleeps in `sti; hlt` (`panic=halt`).
+//! Linux's `panic()` stops the other CPUs, prints, and then, unless asked to
+//! reboot, busy-waits forever in `mdelay()` blinking the keyboard LEDs: in a
+//! virtual machine that keeps one host core busy for as long as the guest is
+//! left alone. This kernel halts instead (`panic=halt`, the default);
+//! `panic=spin` keeps the busy loop for comparison.
+//!
+//! The rules, in order:
+//! 1. The first CPU to claim `PANIC_OWNER` owns the panic. Any other CPU that
+//!    panics meanwhile records where it was and stops without printing. A panic
+//!    inside the panic path itself prints one line and stops: no recursion.
+//! 2. The owner stops every other online CPU with an NMI, which arrives even
+//!    when the target has interrupts disabled (SDM Vol. 3A 11.6.1, delivery
+//!    mode NMI). Each stopped CPU records its RIP and halts with interrupts off.
+//! 3. The report goes out through the console's emergency writer, which does
+//!    not wait for the console lock: a stopped CPU may have held it.
+//! 4. What happens next follows `panic=`: halt (timers stopped first), spin,
+//!    exit QEMU, or reboot after N seconds.
 
 use core::fmt;
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::arch::x86::{cpu, lapic, qemu_exit};
+use x86_64::registers::control::{Cr0, Cr3, Cr4};
+use x86_64::structures::idt::InterruptStackFrame;
+
+use crate::arch::x86::cpu::{self, rdtsc};
+use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::qemu_exit;
 use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
-use crate::percpu;
+use crate::symbols::{self, Demangled};
+use crate::{percpu, smp, time};
 
-static PANIC_IN_PROGRESS: AtomicBool = AtomicBool::new(false);
+const NO_OWNER: usize = usize::MAX;
+/// The CPU that owns the panic, or NO_OWNER.
+static PANIC_OWNER: AtomicUsize = AtomicUsize::new(NO_OWNER);
+/// Set once the owner panicked inside the panic path.
+static NESTED_PANIC: AtomicU8 = AtomicU8::new(0);
+/// How long the owner waits for the other CPUs to stop.
+const STOP_TIMEOUT_MS: u64 = 200;
+
+pub fn in_progress() -> bool {
+    PANIC_OWNER.load(Ordering::Acquire) != NO_OWNER
+}
+
+/// An exception's saved state, handed from the exception handler to the report.
+pub struct ExceptionRecord {
+    /// Vector + 1 (0: none).
+    vector_plus_one: AtomicU32,
+    error_code: AtomicU64,
+    rip: AtomicU64,
+    rsp: AtomicU64,
+    rflags: AtomicU64,
+    cs: AtomicU64,
+    ss: AtomicU64,
+}
+
+impl ExceptionRecord {
+    pub const fn new() -> ExceptionRecord {
+        ExceptionRecord {
+            vector_plus_one: AtomicU32::new(0),
+            error_code: AtomicU64::new(0),
+            rip: AtomicU64::new(0),
+            rsp: AtomicU64::new(0),
+            rflags: AtomicU64::new(0),
+            cs: AtomicU64::new(0),
+            ss: AtomicU64::new(0),
+        }
+    }
+
+    /// Called by an exception handler just before it panics.
+    pub fn save(&self, vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
+        self.error_code.store(error_code.unwrap_or(0), Ordering::Relaxed);
+        self.rip.store(frame.instruction_pointer.as_u64(), Ordering::Relaxed);
+        self.rsp.store(frame.stack_pointer.as_u64(), Ordering::Relaxed);
+        self.rflags.store(frame.cpu_flags.bits(), Ordering::Relaxed);
+        self.cs.store(frame.code_segment.0 as u64, Ordering::Relaxed);
+        self.ss.store(frame.stack_segment.0 as u64, Ordering::Relaxed);
+        self.vector_plus_one.store(vector as u32 + 1, Ordering::Release);
+    }
+
+    fn vector(&self) -> Option<u8> {
+        self.vector_plus_one.load(Ordering::Acquire).checked_sub(1).map(|v| v as u8)
+    }
+}
+
+/// Why and where the panic path stopped a CPU.
+pub struct StopRecord {
+    /// 0: running; 1: stopped by the NMI; 2: panicked too and stopped itself.
+    how: AtomicU8,
+    rip: AtomicU64,
+}
+
+const STOPPED_BY_NMI: u8 = 1;
+const STOPPED_AFTER_OWN_PANIC: u8 = 2;
+
+impl StopRecord {
+    pub const fn new() -> StopRecord {
+        StopRecord { how: AtomicU8::new(0), rip: AtomicU64::new(0) }
+    }
+}
+
+/// Stops this CPU for good on the owner's behalf: record, silence, halt. The
+/// first record wins: a CPU that stopped after its own panic and then takes
+/// the owner's NMI keeps saying why it stopped.
+fn stop_this_cpu(how: u8, rip: u64) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let record = &percpu::this().stopped;
+    if record.how.load(Ordering::Acquire) == 0 {
+        record.rip.store(rip, Ordering::Relaxed);
+        record.how.store(how, Ordering::Release);
+    }
+    if lapic::is_initialised() {
+        crate::time::timer::stop();
+    }
+    cpu::halt_forever()
+}
+
+/// The NMI handler's first question: is this the panic path's stop signal?
+pub fn nmi_stops_this_cpu(frame: &InterruptStackFrame) {
+    if in_progress() {
+        stop_this_cpu(STOPPED_BY_NMI, frame.instruction_pointer.as_u64());
+    }
+}
+
+fn stack_pointer() -> u64 {
+    let rsp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    rsp
+}
+
+fn return_address() -> u64 {
+    let frame: u64;
+    // SAFETY: reads rbp; with frame pointers, [rbp+8] is this function's caller's
+    // return address, on the current (mapped) stack.
+    unsafe {
+        core::arch::asm!("mov {}, rbp", out(reg) frame, options(nomem, nostack, preserves_flags));
+        *((frame + 8) as *const u64)
+    }
+}
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
-    if PANIC_IN_PROGRESS.swap(true, Ordering::AcqRel) {
-        // Someone already owns the panic (perhaps this CPU, panicking again
-        // while reporting): say nothing more and stop.
+    let frame = frame_pointer();
+    let me = percpu::cpu_number();
+    if let Err(owner) = PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire) {
+        if owner != me {
+            // Someone else is reporting: do not print over them.
+            stop_this_cpu(STOPPED_AFTER_OWN_PANIC, return_address());
+        }
+        // A panic while reporting one: say so once, then stop.
+        if NESTED_PANIC.swap(1, Ordering::AcqRel) == 0 {
+            emergency_write(format_args!("\npanic: panicked again while reporting: {}\n", info.message()));
+            finish();
+        }
         cpu::halt_forever();
     }
-    report(info);
-    match args::get().panic_action() {
-        PanicAction::Exit => qemu_exit::exit(qemu_exit::ExitCode::Failure),
-        PanicAction::Halt => halt_quietly(),
-    }
+    let stopped = stop_other_cpus(me);
+    report(info, me, frame);
+    report_stopped_cpus(me, stopped);
+    finish()
 }
 
-fn report(info: &PanicInfo) {
-    emergency_write(format_args!("\n---- kernel panic on cpu{} ----\n", percpu::cpu_number()));
+/// Sends an NMI to every other online CPU and waits (bounded) until each has
+/// recorded that it stopped. Returns how many did.
+fn stop_other_cpus(me: usize) -> usize {
+    let others = || smp::cpus().iter().filter(move |c| c.number != me && c.state() == smp::ApState::Online);
+    if !lapic::is_initialised() {
+        return 0;
+    }
+    for cpu in others() {
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Nmi);
+    }
+    let deadline = rdtsc() + time::ns_to_tsc(STOP_TIMEOUT_MS * 1_000_000);
+    let all_stopped = || others().all(|c| c.percpu.stopped.how.load(Ordering::Acquire) != 0);
+    while !all_stopped() && rdtsc() < deadline {
+        core::hint::spin_loop();
+    }
+    others().filter(|c| c.percpu.stopped.how.load(Ordering::Acquire) != 0).count()
+}
+
+fn frame_pointer() -> u64 {
+    let rbp: u64;
+    // SAFETY: reading rbp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    rbp
+}
+
+fn report(info: &PanicInfo, me: usize, frame: u64) {
+    let this = percpu::this();
+    emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
     emergency_write(format_args!("panic: {}\n", info.message()));
     if let Some(location) = info.location() {
         emergency_write(format_args!("panic: at {}:{}:{}\n", location.file(), location.line(), location.column()));
     }
-    emergency_write(format_args!("panic: backtrace (return addresses, newest first):\n{}", Backtrace));
+    let exception = this.exception.vector();
+    let context = match (exception, this.interrupt_depth.load(Ordering::Relaxed)) {
+        (Some(vector), _) => Context::Exception(vector),
+        (None, 0) => Context::Kernel,
+        (None, depth) => Context::Interrupt(depth),
+    };
+    emergency_write(format_args!(
+        "panic: context: cpu{me}, {context}, preempt count {}\n",
+        this.preempt_count.load(Ordering::Relaxed)
+    ));
+    let record = &this.exception;
+    if exception.is_some() {
+        let rip = record.rip.load(Ordering::Relaxed);
+        emergency_write(format_args!(
+            "panic: registers at the exception: RIP {:#018x} {}\n\
+             panic:   RSP {:#018x}  RFLAGS {:#010x}  CS {:#06x}  SS {:#06x}  error code {:#x}\n",
+            rip,
+            Symbol(rip),
+            record.rsp.load(Ordering::Relaxed),
+            record.rflags.load(Ordering::Relaxed),
+            record.cs.load(Ordering::Relaxed),
+            record.ss.load(Ordering::Relaxed),
+            record.error_code.load(Ordering::Relaxed),
+        ));
+    }
+    emergency_write(format_args!(
+        "panic: control registers: CR0 {:#x}  CR2 {:#x}  CR3 {:#x}  CR4 {:#x}\n",
+        Cr0::read_raw(),
+        x86_64::registers::control::Cr2::read_raw(),
+        Cr3::read().0.start_address().as_u64(),
+        Cr4::read_raw()
+    ));
+    if exception.is_none() {
+        emergency_write(format_args!("panic: stack: RSP {:#018x}  RBP {frame:#018x}\n", stack_pointer()));
+    }
+    emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
 }
 
-/// The chain of saved frame pointers: the kernel is built with frame pointers,
-/// so each frame starts with [saved rbp, return address].
-struct Backtrace;
+/// Where the panic happened.
+enum Context {
+    Exception(u8),
+    Interrupt(u32),
+    Kernel,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Context::Exception(vector) => write!(f, "exception handler (vector {vector})"),
+            Context::Interrupt(depth) => write!(f, "interrupt handler (nesting depth {depth})"),
+            Context::Kernel => f.write_str("kernel code outside interrupts"),
+        }
+    }
+}
+
+fn report_stopped_cpus(me: usize, stopped: usize) {
+    let others = smp::cpus().iter().filter(|c| c.number != me && c.state() == smp::ApState::Online);
+    if smp::cpus().len() <= 1 {
+        return;
+    }
+    emergency_write(format_args!("panic: other CPUs ({stopped} stopped):\n"));
+    for cpu in others {
+        let record = &cpu.percpu.stopped;
+        let rip = record.rip.load(Ordering::Relaxed);
+        match record.how.load(Ordering::Acquire) {
+            STOPPED_BY_NMI => emergency_write(format_args!(
+                "panic:   cpu{} stopped by NMI at RIP {rip:#018x} {}\n",
+                cpu.number,
+                Symbol(rip)
+            )),
+            STOPPED_AFTER_OWN_PANIC => emergency_write(format_args!(
+                "panic:   cpu{} stopped: it panicked too, called from {rip:#018x} {}\n",
+                cpu.number,
+                Symbol(rip)
+            )),
+            _ => emergency_write(format_args!(
+                "panic:   cpu{} did not stop within {STOP_TIMEOUT_MS} ms\n",
+                cpu.number
+            )),
+        }
+    }
+}
+
+/// `name+0xoffset` for a code address, or nothing if it is not in a known function.
+struct Symbol(u64);
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match symbols::lookup(self.0) {
+            Some((name, offset)) => write!(f, "{}+{:#x}", Demangled(name), offset),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The chain of saved frame pointers: with frame pointers each frame starts
+/// with [saved rbp, return address]. Every step is checked against the page
+/// tables first, so a corrupt chain ends the walk instead of faulting.
+struct Backtrace(u64);
 
 impl fmt::Display for Backtrace {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let mut frame: u64;
-        // SAFETY: reading rbp has no side effects.
-        unsafe { core::arch::asm!("mov {}, rbp", out(reg) frame, options(nomem, nostack, preserves_flags)) };
-        for depth in 0..32 {
-            // Kernel stacks are in the higher half and 16-byte aligned frames are
-            // 8-byte aligned at least; anything else ends the walk.
-            if frame < 0xffff_8000_0000_0000 || frame % 8 != 0 {
+        let mut frame = self.0;
+        let mut shown = 0;
+        let (mut previous, mut repeats) = (0, 0);
+        for _ in 0..256 {
+            if frame % 8 != 0
+                || !crate::mm::paging::is_mapped_for_panic(frame)
+                || !crate::mm::paging::is_mapped_for_panic(frame + 15)
+            {
                 break;
             }
-            // SAFETY: checked above to be an aligned higher-half address; a bogus
-            // but mapped value only yields a bogus line, and an unmapped one
-            // faults into the nested-panic stop.
+            // SAFETY: both words were just found mapped; the memory is only read.
             let (next, return_address) = unsafe { (*(frame as *const u64), *((frame + 8) as *const u64)) };
-            if return_address == 0 {
-                break;
+            // Words that are not code addresses (an interrupt frame's error code)
+            // are skipped; a recursion is shown once, with a count.
+            if let Some((name, offset)) = symbols::lookup(return_address) {
+                if return_address == previous {
+                    repeats += 1;
+                } else {
+                    if repeats > 0 {
+                        writeln!(f, "panic:       (the frame above repeats {repeats} more times)")?;
+                        repeats = 0;
+                    }
+                    writeln!(f, "panic:   #{shown:<2} {return_address:#018x} {}+{offset:#x}", Demangled(name))?;
+                    shown += 1;
+                    previous = return_address;
+                }
             }
-            writeln!(f, "panic:   #{depth:<2} {return_address:#018x}")?;
             if next <= frame {
                 break;
             }
             frame = next;
         }
+        if repeats > 0 {
+            writeln!(f, "panic:       (the frame above repeats {repeats} more times, then the walk stopped)")?;
+        }
+        if shown == 0 {
+            writeln!(f, "panic:   (no frames found)")?;
+        }
         Ok(())
     }
 }
 
+/// What happens after the report: `panic=`.
+fn finish() -> ! {
+    match args::get().panic_action() {
+        PanicAction::Exit => qemu_exit::exit(qemu_exit::ExitCode::Failure),
+        PanicAction::Halt => halt_quietly(),
+        PanicAction::Spin => spin_like_linux(),
+        PanicAction::RebootAfter(seconds) => reboot_after(seconds),
+    }
+}
+
+/// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
 fn halt_quietly() -> ! {
     if lapic::is_initialised() {
         crate::time::timer::stop();
@@ -83,3 +362,100 @@ fn halt_quietly() -> ! {
         cpu::enable_interrupts_and_halt();
     }
 }
+
+/// The old way, kept for comparison: interrupts on, busy-wait forever, as
+/// Linux's panic() does in its `mdelay()` loop.
+fn spin_like_linux() -> ! {
+    emergency_write(format_args!("panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"));
+    x86_64::instructions::interrupts::enable();
+    loop {
+        time::udelay(1000);
+    }
+}
+
+/// Sleeps `seconds` on one-shot timers, then resets the machine.
+fn reboot_after(seconds: u64) -> ! {
+    emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
+    let deadline = time::now_ns() + seconds * 1_000_000_000;
+    if lapic::is_initialised() {
+        while time::now_ns() < deadline {
+            // One-shot counts are 32-bit: sleep in steps of at most a second.
+            crate::time::timer::start_one_shot((deadline - time::now_ns()).clamp(1, 1_000_000_000));
+            cpu::enable_interrupts_and_halt();
+        }
+    } else {
+        time::udelay(seconds * 1_000_000);
+    }
+    emergency_write(format_args!("panic: rebooting now\n"));
+    crate::arch::x86::reset::reset_machine()
+}
+
+// Crash tests (see tests/boot.rs for what is checked in their reports).
+
+use crate::testing::{KernelTest, TestResult};
+
+fn crash_panic() -> TestResult {
+    panic!("panicking on purpose (crash test)");
+}
+
+/// What the crash-test IPI asks the other CPUs to do.
+static CRASH_TEST_ACTION: AtomicU8 = AtomicU8::new(0);
+const ACTION_PANIC_TOGETHER: u8 = 1;
+const ACTION_HOLD_CONSOLE: u8 = 2;
+/// Raised by the boot CPU to start the storm; counts CPUs ready for it.
+static STORM_GO: AtomicU8 = AtomicU8::new(0);
+static STORM_READY: AtomicUsize = AtomicUsize::new(0);
+
+/// The crash-test IPI's handler, on every other CPU.
+pub fn on_crash_test_ipi() {
+    match CRASH_TEST_ACTION.load(Ordering::Acquire) {
+        ACTION_PANIC_TOGETHER => {
+            STORM_READY.fetch_add(1, Ordering::AcqRel);
+            while STORM_GO.load(Ordering::Acquire) == 0 {
+                core::hint::spin_loop();
+            }
+            panic!("panic storm: cpu{} panics too", percpu::cpu_number());
+        }
+        ACTION_HOLD_CONSOLE => crate::console::hold_lock_forever(),
+        _ => {}
+    }
+}
+
+fn send_crash_test_ipi(action: u8) -> usize {
+    CRASH_TEST_ACTION.store(action, Ordering::Release);
+    let me = percpu::cpu_number();
+    let others: alloc::vec::Vec<_> = smp::cpus().iter().filter(|c| c.number != me && c.state() == smp::ApState::Online).collect();
+    for cpu in &others {
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::CRASH_TEST_VECTOR));
+    }
+    others.len()
+}
+
+/// Every CPU panics at the same moment: one report, the others listed as stopped.
+fn crash_panic_storm() -> TestResult {
+    let others = send_crash_test_ipi(ACTION_PANIC_TOGETHER);
+    while STORM_READY.load(Ordering::Acquire) < others {
+        core::hint::spin_loop();
+    }
+    STORM_GO.store(1, Ordering::Release);
+    panic!("panic storm: cpu{} panics too", percpu::cpu_number());
+}
+
+/// Another CPU takes the console lock and spins with interrupts off; this CPU
+/// panics. The NMI must stop that CPU and the report must still be printed.
+fn crash_panic_while_console_locked() -> TestResult {
+    let others = send_crash_test_ipi(ACTION_HOLD_CONSOLE);
+    crate::ensure!(others > 0, "needs a second CPU");
+    let deadline = time::now_ns() + 1_000_000_000;
+    while !crate::console::is_locked() && time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+    crate::ensure!(crate::console::is_locked(), "the other CPU did not take the console lock");
+    panic!("panicking while another CPU holds the console lock");
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::crash("crash_panic", crash_panic),
+    KernelTest::crash("crash_panic_storm", crash_panic_storm),
+    KernelTest::crash("crash_panic_while_console_locked", crash_panic_while_console_locked),
+];

@@ -16,6 +16,7 @@ use spin::Once;
 use x86_64::structures::tss::TaskStateSegment;
 
 use crate::arch::x86::gdt::GdtSlot;
+use crate::panic::{ExceptionRecord, StopRecord};
 
 /// What one CPU keeps for itself.
 #[repr(C)]
@@ -30,6 +31,12 @@ pub struct PerCpu {
     pub preempt_count: AtomicU32,
     /// Local APIC timer interrupts taken on this CPU.
     pub timer_ticks: AtomicU64,
+    /// How many interrupt handlers are running on this CPU (nested).
+    pub interrupt_depth: AtomicU32,
+    /// The exception being turned into a panic, for the report's registers.
+    pub exception: ExceptionRecord,
+    /// Where the panic path stopped this CPU.
+    pub stopped: StopRecord,
     /// Test IPIs this CPU answered, and the APIC id its handler read from the
     /// hardware (see `smp` tests).
     pub test_ipis_answered: AtomicU64,
@@ -48,6 +55,9 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             preempt_count: AtomicU32::new(0),
             timer_ticks: AtomicU64::new(0),
+            interrupt_depth: AtomicU32::new(0),
+            exception: ExceptionRecord::new(),
+            stopped: StopRecord::new(),
             test_ipis_answered: AtomicU64::new(0),
             apic_id_seen_in_handler: AtomicU32::new(u32::MAX),
             tss: Once::new(),

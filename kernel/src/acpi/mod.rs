@@ -15,7 +15,7 @@ use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use spin::Once;
 use x86_64::PhysAddr;
 
-pub use madt::{CpuEntry, IoApic, Platform};
+pub use madt::Platform;
 
 /// Maps ACPI tables through the bootloader's physical memory window: every
 /// physical address is already mapped, so "mapping" is an addition.

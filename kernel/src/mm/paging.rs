@@ -109,3 +109,28 @@ pub fn map_mmio(phys: PhysAddr, size: u64) -> VirtAddr {
     }
     VirtAddr::new(start + phys.as_u64() % frame::FRAME_SIZE)
 }
+
+/// Whether `address` is mapped, found by walking the active page tables
+/// without taking their lock: for the panic path only, where the lock's holder
+/// may have been stopped. A concurrent change could make the answer stale; by
+/// then the other CPUs are stopped.
+pub fn is_mapped_for_panic(address: u64) -> bool {
+    let Ok(address) = VirtAddr::try_new(address) else { return false };
+    let (level_4, _) = Cr3::read();
+    let mut table_address = level_4.start_address();
+    let indices = [address.p4_index(), address.p3_index(), address.p2_index(), address.p1_index()];
+    for (level, index) in indices.into_iter().enumerate() {
+        // SAFETY: table_address names a page table (CR3 or a present non-huge
+        // entry above), reachable through the physical window; only read.
+        let table = unsafe { &*super::phys_to_virt(table_address).as_ptr::<PageTable>() };
+        let entry = &table[index];
+        if !entry.flags().contains(PageTableFlags::PRESENT) {
+            return false;
+        }
+        if level > 0 && entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+            return true;
+        }
+        table_address = entry.addr();
+    }
+    true
+}

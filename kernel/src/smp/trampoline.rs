@@ -144,7 +144,7 @@ impl Trampoline {
             efer: efer.bits() as u32,
             cpu_table: cpu_table.as_ptr() as u64,
             cpu_count: cpu_table.len() as u64,
-            rust_entry: rust_entry as usize as u64,
+            rust_entry: rust_entry as *const () as u64,
         };
         // SAFETY: PARAMS_OFFSET + size_of::<TrampolineParams>() fits in the page,
         // which we own (see above); the offset is 8-aligned.

@@ -2,4 +2,4 @@
 
 pub mod spinlock;
 
-pub use spinlock::{SpinLock, SpinLockGuard};
+pub use spinlock::SpinLock;

@@ -13,12 +13,32 @@ use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, Pag
 
 use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
 use super::lapic;
+use crate::percpu;
 use crate::testing::KernelTest;
+
+/// Counts this CPU's running interrupt handlers for as long as it lives, so
+/// the panic report (and later the scheduler) can tell interrupt context apart.
+struct InterruptScope;
+
+impl InterruptScope {
+    fn enter() -> InterruptScope {
+        percpu::this().interrupt_depth.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        InterruptScope
+    }
+}
+
+impl Drop for InterruptScope {
+    fn drop(&mut self) {
+        percpu::this().interrupt_depth.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// The local APIC timer (Linux: LOCAL_TIMER_VECTOR).
 pub const TIMER_VECTOR: u8 = 0xec;
 /// A vector tests send to check that a CPU answers IPIs.
 pub const SELF_TEST_VECTOR: u8 = 0xf0;
+/// Makes the other CPUs misbehave on purpose for the panic crash tests.
+pub const CRASH_TEST_VECTOR: u8 = 0xf3;
 /// Wakes a CPU from `hlt` and does nothing else: bring-up uses it so that
 /// waiting CPUs can sleep instead of spinning.
 pub const WAKE_VECTOR: u8 = 0xf2;
@@ -69,6 +89,7 @@ exception_handler!(security, 30, "#SX", "security exception", error_code);
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, error_code: PageFaultErrorCode) {
     let address = Cr2::read_raw();
+    percpu::this().exception.save(14, Some(error_code.bits()), &frame);
     panic!(
         "page fault (#PF, vector 14) accessing {:#x} ({}), error code {:#x}, at RIP {:#x}, RSP {:#x}",
         address,
@@ -102,7 +123,9 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     exception_panic(18, "#MC", "machine check", None, &frame);
 }
 
+/// An NMI is the panic path's signal to stop; any other NMI is reported.
 extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
+    crate::panic::nmi_stops_this_cpu(&frame);
     exception_panic(2, "NMI", "non-maskable interrupt", None, &frame);
 }
 
@@ -113,6 +136,7 @@ fn exception_panic(
     error_code: Option<u64>,
     frame: &InterruptStackFrame,
 ) -> ! {
+    percpu::this().exception.save(vector, error_code, frame);
     match error_code {
         Some(code) => panic!(
             "{description} ({mnemonic}, vector {vector}), error code {code:#x}, at RIP {:#x}, RSP {:#x}",
@@ -128,11 +152,13 @@ fn exception_panic(
 }
 
 extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
+    let _scope = InterruptScope::enter();
     crate::time::timer::on_interrupt();
     lapic::end_of_interrupt();
 }
 
 extern "x86-interrupt" fn self_test_interrupt(_frame: InterruptStackFrame) {
+    let _scope = InterruptScope::enter();
     lapic::on_self_test_interrupt();
     lapic::end_of_interrupt();
 }
@@ -144,6 +170,12 @@ extern "x86-interrupt" fn park_interrupt(_frame: InterruptStackFrame) {
 
 extern "x86-interrupt" fn wake_interrupt(_frame: InterruptStackFrame) {
     lapic::end_of_interrupt();
+}
+
+extern "x86-interrupt" fn crash_test_interrupt(_frame: InterruptStackFrame) {
+    let _scope = InterruptScope::enter();
+    lapic::end_of_interrupt();
+    crate::panic::on_crash_test_ipi();
 }
 
 /// A spurious interrupt is not acknowledged with an EOI (SDM Vol. 3A 11.9).
@@ -182,6 +214,7 @@ fn build_idt() -> InterruptDescriptorTable {
     idt[SELF_TEST_VECTOR].set_handler_fn(self_test_interrupt);
     idt[PARK_VECTOR].set_handler_fn(park_interrupt);
     idt[WAKE_VECTOR].set_handler_fn(wake_interrupt);
+    idt[CRASH_TEST_VECTOR].set_handler_fn(crash_test_interrupt);
     idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
     idt
 }
