@@ -140,8 +140,12 @@ fn a_page_fault_is_reported_readably() {
     run.expect(Outcome::KernelFailure)
         .expect_line("---- kernel panic on cpu0 ----")
         .expect_line("page fault (#PF, vector 14) accessing 0x7fffdeadb000 (read from a page that is not present), error code 0x0, at RIP 0xffff")
-        .expect_line("panic: backtrace")
-        .expect_line("panic:   #0  0xffff");
+        .expect_line("panic: context: cpu0, exception handler (vector 14)")
+        .expect_line("panic: registers at the exception: RIP 0xffff")
+        .expect_line("kernel::arch::x86::idt::crash_page_fault+0x")
+        .expect_line("CR2 0x7fffdeadb000")
+        .expect_line("panic: backtrace (newest first):")
+        .expect_line("kernel::testing::run+0x");
     assert_eq!(run.count("kernel panic"), 1, "the report appeared more than once:\n{}", run.serial);
 }
 
@@ -150,7 +154,11 @@ fn a_double_fault_from_stack_overflow_is_reported_from_its_ist_stack() {
     boot(Firmware::Bios, 1, &["test=crash_double_fault"])
         .expect(Outcome::KernelFailure)
         .expect_line("double fault (on its IST stack) (#DF, vector 8), error code 0x0, at RIP 0xffff")
-        .expect_line("panic: backtrace");
+        .expect_line("panic: context: cpu0, exception handler (vector 8)")
+        // The faulting RIP is in the recursion, and CR2 is just below the stack pointer: the guard page.
+        .expect_line("RIP 0xffff")
+        .expect_line("kernel::arch::x86::idt::overflow_the_stack+0x")
+        .expect_line("(the frame above repeats");
 }
 
 #[test]
@@ -283,4 +291,88 @@ fn the_tsc_check_reports_its_worst_warp_unless_skipped() {
     boot(Firmware::Bios, 2, &["then=exit", "tsc=reliable"])
         .expect(Outcome::KernelSuccess)
         .expect_line("smp: TSC check skipped (tsc=reliable)");
+}
+
+// The panic path.
+
+/// The report's lines about the other CPUs, e.g. "panic:   cpu2 stopped by NMI at RIP ...".
+fn stopped_cpus(run: &Run) -> Vec<String> {
+    run.serial.lines().filter(|l| l.contains("panic:   cpu") && l.contains(" stopped")).map(String::from).collect()
+}
+
+#[test]
+fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
+    let run = boot_with(RunConfig {
+        cpus: 4,
+        timeout: Some(Duration::from_secs(20)),
+        kernel_args: vec!["then=panic".into()],
+        ..RunConfig::default()
+    });
+    // panic=halt never exits: the run ends at the timeout, halted.
+    run.expect(Outcome::TimedOut)
+        .expect_line("panic: then=panic: panicking on purpose")
+        .expect_line("panic: at kernel/src/main.rs:")
+        .expect_line("panic: context: cpu0, kernel code outside interrupts, preempt count 0")
+        .expect_line("panic: other CPUs (3 stopped):")
+        .expect_line("kernel::kernel_main+0x");
+    assert_eq!(run.count("---- kernel panic"), 1, "{}", run.serial);
+    assert_eq!(stopped_cpus(&run).len(), 3, "{}", run.serial);
+    let last = run.serial.lines().last().unwrap_or("");
+    assert_eq!(last, "panic: halting (sti; hlt)", "the report did not end with the halt line:\n{}", run.serial);
+}
+
+#[test]
+fn a_panic_storm_gives_one_report_and_lists_every_other_cpu() {
+    let run = boot(Firmware::Bios, 4, &["test=crash_panic_storm"]);
+    run.expect(Outcome::KernelFailure).expect_line("panic: panic storm: cpu");
+    assert_eq!(run.count("---- kernel panic"), 1, "{}", run.serial);
+    let owner: usize = run.serial.split("---- kernel panic on cpu").nth(1).unwrap()[..1].parse().unwrap();
+    let stopped = stopped_cpus(&run);
+    for cpu in (0..4).filter(|&c| c != owner) {
+        assert!(stopped.iter().any(|l| l.contains(&format!("panic:   cpu{cpu} stopped"))), "cpu{cpu} not listed:\n{}", run.serial);
+    }
+}
+
+#[test]
+fn a_panic_prints_even_while_another_cpu_holds_the_console_lock() {
+    let run = boot(Firmware::Bios, 4, &["test=crash_panic_while_console_locked"]);
+    run.expect(Outcome::KernelFailure)
+        .expect_line("panic: panicking while another CPU holds the console lock")
+        // The holder spins with interrupts disabled; only the NMI can stop it.
+        .expect_line("stopped by NMI at RIP 0xffff")
+        .expect_line("kernel::console::hold_lock_forever+0x")
+        .expect_line("panic: backtrace (newest first):");
+}
+
+#[test]
+fn a_panic_inside_the_panic_path_does_not_recurse() {
+    let run = boot(Firmware::Bios, 2, &["test=crash_panic_in_panic"]);
+    run.expect(Outcome::KernelFailure)
+        .expect_line("panic: panicked again while reporting: formatting this message panics");
+    assert_eq!(run.count("---- kernel panic"), 1, "{}", run.serial);
+    assert_eq!(run.count("panicked again"), 1, "{}", run.serial);
+}
+
+#[test]
+fn panic_with_a_timeout_reboots() {
+    let started = std::time::Instant::now();
+    let run = boot(Firmware::Bios, 2, &["then=panic", "panic=2"]);
+    run.expect(Outcome::GuestReset)
+        .expect_line("panic: rebooting in 2 s")
+        .expect_line("panic: rebooting now");
+    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn panic_spin_keeps_the_busy_loop_and_bad_values_are_refused() {
+    let run = boot_with(RunConfig {
+        cpus: 1,
+        timeout: Some(Duration::from_secs(15)),
+        kernel_args: vec!["then=panic".into(), "panic=spin".into()],
+        ..RunConfig::default()
+    });
+    run.expect(Outcome::TimedOut).expect_line("panic: spinning (panic=spin");
+    boot(Firmware::Bios, 1, &["panic=0", "then=exit"])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("warning: kernel argument panic=0 is not valid (accepted: halt, spin, exit, or a number of seconds N > 0");
 }

@@ -8,6 +8,8 @@
 //! Kernel arguments travel through QEMU's fw_cfg device as the file
 //! `opt/kernel/args`, so they change without rebuilding the disk image.
 
+pub mod panic_bench;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -258,46 +260,100 @@ fn echo_to_stderr(bytes: &[u8]) {
     let _ = std::io::stderr().write_all(bytes);
 }
 
-/// Runs QEMU to the end. With `capture_serial` the kernel's serial output is
-/// returned instead of shown; QEMU's own stderr is always shown and kept for
-/// the error report.
-pub fn run(config: &RunConfig, capture_serial: bool) -> Result<(Outcome, String), SetupError> {
-    let mut child = spawn(qemu_command(config)?, capture_serial)?;
-    let (stderr, stderr_reader) = collect(child.stderr.take().unwrap(), (!capture_serial).then_some(echo_to_stderr as fn(&[u8])));
-    let serial = child.stdout.take().map(|stdout| collect(stdout, None));
+/// A QEMU process started by [`RunningQemu::start`], with its output being collected.
+pub struct RunningQemu {
+    child: Child,
+    started: Instant,
+    serial: Option<(Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>)>,
+    stderr: (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>),
+}
 
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| SetupError(format!("waiting for QEMU failed: {e}")))? {
-            break Some(status);
+impl RunningQemu {
+    /// Starts QEMU. With `capture_serial` the kernel's serial output is
+    /// collected instead of shown; QEMU's own stderr is always kept (and shown
+    /// when the serial output is), for the error report.
+    pub fn start(config: &RunConfig, capture_serial: bool) -> Result<RunningQemu, SetupError> {
+        let mut child = spawn(qemu_command(config)?, capture_serial)?;
+        let echo = (!capture_serial).then_some(echo_to_stderr as fn(&[u8]));
+        let stderr = collect(child.stderr.take().unwrap(), echo);
+        let serial = child.stdout.take().map(|stdout| collect(stdout, None));
+        Ok(RunningQemu { child, started: Instant::now(), serial, stderr })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The serial output so far (empty when it is not captured).
+    pub fn serial_text(&self) -> String {
+        self.serial.as_ref().map(|(buffer, _)| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()).unwrap_or_default()
+    }
+
+    /// Waits until the serial output contains `text`; false if QEMU ended or
+    /// `timeout` passed first.
+    pub fn wait_for_output(&mut self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.serial_text().contains(text) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return self.serial_text().contains(text);
+            }
+            thread::sleep(Duration::from_millis(20));
         }
-        if config.timeout.is_some_and(|limit| started.elapsed() >= limit) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let _ = stderr_reader.join();
-    let serial_text = match serial {
-        Some((buffer, reader)) => {
-            let _ = reader.join();
-            String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
-        }
-        None => String::new(),
-    };
-    let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
-    let outcome = match status {
-        None => Outcome::TimedOut,
-        Some(status) => Outcome::from_status(status.code(), stderr_text),
-    };
-    Ok((outcome, serial_text))
+        false
+    }
+
+    /// Waits for QEMU to end (killing it once `timeout`, counted from the
+    /// start, has passed) and returns how it ended and the serial output.
+    pub fn finish(mut self, timeout: Option<Duration>) -> Result<(Outcome, String), SetupError> {
+        let status = loop {
+            if let Some(status) =
+                self.child.try_wait().map_err(|e| SetupError(format!("waiting for QEMU failed: {e}")))?
+            {
+                break Some(status);
+            }
+            if timeout.is_some_and(|limit| self.started.elapsed() >= limit) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let (stderr, stderr_reader) = self.stderr;
+        let _ = stderr_reader.join();
+        let serial_text = match self.serial {
+            Some((buffer, reader)) => {
+                let _ = reader.join();
+                String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+            }
+            None => String::new(),
+        };
+        let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        let outcome = match status {
+            None => Outcome::TimedOut,
+            Some(status) => Outcome::from_status(status.code(), stderr_text),
+        };
+        Ok((outcome, serial_text))
+    }
+
+    /// Ends QEMU now.
+    pub fn kill(self) {
+        let _ = self.finish(Some(Duration::ZERO));
+    }
+}
+
+/// Runs QEMU to the end (or to `config.timeout`); see [`RunningQemu::start`].
+pub fn run(config: &RunConfig, capture_serial: bool) -> Result<(Outcome, String), SetupError> {
+    RunningQemu::start(config, capture_serial)?.finish(config.timeout)
 }
 
 pub const USAGE: &str = "\
 Boot the kernel in QEMU.
 
 usage: cargo run -- [RUNNER FLAGS] [-- KERNEL ARGS]
+       cargo run -- bench-panic [--kvm] [--seconds N]   (see docs/panic.md)
 
 runner flags:
   --uefi             boot the UEFI image with OVMF (default: BIOS)
@@ -313,7 +369,14 @@ kernel args (key=value words, read by the kernel through QEMU's fw_cfg):
   log=off|error|warn|info|debug|trace   console log level (default: info)
   then=halt|exit|panic                  what to do after booting (default: halt)
   test=all|NAME[,NAME...]               run in-kernel tests, then exit
-  panic=halt|exit                       what a panic does after its report
+  panic=halt|spin|exit|N                after a panic's report: sleep in sti;hlt (default),
+                                        busy-wait like Linux, exit QEMU, or reboot after N s
+  smp=parallel|serial                   how the other CPUs are started (default: parallel)
+  maxcpus=N                             start at most N CPUs, the boot CPU included
+  init_udelay=US                        wait after INIT before SIPI (default: 10000, as the SDM asks)
+  tsc=check|reliable                    run or skip the TSC synchronisation check at bring-up
+  fault=ap_stuck:N                      make CPU N stop before it reports alive (fault injection)
+  bench=smp                             benchmark serial against parallel bring-up
   apic=auto|xapic                       force the xAPIC (MMIO) interface
 
 exit status: 0 kernel success, 1 kernel failure (a failed test or a panic that

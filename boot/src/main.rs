@@ -6,7 +6,12 @@ use std::process::ExitCode;
 use boot::{Outcome, Request};
 
 fn main() -> ExitCode {
-    let config = match boot::parse_command_line(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("bench-panic") {
+        args.next();
+        return bench_panic(args.collect());
+    }
+    let config = match boot::parse_command_line(args) {
         Ok(Request::Run(config)) => config,
         Ok(Request::Help) => {
             println!("{}", boot::USAGE);
@@ -28,6 +33,36 @@ fn main() -> ExitCode {
             }
             ExitCode::from(outcome.exit_code() as u8)
         }
+        Err(error) => {
+            eprintln!("runner: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `bench-panic [--kvm] [--seconds N]`: see boot/src/panic_bench.rs.
+fn bench_panic(args: Vec<String>) -> ExitCode {
+    let mut accelerator = boot::Accelerator::Tcg;
+    let mut seconds = 10;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kvm" => accelerator = boot::Accelerator::Kvm,
+            "--seconds" => match args.next().and_then(|s| s.parse().ok()).filter(|&s| s > 0) {
+                Some(s) => seconds = s,
+                None => {
+                    eprintln!("runner: --seconds needs a positive whole number");
+                    return ExitCode::from(2);
+                }
+            },
+            other => {
+                eprintln!("runner: bench-panic takes --kvm and --seconds N, not '{other}'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match boot::panic_bench::run(accelerator, seconds) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("runner: {error}");
             ExitCode::from(2)

@@ -285,10 +285,12 @@ pub fn load() -> &'static Args {
         log::warn!("kernel arguments are not UTF-8 after byte {}; ignoring the rest", error.valid_up_to());
         core::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap()
     });
-    if !text.trim().is_empty() {
-        log::info!("args: {}", text.trim());
-    }
     ARGS.call_once(|| parse(text))
+}
+
+/// The arguments as given, for the boot log.
+pub fn text() -> &'static str {
+    TEXT.get().map(|(bytes, length)| core::str::from_utf8(&bytes[..(*length).min(MAX_LENGTH)]).unwrap_or("")).unwrap_or("").trim()
 }
 
 /// The parsed arguments (the defaults before `load()`).

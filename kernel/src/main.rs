@@ -56,6 +56,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let args = args::load();
     logger::set_level(args.log_level);
+    if !args::text().is_empty() {
+        log::info!("args: {}", args::text());
+    }
     let version = boot_info.api_version;
     log::info!(
         "boot: started by bootloader {}.{}.{}",

@@ -454,8 +454,22 @@ fn crash_panic_while_console_locked() -> TestResult {
     panic!("panicking while another CPU holds the console lock");
 }
 
+/// A value whose formatting panics: the panic message itself fails.
+struct PanicsWhenFormatted;
+
+impl fmt::Display for PanicsWhenFormatted {
+    fn fmt(&self, _: &mut fmt::Formatter) -> fmt::Result {
+        panic!("formatting this message panics");
+    }
+}
+
+fn crash_panic_in_panic() -> TestResult {
+    panic!("{}", PanicsWhenFormatted);
+}
+
 pub static TESTS: &[KernelTest] = &[
     KernelTest::crash("crash_panic", crash_panic),
+    KernelTest::crash("crash_panic_in_panic", crash_panic_in_panic),
     KernelTest::crash("crash_panic_storm", crash_panic_storm),
     KernelTest::crash("crash_panic_while_console_locked", crash_panic_while_console_locked),
 ];

@@ -90,8 +90,9 @@ impl Platform {
         }
         let startable = self.cpus.iter().filter(|c| c.cpu.is_some()).count();
         log::info!(
-            "acpi: MADT lists {} CPUs ({} enabled), {} I/O APIC{}, local APIC at {:#x}{}",
+            "acpi: MADT lists {} CPU{} ({} enabled), {} I/O APIC{}, local APIC at {:#x}{}",
             self.cpus.len(),
+            if self.cpus.len() == 1 { "" } else { "s" },
             startable,
             self.io_apics.len(),
             if self.io_apics.len() == 1 { "" } else { "s" },

@@ -264,9 +264,11 @@ fn kick(trampoline: &Trampoline, targets: &[&Cpu]) {
 /// than CPUs it gives the APs' threads the host CPU time they need to start.
 fn wait_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
     let waiting = || targets.iter().any(|cpu| states.contains(&cpu.state())) && rdtsc() < deadline;
-    time::timer::start_one_shot(time::tsc_to_ns(deadline.saturating_sub(rdtsc())));
     interrupts::disable();
     while waiting() {
+        // Re-armed on every pass: a timer that fires a little early (its rate
+        // is only as good as its calibration) must not leave us asleep.
+        time::timer::start_one_shot(time::tsc_to_ns(deadline.saturating_sub(rdtsc())).max(1000));
         // sti; hlt: a wake IPI arriving after the check still ends the hlt.
         cpu::enable_interrupts_and_halt();
         interrupts::disable();

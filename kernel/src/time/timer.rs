@@ -24,18 +24,27 @@ pub fn ticks_per_ms() -> u64 {
     TICKS_PER_MS.load(Ordering::Relaxed)
 }
 
-/// Lets the timer count down from its maximum for 10 ms of TSC time.
+/// Lets the timer count down from its maximum for about 10 ms, three times, and
+/// keeps the median rate. Each window's length is measured with the TSC from
+/// just before the count starts to just after it is read, so a window that the
+/// host stretches (an emulator thread descheduled) still yields the right rate.
 pub fn calibrate() -> u64 {
     let apic = lapic::get();
     apic.write(Register::TimerDivide, DIVIDE_BY_16);
     apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
-    apic.write(Register::TimerInitialCount, u32::MAX);
-    super::udelay(10_000);
-    let elapsed = u32::MAX - apic.read(Register::TimerCurrentCount);
+    let mut rates = [0u64; 3];
+    for rate in rates.iter_mut() {
+        let start = crate::arch::x86::cpu::rdtsc();
+        apic.write(Register::TimerInitialCount, u32::MAX);
+        super::udelay(10_000);
+        let counted = u32::MAX - apic.read(Register::TimerCurrentCount);
+        let elapsed_ns = super::tsc_to_ns(crate::arch::x86::cpu::rdtsc() - start).max(1);
+        *rate = (counted as u64 * 1_000_000 / elapsed_ns).max(1);
+    }
     apic.write(Register::TimerInitialCount, 0);
-    let per_ms = (elapsed as u64 / 10).max(1);
-    TICKS_PER_MS.store(per_ms, Ordering::Relaxed);
-    per_ms
+    rates.sort_unstable();
+    TICKS_PER_MS.store(rates[1], Ordering::Relaxed);
+    rates[1]
 }
 
 fn ticks_for_ns(ns: u64) -> u32 {
@@ -75,7 +84,7 @@ fn local_ticks() -> u64 {
     percpu::this().timer_ticks.load(Ordering::Relaxed)
 }
 
-/// Halts until the clock passes `deadline_ns` (interrupts must be enabled).
+/// Spins until the clock passes `deadline_ns` (timer interrupts still arrive).
 fn wait_until(deadline_ns: u64) {
     while super::now_ns() < deadline_ns {
         core::hint::spin_loop();

@@ -5,9 +5,10 @@
 //! 1. CPUID leaf 15H: TSC = crystal clock * EBX / EAX, when the crystal
 //!    frequency (ECX) is enumerated (SDM Vol. 3B, "Determining the Processor
 //!    Base Frequency" / "Time Stamp Counter and Core Crystal Clock Information").
-//! 2. CPUID leaf 16H: the processor base frequency in MHz, which is the TSC
-//!    frequency on CPUs with an invariant TSC.
-//! 3. Counting TSC cycles over a known span of the 8254 PIT (1.193182 MHz).
+//!    Leaf 16H's "base frequency" is not used: it need not be the TSC's rate
+//!    (a hypervisor may report the host's nominal speed), and Linux uses it
+//!    only to fill in a missing crystal frequency on known models.
+//! 2. Counting TSC cycles over a known span of the 8254 PIT (1.193182 MHz).
 //!    Five 10 ms windows; the smallest count wins, as a window stretched by an
 //!    SMI or a host preempting the VM can only count too many cycles.
 
@@ -18,7 +19,6 @@ use crate::arch::x86::{cpu, pit};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     CpuidLeaf15,
-    CpuidLeaf16,
     Pit,
 }
 
@@ -26,28 +26,19 @@ impl Source {
     pub fn name(self) -> &'static str {
         match self {
             Source::CpuidLeaf15 => "CPUID leaf 0x15",
-            Source::CpuidLeaf16 => "CPUID leaf 0x16",
             Source::Pit => "PIT",
         }
     }
 }
 
 fn from_cpuid() -> Option<(u64, Source)> {
-    let max = cpu::max_basic_leaf();
-    if max >= 0x15 {
-        let leaf = cpu::cpuid(0x15);
-        let (denominator, numerator, crystal_hz) = (leaf.eax as u64, leaf.ebx as u64, leaf.ecx as u64);
-        if denominator != 0 && numerator != 0 && crystal_hz != 0 {
-            return Some((crystal_hz * numerator / denominator, Source::CpuidLeaf15));
-        }
+    if cpu::max_basic_leaf() < 0x15 {
+        return None;
     }
-    if max >= 0x16 {
-        let base_mhz = cpu::cpuid(0x16).eax as u64 & 0xffff;
-        if base_mhz != 0 {
-            return Some((base_mhz * 1_000_000, Source::CpuidLeaf16));
-        }
-    }
-    None
+    let leaf = cpu::cpuid(0x15);
+    let (denominator, numerator, crystal_hz) = (leaf.eax as u64, leaf.ebx as u64, leaf.ecx as u64);
+    (denominator != 0 && numerator != 0 && crystal_hz != 0)
+        .then(|| (crystal_hz * numerator / denominator, Source::CpuidLeaf15))
 }
 
 fn from_pit() -> u64 {

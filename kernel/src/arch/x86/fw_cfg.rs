@@ -20,18 +20,21 @@ const FILE_DIRECTORY: u16 = 0x0019;
 /// Selecting an item and reading it must not interleave between CPUs.
 static DEVICE: SpinLock<()> = SpinLock::new(());
 
-/// Reads `buffer.len()` bytes of item `selector` from its start.
-fn read_item(selector: u16, buffer: &mut [u8]) {
+/// Selects item `selector` and hands `read` a function that returns its next
+/// byte: items are read front to back, one byte per port read.
+fn with_item<R>(selector: u16, read: impl FnOnce(&mut dyn FnMut() -> u8) -> R) -> R {
     let _guard = DEVICE.lock_irqsave();
     // SAFETY: 0x510/0x511 are fw_cfg's ports under QEMU; elsewhere reads return
     // 0xff and writes go nowhere, which `is_present()` detects.
-    unsafe {
-        Port::<u16>::new(SELECTOR_PORT).write(selector);
-        let mut data = Port::<u8>::new(DATA_PORT);
-        for byte in buffer.iter_mut() {
-            *byte = data.read();
-        }
-    }
+    unsafe { Port::<u16>::new(SELECTOR_PORT).write(selector) };
+    let mut data = Port::<u8>::new(DATA_PORT);
+    // SAFETY: as above.
+    read(&mut || unsafe { data.read() })
+}
+
+/// Reads `buffer.len()` bytes of item `selector` from its start.
+fn read_item(selector: u16, buffer: &mut [u8]) {
+    with_item(selector, |next| buffer.iter_mut().for_each(|byte| *byte = next()));
 }
 
 pub fn is_present() -> bool {
@@ -65,16 +68,20 @@ pub fn read_file(name: &str, buffer: &mut [u8]) -> Option<usize> {
 /// Walks the file directory: a u32 count, then 64-byte entries of
 /// {u32 size, u16 selector, u16 reserved, [u8; 56] name}.
 fn find_file(name: &str) -> Option<(u16, usize)> {
-    const ENTRY: usize = 64;
-    const MAX_FILES: usize = 64;
-    let mut directory = [0u8; 4 + ENTRY * MAX_FILES];
-    read_item(FILE_DIRECTORY, &mut directory);
-    let count = u32::from_be_bytes(directory[0..4].try_into().unwrap()) as usize;
-    directory[4..].chunks_exact(ENTRY).take(count.min(MAX_FILES)).find_map(|entry| {
-        let size = u32::from_be_bytes(entry[0..4].try_into().unwrap()) as usize;
-        let selector = u16::from_be_bytes(entry[4..6].try_into().unwrap());
-        let name_bytes = &entry[8..];
-        let name_length = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
-        (&name_bytes[..name_length] == name.as_bytes()).then_some((selector, size))
+    with_item(FILE_DIRECTORY, |next| {
+        let mut read = |bytes: &mut [u8]| bytes.iter_mut().for_each(|b| *b = next());
+        let mut count = [0u8; 4];
+        read(&mut count);
+        let mut entry = [0u8; 64];
+        for _ in 0..u32::from_be_bytes(count) {
+            read(&mut entry);
+            let name_bytes = &entry[8..];
+            let name_length = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
+            if &name_bytes[..name_length] == name.as_bytes() {
+                let size = u32::from_be_bytes(entry[0..4].try_into().unwrap()) as usize;
+                return Some((u16::from_be_bytes(entry[4..6].try_into().unwrap()), size));
+            }
+        }
+        None
     })
 }

@@ -59,7 +59,7 @@ pub struct IstStacks {
     pub machine_check: VirtAddr,
 }
 
-/// Memory for the boot CPU's IST stacks; APs get theirs from the heap.
+/// Memory for the boot CPU's IST stacks; APs get theirs from `mm::stack`.
 #[repr(align(16))]
 struct StackMemory([u8; IST_STACK_SIZE]);
 static mut BOOT_DOUBLE_FAULT_STACK: StackMemory = StackMemory([0; IST_STACK_SIZE]);

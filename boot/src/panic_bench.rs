@@ -1,0 +1,86 @@
+//! `cargo run -- bench-panic`: how much host CPU a panicked kernel burns.
+//!
+//! Boots `--smp 4 -- then=panic` once with `panic=halt` (the default: sti; hlt)
+//! and once with `panic=spin` (Linux's busy loop), waits for the end of the
+//! report, then measures QEMU's own CPU time over the next N seconds. Two
+//! readings of /proc are given: utime+stime from /proc/PID/stat (clock ticks,
+//! usually 10 ms), and the nanosecond run time the scheduler keeps per thread in
+//! /proc/PID/task/*/schedstat, which resolves the halted case.
+
+use std::time::{Duration, Instant};
+
+use crate::{Accelerator, RunConfig, RunningQemu, SetupError};
+
+struct CpuTime {
+    ticks: u64,
+    nanoseconds: u64,
+}
+
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn cpu_time(pid: u32) -> Result<CpuTime, SetupError> {
+    let read = |path: String| std::fs::read_to_string(&path).map_err(|e| SetupError(format!("reading {path}: {e}")));
+    // /proc/PID/stat: the command name (field 2) may contain spaces; fields
+    // after its closing parenthesis start at field 3. utime and stime are 14, 15.
+    let stat = read(format!("/proc/{pid}/stat"))?;
+    let after_name = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(14) + field(15);
+    let mut nanoseconds = 0;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| SetupError(e.to_string()))?;
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            nanoseconds += text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Ok(CpuTime { ticks, nanoseconds })
+}
+
+/// One boot: CPU use of QEMU over `seconds` after the report, as percentages of
+/// one host core (from ticks, from schedstat).
+fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<(f64, f64), SetupError> {
+    let mut config = config.clone();
+    config.kernel_args = vec!["then=panic".into(), format!("panic={mode}")];
+    let mut qemu = RunningQemu::start(&config, true)?;
+    let last_line = if mode == "halt" { "panic: halting (sti; hlt)" } else { "panic: spinning" };
+    if !qemu.wait_for_output(last_line, Duration::from_secs(300)) {
+        let output = qemu.serial_text();
+        qemu.kill();
+        return Err(SetupError(format!("the kernel did not print {last_line:?}; its output:\n{output}")));
+    }
+    let before = cpu_time(qemu.pid())?;
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let after = cpu_time(qemu.pid())?;
+    let wall = started.elapsed().as_secs_f64();
+    qemu.kill();
+    let from_ticks = (after.ticks - before.ticks) as f64 / clock_ticks_per_second() as f64 / wall * 100.0;
+    let from_schedstat = (after.nanoseconds - before.nanoseconds) as f64 / 1e9 / wall * 100.0;
+    Ok((from_ticks, from_schedstat))
+}
+
+pub fn run(accelerator: Accelerator, seconds: u64) -> Result<(), SetupError> {
+    let config = RunConfig { cpus: 4, accelerator, ..RunConfig::default() };
+    let name = accelerator.name();
+    let mut precise = Vec::new();
+    for mode in ["halt", "spin"] {
+        eprintln!("bench-panic: booting --smp 4 -- then=panic panic={mode}, then measuring QEMU for {seconds} s");
+        let (ticks, schedstat) = measure(&config, mode, seconds)?;
+        println!(
+            "BENCH panic mode={mode} cpus=4 seconds={seconds} qemu_cpu_percent_of_one_core={ticks:.2} \
+             (utime+stime) {schedstat:.3} (schedstat) accel={name}"
+        );
+        precise.push(schedstat);
+    }
+    println!("BENCH panic ratio spin/halt={:.0} (schedstat) accel={name}", precise[1] / precise[0].max(1e-9));
+    Ok(())
+}
