@@ -7,13 +7,27 @@
 //! usually 10 ms), and the nanosecond run time the scheduler keeps per thread in
 //! /proc/PID/task/*/schedstat, which resolves the halted case.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::{Accelerator, RunConfig, RunningQemu, SetupError};
 
 struct CpuTime {
     ticks: u64,
-    nanoseconds: u64,
+    /// Run time per thread id, from each thread's schedstat.
+    thread_nanoseconds: HashMap<String, u64>,
+}
+
+impl CpuTime {
+    /// Nanoseconds run between `earlier` and `self`: threads present in both are
+    /// compared, threads that appeared since count in full (QEMU starts and
+    /// ends worker threads, so plain sums could even go down).
+    fn nanoseconds_since(&self, earlier: &CpuTime) -> u64 {
+        self.thread_nanoseconds
+            .iter()
+            .map(|(thread, &now)| now.saturating_sub(earlier.thread_nanoseconds.get(thread).copied().unwrap_or(0)))
+            .sum()
+    }
 }
 
 fn clock_ticks_per_second() -> u64 {
@@ -35,14 +49,15 @@ fn cpu_time(pid: u32) -> Result<CpuTime, SetupError> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let ticks = field(14) + field(15);
-    let mut nanoseconds = 0;
+    let mut thread_nanoseconds = HashMap::new();
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| SetupError(e.to_string()))?;
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-            nanoseconds += text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            let nanoseconds = text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            thread_nanoseconds.insert(task.file_name().to_string_lossy().into_owned(), nanoseconds);
         }
     }
-    Ok(CpuTime { ticks, nanoseconds })
+    Ok(CpuTime { ticks, thread_nanoseconds })
 }
 
 /// One boot: CPU use of QEMU over `seconds` after the report, as percentages of
@@ -63,8 +78,8 @@ fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<(f64, f64), S
     let after = cpu_time(qemu.pid())?;
     let wall = started.elapsed().as_secs_f64();
     qemu.kill();
-    let from_ticks = (after.ticks - before.ticks) as f64 / clock_ticks_per_second() as f64 / wall * 100.0;
-    let from_schedstat = (after.nanoseconds - before.nanoseconds) as f64 / 1e9 / wall * 100.0;
+    let from_ticks = after.ticks.saturating_sub(before.ticks) as f64 / clock_ticks_per_second() as f64 / wall * 100.0;
+    let from_schedstat = after.nanoseconds_since(&before) as f64 / 1e9 / wall * 100.0;
     Ok((from_ticks, from_schedstat))
 }
 
