@@ -69,6 +69,8 @@ pub enum Fault {
 pub enum Bench {
     /// `bench=smp`: repeated serial and parallel bring-up.
     Smp,
+    /// `bench=sched`: context switches, wake-up latency, preempt-off spans.
+    Sched,
 }
 
 #[derive(Clone, Debug)]
@@ -231,11 +233,12 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "bench",
-        accepted: "smp",
+        accepted: "smp, sched",
         default: "none",
         set: |args, value| {
             args.bench = Some(match value {
                 "smp" => Bench::Smp,
+                "sched" => Bench::Sched,
                 _ => return false,
             });
             true

@@ -91,14 +91,20 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
 
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
+    cpu::forbid_floating_point();
+    sched::init_boot_cpu("main");
     x86_64::instructions::interrupts::enable();
     smp::init(platform, boot_cpu);
 
     if let Some(selection) = args.test {
         testing::run(selection);
     }
-    if args.bench == Some(Bench::Smp) {
-        smp::bench::run();
+    match args.bench {
+        Some(Bench::Smp) => smp::bench::run(),
+        Some(Bench::Sched) => sched::bench::run(),
+        None => {}
+    }
+    if args.bench.is_some() {
         qemu_exit::exit(qemu_exit::ExitCode::Success);
     }
     log::info!("boot: done in {} us", time::now_ns() / 1000);
@@ -106,10 +112,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Then::Exit => qemu_exit::exit(qemu_exit::ExitCode::Success),
         Then::Panic => panic!("then=panic: panicking on purpose"),
         Then::Halt => {
-            log::info!("boot: halting (then=halt); stop QEMU with Ctrl-C");
-            loop {
-                cpu::enable_interrupts_and_halt();
-            }
+            log::info!("boot: halting (then=halt): the main thread exits, every CPU idles; stop QEMU with Ctrl-C");
+            sched::exit()
         }
     }
 }

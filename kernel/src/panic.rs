@@ -205,8 +205,9 @@ fn report(info: &PanicInfo, me: usize, frame: u64) {
         (None, depth) => Context::Interrupt(depth),
     };
     emergency_write(format_args!(
-        "panic: context: cpu{me}, {context}, preempt count {}\n",
-        this.preempt_count.load(Ordering::Relaxed)
+        "panic: context: cpu{me}, {context}, preempt count {}, {}\n",
+        this.preempt_count.load(Ordering::Relaxed),
+        CurrentThread
     ));
     let record = &this.exception;
     if exception.is_some() {
@@ -234,6 +235,14 @@ fn report(info: &PanicInfo, me: usize, frame: u64) {
         emergency_write(format_args!("panic: stack: RSP {:#018x}  RBP {frame:#018x}\n", stack_pointer()));
     }
     emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
+}
+
+struct CurrentThread;
+
+impl fmt::Display for CurrentThread {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        crate::sched::describe_current(f)
+    }
 }
 
 /// Where the panic happened.

@@ -29,6 +29,14 @@ pub struct PerCpu {
     pub apic_id: AtomicU32,
     /// Nesting depth of `preempt_disable()`; see `sched::preempt`.
     pub preempt_count: AtomicU32,
+    /// Preempt-off tracer: when (TSC) and from where the current span began,
+    /// and the longest span so far (TSC cycles) with where it began.
+    pub preempt_off_since: AtomicU64,
+    pub preempt_off_caller: AtomicU64,
+    pub preempt_off_max: AtomicU64,
+    pub preempt_off_max_caller: AtomicU64,
+    /// This CPU's scheduler state (run queue, current thread); see `sched`.
+    pub sched: crate::sched::CpuScheduler,
     /// Local APIC timer interrupts taken on this CPU.
     pub timer_ticks: AtomicU64,
     /// How many interrupt handlers are running on this CPU (nested).
@@ -54,6 +62,11 @@ impl PerCpu {
             cpu,
             apic_id: AtomicU32::new(0),
             preempt_count: AtomicU32::new(0),
+            preempt_off_since: AtomicU64::new(0),
+            preempt_off_caller: AtomicU64::new(0),
+            preempt_off_max: AtomicU64::new(0),
+            preempt_off_max_caller: AtomicU64::new(0),
+            sched: crate::sched::CpuScheduler::new(),
             timer_ticks: AtomicU64::new(0),
             interrupt_depth: AtomicU32::new(0),
             exception: ExceptionRecord::new(),

@@ -55,6 +55,7 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::acpi::madt::TESTS,
     crate::arch::x86::lapic::TESTS,
     crate::smp::TESTS,
+    crate::sched::tests::TESTS,
     crate::symbols::TESTS,
     crate::panic::TESTS,
     crate::arch::x86::idt::TESTS,

@@ -33,3 +33,25 @@ impl KernelStack {
         KernelStack { bottom, top: bottom + size }
     }
 }
+
+impl KernelStack {
+    /// Unmaps the stack and frees its frames. The virtual range is not reused
+    /// (stacks are handed out upwards, never recycled), so no CPU can reach the
+    /// freed frames through a stale TLB entry for it.
+    ///
+    /// # Safety
+    /// Nothing runs on the stack or points into it any more.
+    pub unsafe fn free(self) {
+        let mut page = self.bottom.as_u64();
+        while page < self.top.as_u64() {
+            let page_of = x86_64::structures::paging::Page::containing_address(VirtAddr::new(page));
+            // SAFETY: the caller guarantees the stack is unused; its pages were
+            // mapped by new() to frames it allocated.
+            if let Some(frame) = unsafe { super::paging::unmap(page_of) } {
+                // SAFETY: as above: unmapped, and nothing else refers to the frame.
+                unsafe { super::frame::free(frame) };
+            }
+            page += FRAME_SIZE;
+        }
+    }
+}

@@ -1,3 +1,483 @@
-//! Scheduling. For now only the preempt count, which spinlocks already use.
+//! The scheduler: kernel threads on per-CPU run queues with strict priorities,
+//! preempted on return from interrupt or at `preempt_enable()`.
+//!
+//! - Every CPU has a run queue with one FIFO per priority level (see
+//!   `runqueue`), an idle thread that `hlt`s, and a current thread.
+//! - `schedule()` picks the first thread of the highest non-empty level and
+//!   switches to it (see `switch` for the switch itself). The thread that gave
+//!   up the CPU goes to the back of its level if it is still runnable.
+//! - A wake-up puts a thread on a run queue (its pinned CPU, or the CPU it last
+//!   ran on); if it outranks what runs there, that CPU is told to reschedule:
+//!   a flag if it is this CPU, the flag and a reschedule IPI otherwise (SDM
+//!   Vol. 3A 11.6.1, fixed delivery mode). The switch then happens at the next
+//!   preemption point on that CPU.
+//! - Time: each CPU's local APIC timer is programmed one-shot for the next
+//!   thing that needs it: the earliest sleeper's deadline, or the end of the
+//!   running Normal thread's time slice. An idle CPU with no sleepers has its
+//!   timer off.
 
+pub mod bench;
 pub mod preempt;
+mod runqueue;
+mod switch;
+pub mod tests;
+pub mod thread;
+pub mod wait;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+
+use x86_64::instructions::interrupts;
+
+use crate::arch::x86::cpu;
+use crate::arch::x86::idt::RESCHEDULE_VECTOR;
+use crate::arch::x86::lapic::{self, Ipi};
+use crate::mm::stack::KernelStack;
+use crate::percpu;
+use crate::sync::SpinLock;
+use crate::{smp, time};
+use runqueue::RunQueue;
+pub use thread::{Priority, State, Thread};
+pub use wait::Completion;
+
+const THREAD_STACK_SIZE: u64 = 32 * 1024;
+/// How long a Normal thread runs before others of its class get a turn.
+const TIME_SLICE_NS: u64 = 10_000_000;
+
+/// One CPU's scheduler state; lives in its `PerCpu`.
+pub struct CpuScheduler {
+    run_queue: SpinLock<RunQueue>,
+    /// The running thread, holding one strong reference (Arc::into_raw).
+    current: AtomicPtr<Thread>,
+    /// The running thread's priority rank, readable by other CPUs at any time.
+    current_rank: AtomicU8,
+    idle: AtomicPtr<Thread>,
+    need_resched: AtomicBool,
+    /// Threads sleeping on this CPU, with their deadlines (clock ns).
+    sleepers: SpinLock<Vec<(u64, Arc<Thread>)>>,
+    /// Set while something else (bring-up, timer tests) owns the local timer.
+    timer_lent: AtomicBool,
+    started: AtomicBool,
+}
+
+impl CpuScheduler {
+    pub const fn new() -> CpuScheduler {
+        CpuScheduler {
+            run_queue: SpinLock::new(RunQueue::new()),
+            current: AtomicPtr::new(core::ptr::null_mut()),
+            current_rank: AtomicU8::new(0),
+            idle: AtomicPtr::new(core::ptr::null_mut()),
+            need_resched: AtomicBool::new(false),
+            sleepers: SpinLock::new(Vec::new()),
+            timer_lent: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+fn this_cpu() -> &'static CpuScheduler {
+    &percpu::this().sched
+}
+
+fn cpu_scheduler(cpu: usize) -> &'static CpuScheduler {
+    &smp::cpus()[cpu].percpu.sched
+}
+
+/// Whether this CPU runs threads yet.
+pub fn is_running() -> bool {
+    this_cpu().started.load(Ordering::Acquire)
+}
+
+/// The running thread.
+pub fn current() -> Arc<Thread> {
+    interrupts::without_interrupts(|| {
+        let current = this_cpu().current.load(Ordering::Relaxed);
+        assert!(!current.is_null(), "sched::current() before the scheduler started on this CPU");
+        // SAFETY: `current` holds a strong reference for as long as the thread
+        // runs here, and with interrupts off it cannot stop running here.
+        unsafe {
+            Arc::increment_strong_count(current);
+            Arc::from_raw(current)
+        }
+    })
+}
+
+/// Turns the calling boot context into a thread named `name`, and gives the
+/// CPU an idle thread. For the boot CPU (the idle thread is spawned) and for
+/// APs, which become their own idle thread with `become_idle()`.
+pub fn init_boot_cpu(name: &str) {
+    let me = Arc::new(Thread::new(name.into(), Priority::Normal, None, None, State::Running));
+    let idle = new_thread(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), idle_loop);
+    start_on_this_cpu(me, idle);
+}
+
+/// An AP's boot context becomes its idle thread; never returns.
+pub fn become_idle() -> ! {
+    let idle = Arc::new(Thread::new(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, State::Running));
+    start_on_this_cpu(idle.clone(), idle);
+    idle_loop();
+    unreachable!("the idle loop returned")
+}
+
+fn start_on_this_cpu(current: Arc<Thread>, idle: Arc<Thread>) {
+    interrupts::without_interrupts(|| {
+        let cpu = this_cpu();
+        current.on_cpu.store(true, Ordering::Relaxed);
+        current.last_cpu.store(percpu::cpu_number(), Ordering::Relaxed);
+        cpu.current_rank.store(current.priority.rank(), Ordering::Relaxed);
+        cpu.current.store(Arc::into_raw(current) as *mut Thread, Ordering::Release);
+        cpu.idle.store(Arc::into_raw(idle) as *mut Thread, Ordering::Release);
+        cpu.started.store(true, Ordering::Release);
+    });
+}
+
+/// Spawns a thread; see [`Builder`] for names, priorities and pinning.
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle {
+    Builder::new(name).spawn(f)
+}
+
+pub struct Builder {
+    name: String,
+    priority: Priority,
+    affinity: Option<usize>,
+}
+
+impl Builder {
+    pub fn new(name: &str) -> Builder {
+        Builder { name: name.into(), priority: Priority::Normal, affinity: None }
+    }
+
+    pub fn priority(mut self, priority: Priority) -> Builder {
+        self.priority = priority;
+        self
+    }
+
+    /// Pins the thread to one CPU.
+    pub fn pin(mut self, cpu: usize) -> Builder {
+        self.affinity = Some(cpu);
+        self
+    }
+
+    pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> JoinHandle {
+        let thread = new_thread(self.name, self.priority, self.affinity, f);
+        let cpu = self.affinity.unwrap_or_else(least_loaded_cpu);
+        thread.set_state(State::Runnable);
+        enqueue(cpu, thread.clone());
+        JoinHandle { thread }
+    }
+}
+
+fn new_thread(name: String, priority: Priority, affinity: Option<usize>, f: impl FnOnce() + Send + 'static) -> Arc<Thread> {
+    let stack = KernelStack::new(THREAD_STACK_SIZE);
+    let thread = Arc::new(Thread::new(name, priority, affinity, Some(stack), State::Blocked));
+    *thread.entry.lock() = Some(Box::new(f));
+    let rsp = switch::initial_stack(stack.top.as_u64(), Arc::as_ptr(&thread));
+    // SAFETY: the thread does not run yet; nothing else touches saved_rsp.
+    unsafe { *thread.saved_rsp.get() = rsp };
+    thread
+}
+
+/// A started thread, to wait for.
+pub struct JoinHandle {
+    pub thread: Arc<Thread>,
+}
+
+impl JoinHandle {
+    pub fn join(self) {
+        let thread = &self.thread;
+        thread.exit_queue.wait_until(|| thread.has_exited());
+    }
+
+    /// Waits until `deadline_ns`; false if the thread has not exited by then.
+    pub fn join_until(&self, deadline_ns: u64) -> bool {
+        let thread = &self.thread;
+        thread.exit_queue.wait_until_or_deadline(&mut || thread.has_exited(), Some(deadline_ns))
+    }
+}
+
+/// Where a new unpinned thread goes: the CPU with the fewest queued threads,
+/// preferring one that is idle (its current thread is the idle thread).
+fn least_loaded_cpu() -> usize {
+    smp::cpus()
+        .iter()
+        .filter(|c| c.percpu.sched.started.load(Ordering::Acquire) && c.state() == smp::ApState::Online)
+        .min_by_key(|c| {
+            let sched = &c.percpu.sched;
+            let busy = sched.current_rank.load(Ordering::Relaxed) > Priority::Idle.rank();
+            (sched.run_queue.lock_irqsave().len() + busy as usize, c.number)
+        })
+        .map(|c| c.number)
+        .unwrap_or(0)
+}
+
+/// Puts a runnable thread on `cpu`'s run queue and asks that CPU to
+/// reschedule if the thread outranks what it runs.
+fn enqueue(cpu: usize, thread: Arc<Thread>) {
+    let target = cpu_scheduler(cpu);
+    let rank = thread.priority.rank();
+    let mut queue = target.run_queue.lock_irqsave();
+    queue.push(thread);
+    if rank > target.current_rank.load(Ordering::Relaxed) {
+        target.need_resched.store(true, Ordering::Release);
+        if cpu != percpu::cpu_number() {
+            lapic::get().send_ipi(smp::cpus()[cpu].apic_id, Ipi::Fixed(RESCHEDULE_VECTOR));
+        }
+    }
+    // Dropping the lock re-enables preemption: if this CPU was asked to
+    // reschedule, it does so right here.
+    drop(queue);
+}
+
+/// Makes a blocked thread runnable. Waking a thread that is not blocked
+/// (already woken, or still running) does nothing.
+pub fn wake(thread: &Arc<Thread>) {
+    if !thread.try_transition(State::Blocked, State::Runnable) {
+        return;
+    }
+    let cpu = thread.affinity.unwrap_or_else(|| thread.last_cpu.load(Ordering::Relaxed));
+    enqueue(cpu, thread.clone());
+}
+
+/// Gives the CPU to another runnable thread of the same or higher priority.
+pub fn yield_now() {
+    schedule();
+}
+
+/// Blocks the calling thread for at least `ns` nanoseconds.
+pub fn sleep_ns(ns: u64) {
+    let deadline = time::now_ns() + ns;
+    let me = current();
+    while time::now_ns() < deadline {
+        interrupts::without_interrupts(|| {
+            me.set_state(State::Blocked);
+            add_sleeper(deadline, me.clone());
+        });
+        schedule();
+    }
+}
+
+/// Registers `thread` to be woken at `deadline` by this CPU's timer.
+fn add_sleeper(deadline: u64, thread: Arc<Thread>) {
+    interrupts::without_interrupts(|| {
+        this_cpu().sleepers.lock().push((deadline, thread));
+        program_timer();
+    });
+}
+
+/// Ends the calling thread.
+pub fn exit() -> ! {
+    interrupts::disable();
+    let me = current();
+    me.set_state(State::Exited);
+    me.exit_queue.wake_all();
+    drop(me);
+    schedule();
+    unreachable!("an exited thread was scheduled again");
+}
+
+/// The scheduler proper: pick the next thread on this CPU and switch to it.
+pub fn schedule() {
+    let interrupts_were_on = interrupts::are_enabled();
+    interrupts::disable();
+    let count = preempt::count();
+    assert!(count == 0, "schedule() called with preemption disabled (preempt count {count})");
+    preempt::disable();
+    let cpu = this_cpu();
+    cpu.need_resched.store(false, Ordering::Relaxed);
+    let prev = cpu.current.load(Ordering::Relaxed);
+    let idle = cpu.idle.load(Ordering::Relaxed);
+    // SAFETY: `current` holds a reference to the running thread: us.
+    let prev_thread = unsafe { &*prev };
+    let next: Arc<Thread> = {
+        let mut queue = cpu.run_queue.lock();
+        if prev_thread.state() == State::Running && prev != idle {
+            prev_thread.set_state(State::Runnable);
+            // SAFETY: as above; the queue gets its own reference.
+            queue.push(unsafe { Arc::increment_strong_count(prev); Arc::from_raw(prev) });
+        }
+        queue.pop_highest().unwrap_or_else(|| {
+            // SAFETY: `idle` holds a reference for the CPU's lifetime.
+            unsafe { Arc::increment_strong_count(idle); Arc::from_raw(idle) }
+        })
+    };
+    next.set_state(State::Running);
+    if Arc::as_ptr(&next) == prev as *const Thread {
+        drop(next); // the queue's reference; `current` keeps its own
+    } else {
+        switch_to(cpu, prev, next);
+    }
+    program_timer();
+    preempt::enable_no_resched();
+    if interrupts_were_on {
+        interrupts::enable();
+    }
+}
+
+fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
+    let me = percpu::cpu_number();
+    next.last_cpu.store(me, Ordering::Relaxed);
+    if next.priority == Priority::Normal {
+        next.slice_end.store(time::now_ns() + TIME_SLICE_NS, Ordering::Relaxed);
+    }
+    // The thread may still be switching away on another CPU: its registers are
+    // not saved until that CPU clears on_cpu.
+    while next.on_cpu.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    next.on_cpu.store(true, Ordering::Relaxed);
+    cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
+    // SAFETY: on_cpu was false, so the last switch away from `next` stored its rsp.
+    let load = unsafe { *next.saved_rsp.get() };
+    cpu.current.store(Arc::into_raw(next) as *mut Thread, Ordering::Relaxed);
+    // SAFETY: interrupts are off; `load` belongs to a thread running nowhere
+    // (on_cpu was false); `prev` is us, and stays valid (current's reference
+    // is released only by finish_switch, after we are off this stack).
+    let replaced = unsafe { switch::switch((*prev).saved_rsp.get(), load, prev) };
+    finish_switch(replaced);
+}
+
+/// Runs on the thread that was switched to: the previous thread's registers
+/// are saved, so it may now run elsewhere; drop the reference `current` held.
+fn finish_switch(prev: *const Thread) {
+    // SAFETY: `prev` is the pointer `current` held for the previous thread,
+    // carrying one strong reference, handed over by switch_stacks.
+    let prev = unsafe { Arc::from_raw(prev) };
+    prev.on_cpu.store(false, Ordering::Release);
+    drop(prev);
+}
+
+/// Where a new thread starts (see switch.rs): finish the switch, enable
+/// preemption and interrupts, run the thread's function, exit.
+extern "C" fn thread_entry(prev: *const Thread, me: *const Thread) -> ! {
+    finish_switch(prev);
+    program_timer();
+    preempt::enable_no_resched();
+    interrupts::enable();
+    // SAFETY: `current` holds a reference to `me` while it runs.
+    let entry = unsafe { &*me }.entry.lock().take();
+    if let Some(entry) = entry {
+        entry();
+    }
+    exit()
+}
+
+/// The idle thread: run whatever becomes runnable, else sleep in `hlt`.
+fn idle_loop() {
+    loop {
+        interrupts::disable();
+        if this_cpu().need_resched.load(Ordering::Acquire) || !this_cpu().run_queue.lock().is_empty() {
+            interrupts::enable();
+            schedule();
+        } else {
+            cpu::enable_interrupts_and_halt();
+        }
+    }
+}
+
+/// A preemption point (called by `preempt::enable()` when the count reaches 0).
+pub fn preempt_point() {
+    let cpu = this_cpu();
+    if cpu.need_resched.load(Ordering::Acquire)
+        && cpu.started.load(Ordering::Acquire)
+        && interrupts::are_enabled()
+        && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0
+    {
+        schedule();
+    }
+}
+
+/// The other preemption point: at the end of an interrupt handler, once the
+/// handler's own work (and EOI) is done. Not inside nested interrupts, not
+/// while the interrupted code had preemption disabled.
+pub fn preempt_on_interrupt_return() {
+    let cpu = this_cpu();
+    if cpu.need_resched.load(Ordering::Acquire)
+        && cpu.started.load(Ordering::Acquire)
+        && preempt::count() == 0
+        && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0
+    {
+        schedule();
+    }
+}
+
+/// The local APIC timer's interrupt: wake sleepers whose time has come, end
+/// time slices, program the next event.
+pub fn on_timer_interrupt() {
+    let cpu = this_cpu();
+    if !cpu.started.load(Ordering::Acquire) || cpu.timer_lent.load(Ordering::Acquire) || crate::panic::in_progress() {
+        return;
+    }
+    let now = time::now_ns();
+    let due: Vec<Arc<Thread>> = {
+        let mut sleepers = cpu.sleepers.lock();
+        let (due, waiting) = core::mem::take(&mut *sleepers).into_iter().partition(|(deadline, _)| *deadline <= now);
+        *sleepers = waiting;
+        due.into_iter().map(|(_, thread)| thread).collect()
+    };
+    for thread in &due {
+        wake(thread);
+    }
+    let current = cpu.current.load(Ordering::Relaxed);
+    // SAFETY: the running thread, referenced by `current`.
+    let current = unsafe { &*current };
+    if current.priority == Priority::Normal
+        && now >= current.slice_end.load(Ordering::Relaxed)
+        && cpu.run_queue.lock().has_level(Priority::Normal.level())
+    {
+        cpu.need_resched.store(true, Ordering::Release);
+    }
+    program_timer();
+}
+
+/// Programs this CPU's timer for its next event, or stops it if there is none.
+/// Interrupts must be off (the timer and the state it reads are this CPU's).
+fn program_timer() {
+    let cpu = this_cpu();
+    if !cpu.started.load(Ordering::Acquire) || cpu.timer_lent.load(Ordering::Acquire) || crate::panic::in_progress() {
+        return;
+    }
+    let mut next = cpu.sleepers.lock().iter().map(|(deadline, _)| *deadline).min();
+    let current = cpu.current.load(Ordering::Relaxed);
+    // SAFETY: the running thread, referenced by `current`.
+    let current = unsafe { &*current };
+    if current.priority == Priority::Normal {
+        let slice_end = current.slice_end.load(Ordering::Relaxed);
+        next = Some(next.map_or(slice_end, |n| n.min(slice_end)));
+    }
+    match next {
+        Some(deadline) => time::timer::start_one_shot(deadline.saturating_sub(time::now_ns()).max(1000)),
+        None => time::timer::stop(),
+    }
+}
+
+/// Lends this CPU's local timer to `f` (bring-up waits, timer tests), then
+/// gives it back to the scheduler.
+pub fn with_timer_lent<R>(f: impl FnOnce() -> R) -> R {
+    let cpu = this_cpu();
+    let was_lent = cpu.timer_lent.swap(true, Ordering::AcqRel);
+    let result = f();
+    cpu.timer_lent.store(was_lent, Ordering::Release);
+    interrupts::without_interrupts(program_timer);
+    result
+}
+
+/// Describes the running thread for a panic report (no allocation).
+pub fn describe_current(f: &mut core::fmt::Formatter) -> core::fmt::Result {
+    let current = this_cpu().current.load(Ordering::Relaxed);
+    if current.is_null() {
+        return f.write_str("no thread (scheduler not started)");
+    }
+    // SAFETY: read-only peek at the running thread for the report.
+    let thread = unsafe { &*current };
+    write!(f, "thread '{}' (id {}, {:?})", thread.name, thread.id, thread.priority)
+}
+
+/// Whether `address` is the guard page of the running thread's stack.
+pub fn hit_current_guard_page(address: u64) -> bool {
+    let current = this_cpu().current.load(Ordering::Relaxed);
+    // SAFETY: read-only peek at the running thread.
+    !current.is_null() && unsafe { &*current }.is_guard_page(address)
+}

@@ -54,12 +54,5 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     me.times.online.store(rdtsc(), Ordering::Relaxed);
     percpu::mark_online();
     report_progress(me, ApState::Online);
-    idle()
-}
-
-/// Sleep until an interrupt, forever.
-fn idle() -> ! {
-    loop {
-        cpu::enable_interrupts_and_halt();
-    }
+    crate::sched::become_idle()
 }

@@ -263,6 +263,10 @@ fn kick(trampoline: &Trampoline, targets: &[&Cpu]) {
 /// real hardware that only saves power; under an emulator with fewer host cores
 /// than CPUs it gives the APs' threads the host CPU time they need to start.
 fn wait_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
+    crate::sched::with_timer_lent(|| sleep_while_in(targets, states, deadline));
+}
+
+fn sleep_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
     let waiting = || targets.iter().any(|cpu| states.contains(&cpu.state())) && rdtsc() < deadline;
     interrupts::disable();
     while waiting() {
@@ -274,7 +278,6 @@ fn wait_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
         interrupts::disable();
     }
     interrupts::enable();
-    time::timer::stop();
 }
 
 /// Gives up on targets that did not get past `Kicked`/`Alive`: reports them

@@ -37,6 +37,9 @@ impl Drop for InterruptScope {
 pub const TIMER_VECTOR: u8 = 0xec;
 /// A vector tests send to check that a CPU answers IPIs.
 pub const SELF_TEST_VECTOR: u8 = 0xf0;
+/// Asks a CPU to reschedule: a thread that outranks its current one was woken
+/// for it (Linux: RESCHEDULE_VECTOR).
+pub const RESCHEDULE_VECTOR: u8 = 0xfd;
 /// Makes the other CPUs misbehave on purpose for the panic crash tests.
 pub const CRASH_TEST_VECTOR: u8 = 0xf3;
 /// Wakes a CPU from `hlt` and does nothing else: bring-up uses it so that
@@ -115,8 +118,27 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
     }
 }
 
+/// A double fault whose CR2 is in the running thread's stack guard page is a
+/// kernel stack overflow: the page fault could not push its frame.
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, error_code: u64) -> ! {
+    let address = Cr2::read_raw();
+    if crate::sched::hit_current_guard_page(address) {
+        percpu::this().exception.save(8, Some(error_code), &frame);
+        panic!(
+            "kernel stack overflow in {}: double fault (#DF, vector 8, on its IST stack) after touching the guard page at {address:#x}, RIP {:#x}",
+            CurrentThread,
+            frame.instruction_pointer.as_u64()
+        );
+    }
     exception_panic(8, "#DF", "double fault (on its IST stack)", Some(error_code), &frame);
+}
+
+struct CurrentThread;
+
+impl core::fmt::Display for CurrentThread {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        crate::sched::describe_current(f)
+    }
 }
 
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
@@ -152,9 +174,19 @@ fn exception_panic(
 }
 
 extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
-    let _scope = InterruptScope::enter();
-    crate::time::timer::on_interrupt();
+    {
+        let _scope = InterruptScope::enter();
+        crate::time::timer::on_interrupt();
+        crate::sched::on_timer_interrupt();
+        lapic::end_of_interrupt();
+    }
+    crate::sched::preempt_on_interrupt_return();
+}
+
+/// Nothing to do but return: the preemption check on the way out switches.
+extern "x86-interrupt" fn reschedule_interrupt(_frame: InterruptStackFrame) {
     lapic::end_of_interrupt();
+    crate::sched::preempt_on_interrupt_return();
 }
 
 extern "x86-interrupt" fn self_test_interrupt(_frame: InterruptStackFrame) {
@@ -214,6 +246,7 @@ fn build_idt() -> InterruptDescriptorTable {
     idt[SELF_TEST_VECTOR].set_handler_fn(self_test_interrupt);
     idt[PARK_VECTOR].set_handler_fn(park_interrupt);
     idt[WAKE_VECTOR].set_handler_fn(wake_interrupt);
+    idt[RESCHEDULE_VECTOR].set_handler_fn(reschedule_interrupt);
     idt[CRASH_TEST_VECTOR].set_handler_fn(crash_test_interrupt);
     idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
     idt
@@ -244,6 +277,15 @@ fn crash_double_fault() -> crate::testing::TestResult {
     Err(alloc::format!("recursed {depth} times without overflowing the stack"))
 }
 
+fn crash_floating_point() -> crate::testing::TestResult {
+    // The kernel has no floating-point state to switch (see sched::switch), so
+    // any x87 or SSE instruction must fault rather than silently corrupt
+    // another thread's registers.
+    // SAFETY: deliberately executes an x87 instruction, which must raise #NM.
+    unsafe { core::arch::asm!("fninit", options(nomem, nostack)) };
+    Err("an x87 instruction ran instead of faulting".into())
+}
+
 fn crash_breakpoint() -> crate::testing::TestResult {
     x86_64::instructions::interrupts::int3();
     Err("int3 returned instead of being reported".into())
@@ -253,4 +295,5 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest::crash("crash_page_fault", crash_page_fault),
     KernelTest::crash("crash_double_fault", crash_double_fault),
     KernelTest::crash("crash_breakpoint", crash_breakpoint),
+    KernelTest::crash("crash_floating_point", crash_floating_point),
 ];

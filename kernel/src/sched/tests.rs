@@ -1,0 +1,228 @@
+//! In-kernel tests of the scheduler, the wait queues and the spinlock.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::{Builder, Completion, Priority, sleep_ns};
+use crate::sync::SpinLock;
+use crate::testing::{KernelTest, TestResult};
+use crate::{percpu, smp, time};
+
+const SECOND: u64 = 1_000_000_000;
+
+/// The CPU most tests load: the last one (the boot CPU keeps running the tests).
+fn victim_cpu() -> usize {
+    smp::cpus().len().saturating_sub(1)
+}
+
+fn spin_for_ns(ns: u64) {
+    let end = time::now_ns() + ns;
+    while time::now_ns() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// A high-priority thread woken for a CPU where a low-priority thread spins
+/// without ever yielding must run within a bounded time.
+fn higher_priority_preempts_a_busy_thread() -> TestResult {
+    let cpu = victim_cpu();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinning = Arc::new(AtomicBool::new(false));
+    let (stop2, spinning2) = (stop.clone(), spinning.clone());
+    let low = Builder::new("busy-low").pin(cpu).spawn(move || {
+        spinning2.store(true, Ordering::Release);
+        while !stop2.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    });
+    while !spinning.load(Ordering::Acquire) {
+        sleep_ns(1_000_000);
+    }
+    let ran_at = Arc::new(AtomicU64::new(0));
+    let ran_at2 = ran_at.clone();
+    let started = time::now_ns();
+    let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(cpu).spawn(move || {
+        ran_at2.store(time::now_ns(), Ordering::Release);
+    });
+    let finished = high.join_until(time::now_ns() + 2 * SECOND);
+    stop.store(true, Ordering::Release);
+    low.join();
+    crate::ensure!(finished, "the high-priority thread did not run within 2 s while a low one spun");
+    let latency = ran_at.load(Ordering::Acquire) - started;
+    crate::ensure!(latency < 50_000_000, "the high-priority thread ran only after {} us", latency / 1000);
+    Ok(())
+}
+
+/// Three threads of different priorities become runnable together on one CPU
+/// (held back by a higher blocker); they must run highest first.
+fn priorities_are_strict() -> TestResult {
+    let cpu = victim_cpu();
+    let order = Arc::new(SpinLock::new(Vec::new()));
+    let release_blocker = Arc::new(AtomicBool::new(false));
+    let blocking = Arc::new(AtomicBool::new(false));
+    let (release2, blocking2) = (release_blocker.clone(), blocking.clone());
+    let blocker = Builder::new("blocker").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
+        blocking2.store(true, Ordering::Release);
+        while !release2.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    });
+    while !blocking.load(Ordering::Acquire) {
+        sleep_ns(1_000_000);
+    }
+    let mut threads = Vec::new();
+    for (name, priority) in [("low", Priority::Normal), ("mid", Priority::RealTime(1)), ("high", Priority::RealTime(2))] {
+        let order = order.clone();
+        threads.push(Builder::new(name).priority(priority).pin(cpu).spawn(move || {
+            order.lock().push(name);
+            spin_for_ns(1_000_000);
+        }));
+    }
+    // All three are now queued behind the blocker; let it go.
+    sleep_ns(5_000_000);
+    release_blocker.store(true, Ordering::Release);
+    blocker.join();
+    for thread in threads {
+        thread.join();
+    }
+    let order = order.lock().clone();
+    crate::ensure!(order == ["high", "mid", "low"], "ran in the order {order:?}");
+    Ok(())
+}
+
+fn pinned_threads_all_run() -> TestResult {
+    let ran_on: Arc<Vec<AtomicUsize>> = Arc::new(smp::cpus().iter().map(|_| AtomicUsize::new(usize::MAX)).collect());
+    let handles: Vec<_> = (0..smp::cpus().len())
+        .map(|cpu| {
+            let ran_on = ran_on.clone();
+            Builder::new("pinned").pin(cpu).spawn(move || ran_on[cpu].store(percpu::cpu_number(), Ordering::Release))
+        })
+        .collect();
+    for handle in handles {
+        crate::ensure!(handle.join_until(time::now_ns() + 5 * SECOND), "a pinned thread never finished");
+    }
+    for (cpu, ran) in ran_on.iter().enumerate() {
+        let ran = ran.load(Ordering::Acquire);
+        crate::ensure!(ran == cpu, "the thread pinned to CPU {cpu} ran on {ran}");
+    }
+    Ok(())
+}
+
+fn sleep_is_never_early() -> TestResult {
+    for ns in [100_000u64, 1_000_000, 5_000_000, 20_000_000] {
+        let start = time::now_ns();
+        sleep_ns(ns);
+        let slept = time::now_ns() - start;
+        crate::ensure!(slept >= ns, "asked for {ns} ns, slept {slept} ns");
+        crate::ensure!(slept < ns + 200_000_000, "asked for {ns} ns, slept {slept} ns");
+    }
+    Ok(())
+}
+
+/// Waiters on every CPU, wakers on every CPU: each of K completions must wake
+/// exactly one waiter, and every waiter must wake.
+fn wait_queue_wakes_every_waiter_exactly_once() -> TestResult {
+    let cpus = smp::cpus().len();
+    let waiters_per_cpu = 4;
+    let total = cpus * waiters_per_cpu;
+    let event = Arc::new(Completion::new());
+    let woken = Arc::new(AtomicUsize::new(0));
+    let waiters: Vec<_> = (0..total)
+        .map(|i| {
+            let (event, woken) = (event.clone(), woken.clone());
+            Builder::new("waiter").pin(i % cpus).spawn(move || {
+                event.wait();
+                woken.fetch_add(1, Ordering::AcqRel);
+            })
+        })
+        .collect();
+    sleep_ns(10_000_000);
+    let wakers: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            let event = event.clone();
+            Builder::new("waker").pin(cpu).spawn(move || {
+                for _ in 0..waiters_per_cpu {
+                    event.complete();
+                }
+            })
+        })
+        .collect();
+    for waker in wakers {
+        waker.join();
+    }
+    for waiter in &waiters {
+        crate::ensure!(
+            waiter.join_until(time::now_ns() + 5 * SECOND),
+            "a waiter was never woken ({} of {total} woke)",
+            woken.load(Ordering::Acquire)
+        );
+    }
+    crate::ensure!(woken.load(Ordering::Acquire) == total, "{} of {total} waiters woke", woken.load(Ordering::Acquire));
+    crate::ensure!(!event.wait_until(time::now_ns()), "a completion was left over: a waiter consumed none");
+    Ok(())
+}
+
+/// One thread per CPU increments a plain counter under the spinlock.
+fn spinlock_counter_under_contention() -> TestResult {
+    const ROUNDS: u64 = 20_000;
+    let counter = Arc::new(SpinLock::new(0u64));
+    let handles: Vec<_> = (0..smp::cpus().len())
+        .map(|cpu| {
+            let counter = counter.clone();
+            Builder::new("counter").pin(cpu).spawn(move || {
+                for _ in 0..ROUNDS {
+                    let mut value = counter.lock();
+                    // A read, a pause, a write: a lock that let two CPUs in would lose updates.
+                    let seen = *value;
+                    core::hint::spin_loop();
+                    *value = seen + 1;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join();
+    }
+    let expected = ROUNDS * smp::cpus().len() as u64;
+    let total = *counter.lock();
+    crate::ensure!(total == expected, "counted {total}, expected {expected}");
+    Ok(())
+}
+
+fn preempt_tracer_records_the_longest_span() -> TestResult {
+    super::preempt::reset_tracer();
+    super::preempt::disable();
+    let cpu = percpu::cpu_number();
+    time::udelay(3000);
+    super::preempt::enable();
+    let span = super::preempt::longest_spans()[cpu];
+    crate::ensure!(span.nanoseconds >= 3_000_000, "longest span {} ns, expected >= 3 ms", span.nanoseconds);
+    crate::ensure!(crate::symbols::lookup(span.from).is_some(), "the span's start {:#x} is not in kernel code", span.from);
+    Ok(())
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 32];
+    core::hint::black_box(&frame);
+    recurse(depth + 1) + frame[1]
+}
+
+fn crash_thread_stack_overflow() -> TestResult {
+    Builder::new("stack-overflow").spawn(|| {
+        recurse(0);
+    }).join();
+    Err("the thread returned from infinite recursion".into())
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::new("sched_higher_priority_preempts_busy_thread", higher_priority_preempts_a_busy_thread),
+    KernelTest::new("sched_priorities_are_strict", priorities_are_strict),
+    KernelTest::new("sched_pinned_threads_all_run", pinned_threads_all_run),
+    KernelTest::new("sched_sleep_is_never_early", sleep_is_never_early),
+    KernelTest::new("sched_wait_queue_wakes_every_waiter_once", wait_queue_wakes_every_waiter_exactly_once),
+    KernelTest::new("spinlock_counter_under_contention", spinlock_counter_under_contention),
+    KernelTest::new("sched_preempt_tracer_records_longest_span", preempt_tracer_records_the_longest_span),
+    KernelTest::crash("crash_thread_stack_overflow", crash_thread_stack_overflow),
+];

@@ -1,0 +1,138 @@
+//! Kernel threads: what the scheduler schedules.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use super::wait::WaitQueue;
+use crate::mm::stack::KernelStack;
+use crate::sync::SpinLock;
+
+/// Strict priorities: a runnable thread of a higher class always runs before
+/// any thread of a lower one (Linux: SCHED_FIFO above SCHED_OTHER).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Only the per-CPU idle threads.
+    Idle,
+    /// Time-shared: round-robin with a time slice among threads of this class.
+    Normal,
+    /// Real-time levels 1 (lowest) to 3: first in, first out, no time slice.
+    RealTime(u8),
+}
+
+impl Priority {
+    pub const HIGHEST_REAL_TIME: u8 = 3;
+
+    /// Run-queue level: 0 for Normal, n for RealTime(n).
+    pub fn level(self) -> usize {
+        match self {
+            Priority::Idle | Priority::Normal => 0,
+            Priority::RealTime(n) => n.clamp(1, Self::HIGHEST_REAL_TIME) as usize,
+        }
+    }
+
+    /// A number that orders priorities, for atomics.
+    pub fn rank(self) -> u8 {
+        match self {
+            Priority::Idle => 0,
+            Priority::Normal => 1,
+            Priority::RealTime(n) => 1 + n.clamp(1, Self::HIGHEST_REAL_TIME),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// On a CPU now.
+    Running,
+    /// On a run queue.
+    Runnable,
+    /// Waiting (wait queue, sleep); `wake()` makes it Runnable.
+    Blocked,
+    Exited,
+}
+
+pub struct Thread {
+    pub id: u64,
+    pub name: String,
+    pub priority: Priority,
+    /// The only CPU it may run on, if pinned.
+    pub affinity: Option<usize>,
+    state: AtomicU8,
+    /// The stack pointer saved by the context switch while the thread is off CPU.
+    pub(super) saved_rsp: UnsafeCell<u64>,
+    /// True from the moment a CPU picks the thread until another thread runs
+    /// on that CPU and the switch away has finished saving this one's
+    /// registers. Another CPU must see it false before switching to the thread.
+    pub(super) on_cpu: AtomicBool,
+    pub(super) last_cpu: AtomicUsize,
+    /// None for a CPU's boot context adopted as a thread.
+    pub(super) stack: Option<KernelStack>,
+    pub(super) entry: SpinLock<Option<Box<dyn FnOnce() + Send>>>,
+    pub(super) exit_queue: WaitQueue,
+    /// Time-slice end (ns) for Normal threads, set when the thread is switched in.
+    pub(super) slice_end: AtomicU64,
+}
+
+// SAFETY: `saved_rsp` is written only by the context switch on the CPU that runs
+// the thread and read by the next CPU to run it after `on_cpu` (Release/Acquire)
+// says the write is done; every other field is immutable or atomic.
+unsafe impl Sync for Thread {}
+unsafe impl Send for Thread {}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Thread {
+    pub(super) fn new(name: String, priority: Priority, affinity: Option<usize>, stack: Option<KernelStack>, state: State) -> Thread {
+        Thread {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            priority,
+            affinity,
+            state: AtomicU8::new(state as u8),
+            saved_rsp: UnsafeCell::new(0),
+            on_cpu: AtomicBool::new(false),
+            last_cpu: AtomicUsize::new(0),
+            stack,
+            entry: SpinLock::new(None),
+            exit_queue: WaitQueue::new(),
+            slice_end: AtomicU64::new(0),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        // SAFETY: only set_state()/try_transition() store into `state`, always a State.
+        unsafe { core::mem::transmute::<u8, State>(self.state.load(Ordering::Acquire)) }
+    }
+
+    pub(super) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Moves from `from` to `to` if the thread is in `from`; false otherwise.
+    pub(super) fn try_transition(&self, from: State, to: State) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.state() == State::Exited
+    }
+
+    /// Whether `address` lies in the unmapped guard page below this thread's stack.
+    pub fn is_guard_page(&self, address: u64) -> bool {
+        self.stack.is_some_and(|s| (s.bottom.as_u64() - 4096..s.bottom.as_u64()).contains(&address))
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        if let Some(stack) = self.stack.take() {
+            // SAFETY: the last reference is gone, so the thread has exited and
+            // finished switching away (finish_switch cleared on_cpu before
+            // dropping); nothing uses the stack any more.
+            unsafe { stack.free() };
+        }
+    }
+}
