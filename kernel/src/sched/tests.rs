@@ -54,35 +54,25 @@ fn higher_priority_preempts_a_busy_thread() -> TestResult {
     Ok(())
 }
 
-/// Three threads of different priorities become runnable together on one CPU
-/// (held back by a higher blocker); they must run highest first.
+/// Three threads of different priorities become runnable together on this CPU
+/// (preemption is off while they are spawned); they must run highest first.
 fn priorities_are_strict() -> TestResult {
-    let cpu = victim_cpu();
     let order = Arc::new(SpinLock::new(Vec::new()));
-    let release_blocker = Arc::new(AtomicBool::new(false));
-    let blocking = Arc::new(AtomicBool::new(false));
-    let (release2, blocking2) = (release_blocker.clone(), blocking.clone());
-    let blocker = Builder::new("blocker").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
-        blocking2.store(true, Ordering::Release);
-        while !release2.load(Ordering::Acquire) {
-            core::hint::spin_loop();
-        }
-    });
-    while !blocking.load(Ordering::Acquire) {
-        sleep_ns(1_000_000);
-    }
-    let mut threads = Vec::new();
-    for (name, priority) in [("low", Priority::Normal), ("mid", Priority::RealTime(1)), ("high", Priority::RealTime(2))] {
-        let order = order.clone();
-        threads.push(Builder::new(name).priority(priority).pin(cpu).spawn(move || {
-            order.lock().push(name);
-            spin_for_ns(1_000_000);
-        }));
-    }
-    // All three are now queued behind the blocker; let it go.
-    sleep_ns(5_000_000);
-    release_blocker.store(true, Ordering::Release);
-    blocker.join();
+    super::preempt::disable();
+    let cpu = percpu::cpu_number();
+    let threads: Vec<_> = [("low", Priority::Normal), ("mid", Priority::RealTime(1)), ("high", Priority::RealTime(2))]
+        .into_iter()
+        .map(|(name, priority)| {
+            let order = order.clone();
+            Builder::new(name).priority(priority).pin(cpu).spawn(move || {
+                order.lock().push(name);
+                spin_for_ns(1_000_000);
+            })
+        })
+        .collect();
+    // Here the two real-time threads take the CPU, highest first; "low" queues
+    // behind them and runs when they are done (before or after this thread).
+    super::preempt::enable();
     for thread in threads {
         thread.join();
     }
