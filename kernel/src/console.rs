@@ -8,7 +8,7 @@
 use core::fmt::{self, Write};
 
 use uart_16550::backend::PioBackend;
-use uart_16550::{Config, Uart16550Tty};
+use uart_16550::{Config, Uart16550, Uart16550Tty};
 
 use crate::sync::SpinLock;
 
@@ -32,13 +32,26 @@ pub fn print(args: fmt::Arguments) {
 
 /// Writes without taking the console lock: for the panic report only, when the
 /// lock may be held by a CPU that has been stopped and will never release it.
-/// The UART was initialised at boot; writing its data register from a second
-/// handle at worst interleaves characters with a CPU that is still printing.
+/// It uses a second handle on the UART that init() already configured, and
+/// does not configure it again; writing its data register beside a CPU that is
+/// still printing at worst interleaves characters.
 pub fn emergency_write(args: fmt::Arguments) {
-    // SAFETY: COM1 exists (init() succeeded or writes go nowhere); see above for
-    // why sharing the port with a possibly interrupted holder is acceptable here.
-    if let Ok(mut port) = unsafe { Uart16550Tty::new_port(COM1, Config::default()) } {
-        let _ = port.write_fmt(args);
+    struct Raw(Uart16550<PioBackend>);
+    impl Write for Raw {
+        fn write_str(&mut self, text: &str) -> fmt::Result {
+            for byte in text.bytes() {
+                if byte == b'\n' {
+                    self.0.send_bytes_exact(b"\r");
+                }
+                self.0.send_bytes_exact(&[byte]);
+            }
+            Ok(())
+        }
+    }
+    // SAFETY: COM1 is the console UART, configured at boot; see above for why a
+    // second handle is acceptable here.
+    if let Ok(port) = unsafe { Uart16550::new_port(COM1) } {
+        let _ = Raw(port).write_fmt(args);
     }
 }
 

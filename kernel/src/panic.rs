@@ -121,7 +121,9 @@ fn stop_this_cpu(how: u8, rip: u64) -> ! {
 
 /// The NMI handler's first question: is this the panic path's stop signal?
 pub fn nmi_stops_this_cpu(frame: &InterruptStackFrame) {
-    if in_progress() {
+    // The owner itself keeps going: an NMI from outside must not cut the report short.
+    let owner = PANIC_OWNER.load(Ordering::Acquire);
+    if owner != NO_OWNER && owner != percpu::cpu_number() {
         stop_this_cpu(STOPPED_BY_NMI, frame.instruction_pointer.as_u64());
     }
 }
@@ -133,6 +135,7 @@ fn stack_pointer() -> u64 {
     rsp
 }
 
+#[inline(always)]
 fn return_address() -> u64 {
     let frame: u64;
     // SAFETY: reads rbp; with frame pointers, [rbp+8] is this function's caller's
@@ -385,7 +388,7 @@ fn spin_like_linux() -> ! {
 /// Sleeps `seconds` on one-shot timers, then resets the machine.
 fn reboot_after(seconds: u64) -> ! {
     emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
-    let deadline = time::now_ns() + seconds * 1_000_000_000;
+    let deadline = time::now_ns().saturating_add(seconds.saturating_mul(1_000_000_000));
     if lapic::is_initialised() {
         while time::now_ns() < deadline {
             // One-shot counts are 32-bit: sleep in steps of at most a second.

@@ -83,10 +83,11 @@ impl fmt::Display for Demangled<'_> {
         if let Some(body) = name.strip_prefix("_ZN").and_then(|s| s.strip_suffix('E')) {
             return write_legacy(f, body);
         }
+        // Parsed twice: once to check that the whole name is in the supported
+        // subset, once to print it; nothing is allocated (this runs in the panic path).
         if let Some(body) = name.strip_prefix("_R") {
-            let mut path = alloc::string::String::new();
-            if (V0Path { rest: body }).parse(&mut path).is_some() {
-                return f.write_str(&path);
+            if (V0Path { rest: body }).parse(&mut None).is_some() {
+                return (V0Path { rest: body }).parse(&mut Some(f)).ok_or(fmt::Error);
             }
         }
         f.write_str(self.0)
@@ -151,10 +152,11 @@ impl<'a> V0Path<'a> {
         Some(identifier)
     }
 
-    fn parse(&mut self, out: &mut alloc::string::String) -> Option<()> {
+    /// Parses a path, writing it to `out` if given.
+    fn parse(&mut self, out: &mut Option<&mut fmt::Formatter>) -> Option<()> {
+        let mut write = |text: &str| out.as_mut().map_or(Some(()), |f| f.write_str(text).ok());
         if self.take('C') {
-            out.push_str(self.identifier()?);
-            return Some(());
+            return write(self.identifier()?);
         }
         if !self.take('N') {
             return None;
@@ -163,13 +165,13 @@ impl<'a> V0Path<'a> {
         self.rest = &self.rest[1..];
         self.parse(out)?;
         let identifier = self.identifier()?;
-        out.push_str("::");
-        match (namespace, identifier) {
-            ('C', _) => out.push_str("{closure}"),
-            ('S', _) => out.push_str("{shim}"),
-            (_, identifier) => out.push_str(identifier),
+        let mut write = |text: &str| out.as_mut().map_or(Some(()), |f| f.write_str(text).ok());
+        write("::")?;
+        match namespace {
+            'C' => write("{closure}"),
+            'S' => write("{shim}"),
+            _ => write(identifier),
         }
-        Some(())
     }
 }
 

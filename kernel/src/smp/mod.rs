@@ -185,7 +185,8 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
         cr4: x86_64::registers::control::Cr4::read_raw(),
     });
     if smp.trampoline.is_none() {
-        log::info!("smp: 1 of 1 CPUs online (no other CPU to start)");
+        let reason = if smp.cpus.len() > 1 { "no trampoline" } else { "no other CPU to start" };
+        log::info!("smp: 1 of {} CPUs online ({reason})", smp.cpus.len());
         return;
     }
     let result = bring_up(args.smp);

@@ -16,7 +16,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::Cpu;
-use crate::arch::x86::cpu::rdtsc;
+use crate::arch::x86::cpu::{rdtsc, rdtsc_ordered};
 use crate::sync::SpinLock;
 use crate::{args, time};
 
@@ -32,7 +32,7 @@ fn check_until(deadline: u64) {
     loop {
         let now = {
             let mut last = LAST_TSC.lock_irqsave();
-            let now = rdtsc();
+            let now = rdtsc_ordered();
             if now < *last {
                 WORST_WARP.fetch_max(*last - now, Ordering::Relaxed);
             }

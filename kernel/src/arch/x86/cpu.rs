@@ -50,6 +50,15 @@ pub fn rdtsc() -> u64 {
     unsafe { _rdtsc() }
 }
 
+/// Reads the TSC after every earlier instruction has completed (`lfence;
+/// rdtsc`, Linux's rdtsc_ordered()): a plain RDTSC may execute early.
+#[inline]
+pub fn rdtsc_ordered() -> u64 {
+    // SAFETY: LFENCE only orders instruction execution.
+    unsafe { core::arch::x86_64::_mm_lfence() };
+    rdtsc()
+}
+
 /// Sleeps until the next interrupt with interrupts enabled. `sti` delays
 /// interrupts by one instruction, so no interrupt slips in between the two and
 /// is lost before `hlt` (SDM Vol. 2B, STI).
