@@ -71,6 +71,8 @@ pub enum Bench {
     Smp,
     /// `bench=sched`: context switches, wake-up latency, preempt-off spans.
     Sched,
+    /// `bench=tlb`: wake-up latency behind shootdowns, spin vs preempt waits.
+    Tlb,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +93,12 @@ pub struct Args {
     pub tsc_reliable: bool,
     pub fault: Option<Fault>,
     pub bench: Option<Bench>,
+    /// How cross-CPU calls wait for their targets (`ipi_wait=`).
+    pub ipi_wait: crate::smp::call::WaitMode,
+    /// `irqoff_us=N`: a CPU runs with interrupts off N us at a time (0: never).
+    pub irqoff_us: u64,
+    /// `irqoff_cpu=C`: which CPU (default: the last one).
+    pub irqoff_cpu: Option<usize>,
 }
 
 impl Args {
@@ -106,6 +114,9 @@ impl Args {
         tsc_reliable: false,
         fault: None,
         bench: None,
+        ipi_wait: crate::smp::call::WaitMode::Preempt,
+        irqoff_us: 0,
+        irqoff_cpu: None,
     };
 
     /// What a panic does: as asked, else exit while testing and halt otherwise.
@@ -233,16 +244,42 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "bench",
-        accepted: "smp, sched",
+        accepted: "smp, sched, tlb",
         default: "none",
         set: |args, value| {
             args.bench = Some(match value {
                 "smp" => Bench::Smp,
                 "sched" => Bench::Sched,
+                "tlb" => Bench::Tlb,
                 _ => return false,
             });
             true
         },
+    },
+    Parameter {
+        key: "ipi_wait",
+        accepted: "preempt, spin",
+        default: "preempt",
+        set: |args, value| {
+            args.ipi_wait = match value {
+                "preempt" => crate::smp::call::WaitMode::Preempt,
+                "spin" => crate::smp::call::WaitMode::Spin,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Parameter {
+        key: "irqoff_us",
+        accepted: "microseconds from 1 to 1000000",
+        default: "off",
+        set: |args, value| value.parse().ok().filter(|us| (1..=1_000_000).contains(us)).map(|us| args.irqoff_us = us).is_some(),
+    },
+    Parameter {
+        key: "irqoff_cpu",
+        accepted: "a CPU number other than 0",
+        default: "the last CPU",
+        set: |args, value| value.parse().ok().filter(|&cpu| cpu > 0).map(|cpu| args.irqoff_cpu = Some(cpu)).is_some(),
     },
 ];
 

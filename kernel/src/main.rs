@@ -14,6 +14,7 @@ mod acpi;
 mod arch;
 mod args;
 mod console;
+mod fault;
 mod logger;
 mod mm;
 mod panic;
@@ -95,6 +96,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     sched::init_boot_cpu("main");
     x86_64::instructions::interrupts::enable();
     smp::init(platform, boot_cpu);
+    smp::call::set_wait_mode(args.ipi_wait);
+    fault::start_from_args();
 
     if let Some(selection) = args.test {
         testing::run(selection);
@@ -102,6 +105,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     match args.bench {
         Some(Bench::Smp) => smp::bench::run(),
         Some(Bench::Sched) => sched::bench::run(),
+        Some(Bench::Tlb) => mm::tlb_bench::run(),
         None => {}
     }
     if args.bench.is_some() {

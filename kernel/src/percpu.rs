@@ -37,6 +37,8 @@ pub struct PerCpu {
     pub preempt_off_max_caller: AtomicU64,
     /// This CPU's scheduler state (run queue, current thread); see `sched`.
     pub sched: crate::sched::CpuScheduler,
+    /// Cross-CPU calls waiting to run here; see `smp::call`.
+    pub calls: crate::smp::call::CallQueue,
     /// Local APIC timer interrupts taken on this CPU.
     pub timer_ticks: AtomicU64,
     /// How many interrupt handlers are running on this CPU (nested).
@@ -67,6 +69,7 @@ impl PerCpu {
             preempt_off_max: AtomicU64::new(0),
             preempt_off_max_caller: AtomicU64::new(0),
             sched: crate::sched::CpuScheduler::new(),
+            calls: crate::smp::call::CallQueue::new(),
             timer_ticks: AtomicU64::new(0),
             interrupt_depth: AtomicU32::new(0),
             exception: ExceptionRecord::new(),

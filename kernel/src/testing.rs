@@ -34,6 +34,11 @@ impl KernelTest {
     pub const fn crash(name: &'static str, run: fn() -> TestResult) -> KernelTest {
         KernelTest { name, run, in_all: false }
     }
+
+    /// A test that takes minutes: run only by name (the host tests do).
+    pub const fn long(name: &'static str, run: fn() -> TestResult) -> KernelTest {
+        KernelTest { name, run, in_all: false }
+    }
 }
 
 /// Returns `Err(message)` from the enclosing test unless `condition` holds.
@@ -56,11 +61,22 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::arch::x86::lapic::TESTS,
     crate::smp::TESTS,
     crate::sched::tests::TESTS,
+    crate::smp::call_tests::TESTS,
+    crate::mm::tlb_tests::TESTS,
     crate::symbols::TESTS,
     crate::panic::TESTS,
     crate::arch::x86::idt::TESTS,
     HARNESS_TESTS,
 ];
+
+static SKIP_REASON: crate::sync::SpinLock<Option<&'static str>> = crate::sync::SpinLock::new(None);
+
+/// Ends a test that cannot run on this machine (too few CPUs): it is reported
+/// as skipped, not passed.
+pub fn skip(reason: &'static str) -> TestResult {
+    *SKIP_REASON.lock() = Some(reason);
+    Ok(())
+}
 
 fn all_tests() -> impl Iterator<Item = &'static KernelTest> {
     REGISTRY.iter().flat_map(|tests| tests.iter())
@@ -81,10 +97,16 @@ pub fn run(selection: &str) -> ! {
         selected
     };
 
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for test in selected {
         log::debug!("test: running {}", test.name);
-        match (test.run)() {
+        let result = (test.run)();
+        let skip_reason = SKIP_REASON.lock().take();
+        match result {
+            Ok(()) if skip_reason.is_some() => {
+                skipped += 1;
+                crate::println!("test {} ... skipped ({})", test.name, skip_reason.unwrap());
+            }
             Ok(()) => {
                 passed += 1;
                 crate::println!("test {} ... ok", test.name);
@@ -95,7 +117,11 @@ pub fn run(selection: &str) -> ! {
             }
         }
     }
-    crate::println!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        crate::println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        crate::println!("{passed} passed, {failed} failed");
+    }
     qemu_exit::exit(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
 }
 

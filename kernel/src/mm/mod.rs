@@ -6,11 +6,15 @@
 //! later stacks) sit in a part of the higher half the bootloader was told to
 //! leave alone (see `layout`).
 
+pub mod address_space;
 pub mod frame;
 pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod stack;
+pub mod tlb;
+pub mod tlb_bench;
+pub mod tlb_tests;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

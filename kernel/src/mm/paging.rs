@@ -30,8 +30,16 @@ unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     }
 }
 
+static KERNEL_LEVEL4: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel's own level-4 table (the one the bootloader built).
+pub fn kernel_level4() -> PhysFrame {
+    PhysFrame::containing_address(PhysAddr::new(KERNEL_LEVEL4.load(Ordering::Relaxed)))
+}
+
 pub fn init() {
     let (level_4, _) = Cr3::read();
+    KERNEL_LEVEL4.store(level_4.start_address().as_u64(), Ordering::Relaxed);
     let offset = super::phys_to_virt(PhysAddr::new(0));
     let table: *mut PageTable = super::phys_to_virt(level_4.start_address()).as_mut_ptr();
     // SAFETY: CR3 names the active level-4 table, which the bootloader built and

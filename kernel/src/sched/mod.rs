@@ -35,6 +35,7 @@ use x86_64::instructions::interrupts;
 use crate::arch::x86::cpu;
 use crate::arch::x86::idt::RESCHEDULE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::mm::address_space::AddressSpace;
 use crate::mm::stack::KernelStack;
 use crate::percpu;
 use crate::sync::SpinLock;
@@ -58,6 +59,9 @@ pub struct CpuScheduler {
     need_resched: AtomicBool,
     /// Threads sleeping on this CPU, with their deadlines (clock ns).
     sleepers: SpinLock<Vec<(u64, Arc<Thread>)>>,
+    /// The address space loaded in CR3 (one strong reference), or null for
+    /// the kernel's own tables.
+    loaded_space: AtomicPtr<AddressSpace>,
     /// Set while something else (bring-up, timer tests) owns the local timer.
     timer_lent: AtomicBool,
     started: AtomicBool,
@@ -72,6 +76,7 @@ impl CpuScheduler {
             idle: AtomicPtr::new(core::ptr::null_mut()),
             need_resched: AtomicBool::new(false),
             sleepers: SpinLock::new(Vec::new()),
+            loaded_space: AtomicPtr::new(core::ptr::null_mut()),
             timer_lent: AtomicBool::new(false),
             started: AtomicBool::new(false),
         }
@@ -110,7 +115,7 @@ pub fn current() -> Arc<Thread> {
 /// APs, which become their own idle thread with `become_idle()`.
 pub fn init_boot_cpu(name: &str) {
     let me = Arc::new(Thread::new(name.into(), Priority::Normal, None, None, State::Running));
-    let idle = new_thread(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), idle_loop);
+    let idle = new_thread(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, idle_loop);
     start_on_this_cpu(me, idle);
 }
 
@@ -143,11 +148,12 @@ pub struct Builder {
     name: String,
     priority: Priority,
     affinity: Option<usize>,
+    address_space: Option<Arc<AddressSpace>>,
 }
 
 impl Builder {
     pub fn new(name: &str) -> Builder {
-        Builder { name: name.into(), priority: Priority::Normal, affinity: None }
+        Builder { name: name.into(), priority: Priority::Normal, affinity: None, address_space: None }
     }
 
     pub fn priority(mut self, priority: Priority) -> Builder {
@@ -161,8 +167,14 @@ impl Builder {
         self
     }
 
+    /// Runs the thread in `space` (its lower half); see mm::address_space.
+    pub fn address_space(mut self, space: Arc<AddressSpace>) -> Builder {
+        self.address_space = Some(space);
+        self
+    }
+
     pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> JoinHandle {
-        let thread = new_thread(self.name, self.priority, self.affinity, f);
+        let thread = new_thread(self.name, self.priority, self.affinity, self.address_space, f);
         let cpu = self.affinity.unwrap_or_else(least_loaded_cpu);
         thread.set_state(State::Runnable);
         enqueue(cpu, thread.clone());
@@ -170,9 +182,17 @@ impl Builder {
     }
 }
 
-fn new_thread(name: String, priority: Priority, affinity: Option<usize>, f: impl FnOnce() + Send + 'static) -> Arc<Thread> {
+fn new_thread(
+    name: String,
+    priority: Priority,
+    affinity: Option<usize>,
+    address_space: Option<Arc<AddressSpace>>,
+    f: impl FnOnce() + Send + 'static,
+) -> Arc<Thread> {
     let stack = KernelStack::new(THREAD_STACK_SIZE);
-    let thread = Arc::new(Thread::new(name, priority, affinity, Some(stack), State::Blocked));
+    let mut thread = Thread::new(name, priority, affinity, Some(stack), State::Blocked);
+    thread.address_space = address_space;
+    let thread = Arc::new(thread);
     *thread.entry.lock() = Some(Box::new(f));
     let rsp = switch::initial_stack(stack.top.as_u64(), Arc::as_ptr(&thread));
     // SAFETY: the thread does not run yet; nothing else touches saved_rsp.
@@ -329,6 +349,9 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     }
     next.on_cpu.store(true, Ordering::Relaxed);
     cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
+    if let Some(space) = &next.address_space {
+        switch_address_space(cpu, me, space);
+    }
     // SAFETY: on_cpu was false, so the last switch away from `next` stored its rsp.
     let load = unsafe { *next.saved_rsp.get() };
     cpu.current.store(Arc::into_raw(next) as *mut Thread, Ordering::Relaxed);
@@ -337,6 +360,38 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     // is released only by finish_switch, after we are off this stack).
     let replaced = unsafe { switch::switch((*prev).saved_rsp.get(), load, prev) };
     finish_switch(replaced);
+}
+
+/// Loads `space` unless it is loaded already. Threads without an address space
+/// leave CR3 alone (lazy TLB), so only a thread with a different space pays.
+fn switch_address_space(cpu: &CpuScheduler, me: usize, space: &Arc<AddressSpace>) {
+    let loaded = cpu.loaded_space.load(Ordering::Relaxed);
+    if core::ptr::eq(loaded, Arc::as_ptr(space)) {
+        return;
+    }
+    // SAFETY: interrupts are off; `loaded` is this CPU's current space, kept
+    // alive by the reference `loaded_space` holds.
+    unsafe { space.load(me, loaded.as_ref()) };
+    cpu.loaded_space.store(Arc::into_raw(space.clone()) as *mut AddressSpace, Ordering::Relaxed);
+    if !loaded.is_null() {
+        // SAFETY: the reference stored when it was loaded.
+        drop(unsafe { Arc::from_raw(loaded) });
+    }
+}
+
+/// Leaves any address space this CPU has loaded and goes back to the kernel's
+/// tables, so the space can be freed. The caller must not run in that space.
+pub fn unload_address_space() {
+    interrupts::without_interrupts(|| {
+        let cpu = this_cpu();
+        let loaded = cpu.loaded_space.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        if !loaded.is_null() {
+            // SAFETY: the reference stored when it was loaded; the kernel's own
+            // tables are those the boot CPU started with.
+            let space = unsafe { Arc::from_raw(loaded) };
+            unsafe { crate::mm::address_space::load_kernel_tables(crate::mm::paging::kernel_level4(), percpu::cpu_number(), &space) };
+        }
+    });
 }
 
 /// Runs on the thread that was switched to: the previous thread's registers

@@ -2,10 +2,12 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use super::wait::WaitQueue;
+use crate::mm::address_space::AddressSpace;
 use crate::mm::stack::KernelStack;
 use crate::sync::SpinLock;
 
@@ -60,6 +62,9 @@ pub struct Thread {
     pub priority: Priority,
     /// The only CPU it may run on, if pinned.
     pub affinity: Option<usize>,
+    /// The address space whose lower half it uses; None for kernel-only
+    /// threads, which borrow whatever is loaded (lazy TLB).
+    pub address_space: Option<Arc<AddressSpace>>,
     state: AtomicU8,
     /// The stack pointer saved by the context switch while the thread is off CPU.
     pub(super) saved_rsp: UnsafeCell<u64>,
@@ -91,6 +96,7 @@ impl Thread {
             name,
             priority,
             affinity,
+            address_space: None,
             state: AtomicU8::new(state as u8),
             saved_rsp: UnsafeCell::new(0),
             on_cpu: AtomicBool::new(false),

@@ -20,6 +20,8 @@
 
 mod ap;
 pub mod bench;
+pub mod call;
+pub mod call_tests;
 mod timeline;
 mod trampoline;
 mod tsc_sync;

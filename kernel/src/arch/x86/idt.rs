@@ -37,6 +37,8 @@ impl Drop for InterruptScope {
 pub const TIMER_VECTOR: u8 = 0xec;
 /// A vector tests send to check that a CPU answers IPIs.
 pub const SELF_TEST_VECTOR: u8 = 0xf0;
+/// Runs the cross-CPU calls queued for this CPU (Linux: CALL_FUNCTION_VECTOR).
+pub const CALL_FUNCTION_VECTOR: u8 = 0xfc;
 /// Asks a CPU to reschedule: a thread that outranks its current one was woken
 /// for it (Linux: RESCHEDULE_VECTOR).
 pub const RESCHEDULE_VECTOR: u8 = 0xfd;
@@ -183,6 +185,15 @@ extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
     crate::sched::preempt_on_interrupt_return();
 }
 
+extern "x86-interrupt" fn call_function_interrupt(_frame: InterruptStackFrame) {
+    {
+        let _scope = InterruptScope::enter();
+        crate::smp::call::on_call_interrupt();
+        lapic::end_of_interrupt();
+    }
+    crate::sched::preempt_on_interrupt_return();
+}
+
 /// Nothing to do but return: the preemption check on the way out switches.
 extern "x86-interrupt" fn reschedule_interrupt(_frame: InterruptStackFrame) {
     lapic::end_of_interrupt();
@@ -247,6 +258,7 @@ fn build_idt() -> InterruptDescriptorTable {
     idt[PARK_VECTOR].set_handler_fn(park_interrupt);
     idt[WAKE_VECTOR].set_handler_fn(wake_interrupt);
     idt[RESCHEDULE_VECTOR].set_handler_fn(reschedule_interrupt);
+    idt[CALL_FUNCTION_VECTOR].set_handler_fn(call_function_interrupt);
     idt[CRASH_TEST_VECTOR].set_handler_fn(crash_test_interrupt);
     idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
     idt

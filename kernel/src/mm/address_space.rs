@@ -1,0 +1,178 @@
+//! Address spaces: a lower half of their own, the kernel's upper half shared,
+//! and a record of the CPUs where each is loaded.
+//!
+//! A new address space gets a level-4 table whose upper 256 entries are copies
+//! of the kernel's (they point to the same lower-level tables, so kernel
+//! mappings are the same everywhere) and whose lower half starts empty.
+//!
+//! `active_cpus` is the set of CPUs whose CR3 holds this space: the CPUs that
+//! may have its translations in their TLBs, and so the CPUs a TLB shootdown
+//! must reach (Linux: `mm_cpumask`). A CPU joins the set before it loads CR3
+//! and leaves it after it has loaded another, so a change made while the bit
+//! is clear cannot be in that CPU's TLB. Kernel threads do not switch CR3:
+//! like Linux's lazy TLB mode, they borrow whatever was loaded, and the CPU
+//! stays in that space's set.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::structures::paging::mapper::MapToError;
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+    page_table::PageTableEntry,
+};
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::PhysAddr;
+
+use super::frame;
+use crate::smp::call::CpuSet;
+use crate::sync::SpinLock;
+
+pub struct AddressSpace {
+    level4: PhysFrame,
+    active: AtomicU64,
+    /// Serialises edits of the page tables.
+    edit: SpinLock<()>,
+}
+
+struct Frames;
+
+// SAFETY: frame::allocate() hands out each free frame once.
+unsafe impl FrameAllocator<Size4KiB> for Frames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        frame::allocate()
+    }
+}
+
+fn table(frame: PhysFrame) -> *mut PageTable {
+    super::phys_to_virt(frame.start_address()).as_mut_ptr()
+}
+
+impl AddressSpace {
+    pub fn new() -> AddressSpace {
+        let level4 = frame::allocate().expect("out of memory for a page table");
+        let (kernel, _) = Cr3::read();
+        // SAFETY: `level4` is a fresh frame; the kernel's table is only read.
+        unsafe {
+            let new = &mut *table(level4);
+            let kernel = &*table(kernel);
+            new.zero();
+            for i in 256..512 {
+                new[i] = kernel[i].clone();
+            }
+        }
+        AddressSpace { level4, active: AtomicU64::new(0), edit: SpinLock::new(()) }
+    }
+
+    pub fn level4(&self) -> PhysFrame {
+        self.level4
+    }
+
+    /// The CPUs where this space is loaded (see the module comment).
+    pub fn active_cpus(&self) -> CpuSet {
+        CpuSet(self.active.load(Ordering::SeqCst))
+    }
+
+    fn edit<R>(&self, f: impl FnOnce(&mut OffsetPageTable<'static>) -> R) -> R {
+        let _guard = self.edit.lock_irqsave();
+        // SAFETY: the table belongs to this space; edits are serialised above.
+        let mut mapper = unsafe { OffsetPageTable::new(&mut *table(self.level4), super::phys_to_virt(PhysAddr::new(0))) };
+        f(&mut mapper)
+    }
+
+    /// Maps `page` (lower half) to `frame`, writable. The caller flushes.
+    pub fn map(&self, page: Page, frame: PhysFrame) -> Result<(), MapToError<Size4KiB>> {
+        assert!(page.start_address().as_u64() < 0x0000_8000_0000_0000, "address spaces own the lower half only");
+        let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        // SAFETY: the lower half of this space is its own; the flush is the
+        // caller's business (a fresh mapping needs none: not-present entries are not cached).
+        self.edit(|m| unsafe { m.map_to(page, frame, flags, &mut Frames) }.map(|flush| flush.ignore()))
+    }
+
+    /// Points `page` at `frame` instead of whatever it mapped, and returns the
+    /// old frame. The entry is rewritten with one 64-bit store, so a CPU
+    /// walking the tables meanwhile sees the old mapping or the new, never a
+    /// hole. Other CPUs may keep using the old translation from their TLBs
+    /// until the caller's shootdown completes; only then may the old frame be
+    /// reused.
+    pub fn remap(&self, page: Page, frame: PhysFrame) -> Option<PhysFrame> {
+        let _guard = self.edit.lock_irqsave();
+        let address = page.start_address();
+        let mut table_frame = self.level4;
+        for index in [address.p4_index(), address.p3_index(), address.p2_index()] {
+            // SAFETY: a page table of this space, edits serialised by `edit`.
+            let entry = unsafe { &(&*table(table_frame))[index] };
+            if !entry.flags().contains(PageTableFlags::PRESENT) || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return None;
+            }
+            table_frame = entry.frame().ok()?;
+        }
+        // SAFETY: as above; the level-1 table of `page`.
+        let entry = unsafe { &mut (&mut *table(table_frame))[address.p1_index()] };
+        let old = entry.frame().ok()?;
+        let value = frame.start_address().as_u64() | entry.flags().bits();
+        // SAFETY: a single aligned 64-bit store replaces the entry atomically.
+        unsafe { (entry as *mut PageTableEntry as *mut u64).write_volatile(value) };
+        Some(old)
+    }
+
+    /// Unmaps `page` and returns its frame; the caller shoots down the TLBs
+    /// before reusing the frame.
+    pub fn unmap(&self, page: Page) -> Option<PhysFrame> {
+        self.edit(|m| m.unmap(page).ok().map(|(frame, flush)| {
+            flush.ignore();
+            frame
+        }))
+    }
+
+    /// Loads this space on this CPU: joins `active_cpus` first, then writes CR3.
+    ///
+    /// # Safety
+    /// Interrupts are off, and `previous` is the space this CPU had loaded (if any).
+    pub unsafe fn load(&self, cpu: usize, previous: Option<&AddressSpace>) {
+        self.active.fetch_or(1 << cpu, Ordering::SeqCst);
+        // SAFETY: the upper half matches the kernel's, so the running code and
+        // stack stay mapped across the switch.
+        unsafe { Cr3::write(self.level4, Cr3Flags::empty()) };
+        if let Some(previous) = previous {
+            previous.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
+        }
+    }
+}
+
+/// Goes back to the kernel's own tables on this CPU (leaving `space`'s set).
+///
+/// # Safety
+/// As for `AddressSpace::load`.
+pub unsafe fn load_kernel_tables(kernel: PhysFrame, cpu: usize, space: &AddressSpace) {
+    // SAFETY: the kernel's tables map everything the kernel runs on.
+    unsafe { Cr3::write(kernel, Cr3Flags::empty()) };
+    space.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
+}
+
+impl Drop for AddressSpace {
+    /// Frees the lower half's page tables (not the frames they map: those
+    /// belong to whoever mapped them) and the level-4 table.
+    fn drop(&mut self) {
+        assert_eq!(self.active.load(Ordering::SeqCst), 0, "an address space was dropped while loaded");
+        fn free_tables(frame: PhysFrame, level: u8) {
+            // SAFETY: a page table of this space, no longer reachable by any CPU.
+            let entries = unsafe { &*table(frame) };
+            if level > 1 {
+                for entry in entries.iter().filter(|e| e.flags().contains(PageTableFlags::PRESENT)) {
+                    if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                        free_tables(entry.frame().unwrap(), level - 1);
+                    }
+                }
+            }
+            // SAFETY: as above.
+            unsafe { frame::free(frame) };
+        }
+        // SAFETY: as above.
+        let level4 = unsafe { &*table(self.level4) };
+        for entry in level4.iter().take(256).filter(|e| e.flags().contains(PageTableFlags::PRESENT)) {
+            free_tables(entry.frame().unwrap(), 3);
+        }
+        // SAFETY: the level-4 table is ours and unused.
+        unsafe { frame::free(self.level4) };
+    }
+}

@@ -1,0 +1,95 @@
+//! TLB shootdown: after a page-table change, making every CPU that may cache
+//! the old translation forget it.
+//!
+//! TLBs are not coherent with page tables: a CPU keeps using a cached
+//! translation until it is invalidated on that CPU (Intel SDM Vol. 3A 4.10.4
+//! "Invalidation of TLBs and Paging-Structure Caches"), and a change made on
+//! one CPU does nothing to the others' TLBs: software must tell them, usually
+//! with an IPI (4.10.5 "Propagation of Paging-Structure Changes to Multiple
+//! Processors"). Until every CPU has flushed, the old frame may still be read
+//! or written through the stale entry, so it must not be reused before then.
+//!
+//! As Linux's arch/x86/mm/tlb.c does:
+//! - only the CPUs in the address space's `active_cpus` are asked;
+//! - up to `FLUSH_CEILING` pages are flushed one by one with INVLPG, a larger
+//!   range with a full flush (reloading CR3), which is cheaper than many INVLPGs;
+//! - the local flush runs while the remote CPUs work on theirs.
+//! The wait follows `ipi_wait=` (see smp::call).
+
+use x86_64::VirtAddr;
+use x86_64::instructions::tlb;
+
+use super::address_space::AddressSpace;
+use crate::smp::call::{CpuSet, CrossCall, Unresponsive};
+
+/// Linux's `tlb_single_page_flush_ceiling`.
+pub const FLUSH_CEILING: usize = 33;
+
+/// Flushes `pages` pages from `start` on this CPU.
+pub fn flush_local(start: VirtAddr, pages: usize) {
+    if pages > FLUSH_CEILING {
+        tlb::flush_all();
+    } else {
+        for page in 0..pages as u64 {
+            tlb::flush(start + page * 4096);
+        }
+    }
+}
+
+/// Flushes `pages` pages from `start` of `space` on every CPU where it is
+/// loaded, and returns once they all have.
+pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) -> Result<(), Unresponsive> {
+    let flush = || flush_local(start, pages);
+    let call = CrossCall::new("tlb_flush_range", &flush);
+    let pending = call.start(
+        |me| {
+            let mut targets = space.active_cpus();
+            targets.remove(me);
+            targets
+        },
+        // Only this CPU changes its own bit, and it cannot move meanwhile.
+        |me| {
+            if space.active_cpus().contains(me) {
+                flush_local(start, pages);
+            }
+        },
+    );
+    pending.wait()
+}
+
+/// Flushes a range of kernel mappings, which every CPU shares: on every online CPU.
+pub fn shootdown_kernel(start: VirtAddr, pages: usize) -> Result<(), Unresponsive> {
+    let flush = || flush_kernel_local(start, pages);
+    let call = CrossCall::new("tlb_flush_kernel_range", &flush);
+    call.start(
+        |me| {
+            let mut targets = CpuSet::all_online();
+            targets.remove(me);
+            targets
+        },
+        |_| flush_kernel_local(start, pages),
+    )
+    .wait()
+}
+
+/// Kernel pages may be global, which a CR3 reload keeps: flush them one by
+/// one, or toggle CR4.PGE to drop everything (SDM 4.10.4.1).
+fn flush_kernel_local(start: VirtAddr, pages: usize) {
+    if pages > FLUSH_CEILING {
+        use x86_64::registers::control::{Cr4, Cr4Flags};
+        let flags = Cr4::read();
+        if flags.contains(Cr4Flags::PAGE_GLOBAL) {
+            // SAFETY: clearing and restoring PGE only flushes the TLB.
+            unsafe {
+                Cr4::write(flags - Cr4Flags::PAGE_GLOBAL);
+                Cr4::write(flags);
+            }
+        } else {
+            tlb::flush_all();
+        }
+    } else {
+        for page in 0..pages as u64 {
+            tlb::flush(start + page * 4096);
+        }
+    }
+}

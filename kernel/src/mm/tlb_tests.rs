@@ -1,0 +1,225 @@
+//! Tests of TLB shootdown: a torture test that catches stale translations, and
+//! a check that kernel-wide flushes reach every CPU.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
+use x86_64::VirtAddr;
+
+use super::address_space::AddressSpace;
+use super::{frame, paging, phys_to_virt, tlb};
+use crate::sched::Builder;
+use crate::smp::call::{self, CpuSet, WaitMode};
+use crate::sync::SpinLock;
+use crate::testing::{KernelTest, TestResult};
+use crate::{percpu, smp};
+
+/// Where the torture maps its pages in the shared address space.
+const TORTURE_BASE: u64 = 0x0000_0040_0000_0000;
+const PAGES_PER_CPU: usize = 4;
+pub const TORTURE_SHOOTDOWNS: u64 = 100_000;
+
+/// What each torture frame holds: its page, its generation, and a check word.
+fn write_pattern(frame: PhysFrame, page: usize, generation: u64) {
+    let words = phys_to_virt(frame.start_address()).as_mut_ptr::<u64>();
+    // SAFETY: the frame was just allocated by the caller and is not mapped yet.
+    unsafe {
+        words.write_volatile(page as u64);
+        words.add(1).write_volatile(generation);
+        words.add(2).write_volatile(!(page as u64) ^ generation);
+    }
+}
+
+fn page_address(page: usize) -> VirtAddr {
+    VirtAddr::new(TORTURE_BASE + page as u64 * 4096)
+}
+
+/// A simple xorshift generator, seeded per thread.
+pub struct Random(u64);
+
+impl Random {
+    pub fn new(seed: u64) -> Random {
+        Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+struct Torture {
+    space: Arc<AddressSpace>,
+    /// The generation of each page whose shootdown has completed.
+    published: Vec<AtomicU64>,
+    failures: AtomicU64,
+    first_failure: SpinLock<Option<alloc::string::String>>,
+    shootdowns: AtomicU64,
+}
+
+impl Torture {
+    fn fail(&self, message: alloc::string::String) {
+        if self.failures.fetch_add(1, Ordering::AcqRel) == 0 {
+            *self.first_failure.lock() = Some(message);
+        }
+    }
+
+    /// Reads `page` through the shared space and checks it is no older than
+    /// its last completed shootdown.
+    fn check(&self, page: usize) {
+        let expected = self.published[page].load(Ordering::Acquire);
+        let words = page_address(page).as_ptr::<u64>();
+        // SAFETY: every torture page is mapped in the space this thread runs in.
+        let (seen_page, generation, check) =
+            unsafe { (words.read_volatile(), words.add(1).read_volatile(), words.add(2).read_volatile()) };
+        if seen_page != page as u64 || check != !seen_page ^ generation {
+            self.fail(alloc::format!(
+                "cpu{}: page {page} read the frame of page {seen_page} (generation {generation})",
+                percpu::cpu_number()
+            ));
+        } else if generation < expected {
+            self.fail(alloc::format!(
+                "cpu{}: page {page} read generation {generation} after the shootdown for generation {expected} completed",
+                percpu::cpu_number()
+            ));
+        }
+    }
+
+    /// One thread's share: remap its own pages (with a shootdown each) and
+    /// read everybody's.
+    fn run(&self, cpu: usize, cpus: usize, rounds: u64) {
+        let mut random = Random::new(cpu as u64 + 1);
+        let pages = cpus * PAGES_PER_CPU;
+        for round in 0..rounds {
+            let page = cpu * PAGES_PER_CPU + (round as usize % PAGES_PER_CPU);
+            let generation = self.published[page].load(Ordering::Relaxed) + 1;
+            let new = frame::allocate().expect("torture: out of frames");
+            write_pattern(new, page, generation);
+            let old = self.space.remap(Page::containing_address(page_address(page)), new).expect("torture: remap");
+            if let Err(error) = tlb::shootdown(&self.space, page_address(page), 1) {
+                self.fail(alloc::format!("shootdown failed: {error:?}"));
+            }
+            self.shootdowns.fetch_add(1, Ordering::Relaxed);
+            self.published[page].store(generation, Ordering::Release);
+            // SAFETY: no CPU can reach the old frame any more: the shootdown
+            // completed, and the page table now points elsewhere.
+            unsafe { frame::free(old) };
+            for _ in 0..2 {
+                self.check(random.next() as usize % pages);
+            }
+        }
+    }
+}
+
+/// Runs the torture in `mode`: a thread per CPU, `total` shootdowns in all.
+fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
+    call::set_wait_mode(mode);
+    let cpus = smp::cpus().len();
+    let pages = cpus * PAGES_PER_CPU;
+    let space = Arc::new(AddressSpace::new());
+    for page in 0..pages {
+        let frame = frame::allocate().ok_or("out of frames")?;
+        write_pattern(frame, page, 0);
+        space.map(Page::containing_address(page_address(page)), frame).map_err(|e| alloc::format!("map: {e:?}"))?;
+    }
+    let state = Arc::new(Torture {
+        space: space.clone(),
+        published: (0..pages).map(|_| AtomicU64::new(0)).collect(),
+        failures: AtomicU64::new(0),
+        first_failure: SpinLock::new(None),
+        shootdowns: AtomicU64::new(0),
+    });
+    let rounds = total.div_ceil(cpus as u64);
+    let threads: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            let state = state.clone();
+            Builder::new("tlb-torture").pin(cpu).address_space(space.clone()).spawn(move || state.run(cpu, cpus, rounds))
+        })
+        .collect();
+    for thread in threads {
+        thread.join();
+    }
+    // Every CPU leaves the space, so it can be freed with its frames.
+    call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space)
+        .map_err(|e| alloc::format!("unload: {e:?}"))?;
+    for page in 0..pages {
+        if let Some(frame) = space.unmap(Page::containing_address(page_address(page))) {
+            // SAFETY: no CPU has the space loaded any more.
+            unsafe { frame::free(frame) };
+        }
+    }
+    call::set_wait_mode(crate::args::get().ipi_wait);
+    if let Some(message) = state.first_failure.lock().take() {
+        return Err(alloc::format!("{} failures in {mode:?} mode; first: {message}", state.failures.load(Ordering::Acquire)));
+    }
+    Ok(state.shootdowns.load(Ordering::Acquire))
+}
+
+fn tlb_torture() -> TestResult {
+    for mode in [WaitMode::Spin, WaitMode::Preempt] {
+        let done = torture(mode, TORTURE_SHOOTDOWNS)?;
+        crate::ensure!(done >= TORTURE_SHOOTDOWNS, "only {done} shootdowns in {mode:?} mode");
+        log::info!("test: tlb_torture: {done} shootdowns in {mode:?} mode, no stale read");
+    }
+    Ok(())
+}
+
+fn tlb_torture_short() -> TestResult {
+    for mode in [WaitMode::Spin, WaitMode::Preempt] {
+        torture(mode, 4000)?;
+    }
+    Ok(())
+}
+
+/// Kernel mappings are shared by all CPUs: after a kernel remap and a kernel
+/// shootdown, every CPU must read the new frame.
+fn kernel_shootdown_reaches_every_cpu() -> TestResult {
+    let page = Page::containing_address(VirtAddr::new(super::layout::MMIO_END - 4096));
+    let (first, second) = (frame::allocate().ok_or("no frame")?, frame::allocate().ok_or("no frame")?);
+    write_pattern(first, 1, 1);
+    write_pattern(second, 2, 2);
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    // SAFETY: the last page of the MMIO region is never handed out (map_mmio
+    // stops before MMIO_END); the frames are fresh.
+    unsafe { paging::map(page, first, flags) }.map_err(|e| alloc::format!("map: {e:?}"))?;
+    let reads = Arc::new(SpinLock::new(Vec::new()));
+    let read_everywhere = || {
+        let reads2 = reads.clone();
+        let read = move || {
+            // SAFETY: the page is mapped (to one of the two frames) in the kernel half.
+            let value = unsafe { page.start_address().as_ptr::<u64>().read_volatile() };
+            reads2.lock().push((percpu::cpu_number(), value));
+        };
+        call::call_on_many(CpuSet::all_online(), "read_kernel_page", &read)
+    };
+    read_everywhere().map_err(|e| alloc::format!("{e:?}"))?;
+    // SAFETY: the page was mapped above; only this test uses it.
+    let old = unsafe { paging::unmap(page) }.ok_or("unmap failed")?;
+    unsafe { paging::map(page, second, flags) }.map_err(|e| alloc::format!("map: {e:?}"))?;
+    tlb::shootdown_kernel(page.start_address(), 1).map_err(|e| alloc::format!("{e:?}"))?;
+    reads.lock().clear();
+    read_everywhere().map_err(|e| alloc::format!("{e:?}"))?;
+    let seen = reads.lock().clone();
+    // SAFETY: unmapped and flushed everywhere; nothing refers to them.
+    unsafe {
+        let last = paging::unmap(page).ok_or("unmap failed")?;
+        tlb::shootdown_kernel(page.start_address(), 1).map_err(|e| alloc::format!("{e:?}"))?;
+        frame::free(old);
+        frame::free(last);
+    }
+    crate::ensure!(seen.len() == smp::cpus().len(), "{} of {} CPUs read the page", seen.len(), smp::cpus().len());
+    for (cpu, value) in seen {
+        crate::ensure!(value == 2, "cpu{cpu} still read the old frame (page {value}) after the shootdown");
+    }
+    Ok(())
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::new("tlb_torture_short", tlb_torture_short),
+    KernelTest::new("tlb_kernel_shootdown_reaches_every_cpu", kernel_shootdown_reaches_every_cpu),
+    KernelTest::long("tlb_torture", tlb_torture),
+];

@@ -1,0 +1,242 @@
+//! Tests of cross-CPU calls: a torture test, the unresponsive-CPU path, and
+//! proof that a preemptible wait lets a higher-priority thread run.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use x86_64::instructions::interrupts;
+
+use super::call::{self, CpuSet, WaitMode};
+use crate::mm::tlb_tests::Random;
+use crate::sched::{Builder, Priority, sleep_ns};
+use crate::testing::{KernelTest, TestResult};
+use crate::{percpu, smp, time};
+
+struct Counts {
+    executed: AtomicU64,
+    expected: AtomicU64,
+    wrong_cpu: AtomicU64,
+    short_waits: AtomicU64,
+}
+
+fn random_set(random: &mut Random, cpus: usize) -> CpuSet {
+    let set = CpuSet(random.next() & ((1u64 << cpus) - 1));
+    if set.len() == 0 { CpuSet::single(random.next() as usize % cpus) } else { set }
+}
+
+/// One caller: random single / many / any calls, waited for or not.
+fn caller(counts: Arc<Counts>, seed: u64, calls: usize) {
+    let cpus = smp::cpus().len();
+    let mut random = Random::new(seed);
+    for _ in 0..calls {
+        let targets = random_set(&mut random, cpus);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (counts2, ran2) = (counts.clone(), ran.clone());
+        let work = move || {
+            ran2.fetch_add(1, Ordering::AcqRel);
+            counts2.executed.fetch_add(1, Ordering::AcqRel);
+            if !targets.contains(percpu::cpu_number()) {
+                counts2.wrong_cpu.fetch_add(1, Ordering::AcqRel);
+            }
+        };
+        match random.next() % 4 {
+            0 => {
+                let cpu = targets.iter().next().unwrap();
+                counts.expected.fetch_add(1, Ordering::AcqRel);
+                let _ = call::call_on(cpu, "torture_single", &work);
+                if ran.load(Ordering::Acquire) != 1 {
+                    counts.short_waits.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            1 => {
+                counts.expected.fetch_add(targets.len() as u64, Ordering::AcqRel);
+                let _ = call::call_on_many(targets, "torture_many", &work);
+                if ran.load(Ordering::Acquire) != targets.len() {
+                    counts.short_waits.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            2 => {
+                counts.expected.fetch_add(1, Ordering::AcqRel);
+                let _ = call::call_on_any(targets, "torture_any", &work);
+                if ran.load(Ordering::Acquire) != 1 {
+                    counts.short_waits.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            _ => {
+                counts.expected.fetch_add(targets.len() as u64, Ordering::AcqRel);
+                call::call_on_many_nowait(targets, "torture_nowait", work);
+            }
+        }
+        if random.next() % 16 == 0 {
+            crate::sched::yield_now();
+        }
+    }
+}
+
+/// Callers on every CPU, plus unpinned threads that sleep and spin so that
+/// callers are preempted and threads move between CPUs. Every call must run
+/// exactly as often as it has targets, only on its targets.
+fn cross_call_torture() -> TestResult {
+    for mode in [WaitMode::Spin, WaitMode::Preempt] {
+        call::set_wait_mode(mode);
+        let cpus = smp::cpus().len();
+        let counts = Arc::new(Counts {
+            executed: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
+            wrong_cpu: AtomicU64::new(0),
+            short_waits: AtomicU64::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn: Vec<_> = (0..cpus)
+            .map(|i| {
+                let stop = stop.clone();
+                Builder::new("churn").spawn(move || {
+                    let mut random = Random::new(1000 + i as u64);
+                    while !stop.load(Ordering::Acquire) {
+                        sleep_ns(random.next() % 300_000);
+                        time::udelay(random.next() % 200);
+                    }
+                })
+            })
+            .collect();
+        let callers: Vec<_> = (0..2 * cpus)
+            .map(|i| {
+                let counts = counts.clone();
+                let builder = Builder::new("caller");
+                let builder = if i < cpus { builder.pin(i) } else { builder };
+                builder.spawn(move || caller(counts, i as u64 + 7, 300))
+            })
+            .collect();
+        for caller in callers {
+            caller.join();
+        }
+        stop.store(true, Ordering::Release);
+        for thread in churn {
+            thread.join();
+        }
+        // Calls nobody waited for may still be queued; a waited call to every
+        // CPU comes after them in each (FIFO) queue.
+        call::call_on_many(CpuSet::all_online(), "barrier", &|| {}).map_err(|e| alloc::format!("{e:?}"))?;
+        call::set_wait_mode(crate::args::get().ipi_wait);
+        let (executed, expected) = (counts.executed.load(Ordering::Acquire), counts.expected.load(Ordering::Acquire));
+        crate::ensure!(executed == expected, "{mode:?}: {executed} executions for {expected} expected");
+        crate::ensure!(counts.wrong_cpu.load(Ordering::Acquire) == 0, "{mode:?}: calls ran on CPUs not targeted");
+        crate::ensure!(counts.short_waits.load(Ordering::Acquire) == 0, "{mode:?}: a wait returned before every target ran");
+    }
+    Ok(())
+}
+
+/// A CPU that keeps interrupts off for 1.5 s: the call to it is reported and
+/// withdrawn after the bound, and never runs afterwards.
+fn unresponsive_cpu_is_reported() -> TestResult {
+    let cpus = smp::cpus().len();
+    if cpus < 2 {
+        return crate::testing::skip("needs 2 CPUs");
+    }
+    let slow = cpus - 1;
+    let in_cli = Arc::new(AtomicBool::new(false));
+    let in_cli2 = in_cli.clone();
+    let blocker = Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(slow).spawn(move || {
+        interrupts::disable();
+        in_cli2.store(true, Ordering::Release);
+        time::udelay(1_500_000);
+        interrupts::enable();
+    });
+    while !in_cli.load(Ordering::Acquire) {
+        sleep_ns(1_000_000);
+    }
+    let ran = AtomicBool::new(false);
+    let result = call::call_on(slow, "probe", &|| ran.store(true, Ordering::Release));
+    blocker.join();
+    sleep_ns(20_000_000);
+    match result {
+        Err(unresponsive) => {
+            crate::ensure!(unresponsive.cpus == CpuSet::single(slow), "reported {:?}", unresponsive.cpus);
+            crate::ensure!(unresponsive.waited_ms >= call::UNRESPONSIVE_AFTER_MS, "gave up after {} ms", unresponsive.waited_ms);
+        }
+        Ok(()) => return Err("the call to a CPU with interrupts off returned Ok".into()),
+    }
+    crate::ensure!(!ran.load(Ordering::Acquire), "the withdrawn call still ran");
+    Ok(())
+}
+
+/// While a low-priority thread waits for a slow CPU, a high-priority thread
+/// woken by the timer on the same CPU must run during the wait in preempt mode,
+/// and only after it in spin mode.
+fn preempt_wait_lets_higher_priority_run() -> TestResult {
+    let cpus = smp::cpus().len();
+    if cpus < 3 {
+        return crate::testing::skip("needs 3 CPUs");
+    }
+    let (slow, initiator) = (cpus - 1, 1);
+    for mode in [WaitMode::Preempt, WaitMode::Spin] {
+        call::set_wait_mode(mode);
+        let in_cli = Arc::new(AtomicBool::new(false));
+        let in_cli2 = in_cli.clone();
+        let blocker = Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(slow).spawn(move || {
+            interrupts::disable();
+            in_cli2.store(true, Ordering::Release);
+            time::udelay(300_000);
+            interrupts::enable();
+        });
+        while !in_cli.load(Ordering::Acquire) {
+            sleep_ns(1_000_000);
+        }
+        let waiting = Arc::new(AtomicBool::new(false));
+        let waiting2 = waiting.clone();
+        let low = Builder::new("waiter").pin(initiator).spawn(move || {
+            waiting2.store(true, Ordering::Release);
+            let _ = call::call_on(slow, "slow_call", &|| {});
+            waiting2.store(false, Ordering::Release);
+        });
+        while !waiting.load(Ordering::Acquire) {
+            sleep_ns(100_000);
+        }
+        let saw_waiting = Arc::new(AtomicBool::new(false));
+        let late_by = Arc::new(AtomicU64::new(0));
+        let (waiting3, saw2, late2) = (waiting.clone(), saw_waiting.clone(), late_by.clone());
+        let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(initiator).spawn(move || {
+            let deadline = time::now_ns() + 50_000_000;
+            sleep_ns(50_000_000);
+            late2.store(time::now_ns() - deadline, Ordering::Release);
+            saw2.store(waiting3.load(Ordering::Acquire), Ordering::Release);
+        });
+        high.join();
+        low.join();
+        blocker.join();
+        let (saw, late_us) = (saw_waiting.load(Ordering::Acquire), late_by.load(Ordering::Acquire) / 1000);
+        match mode {
+            WaitMode::Preempt => {
+                crate::ensure!(saw, "preempt mode: the high-priority thread ran only after the wait ({late_us} us late)");
+                crate::ensure!(late_us < 50_000, "preempt mode: the high-priority thread ran {late_us} us late");
+            }
+            WaitMode::Spin => crate::ensure!(!saw, "spin mode: the high-priority thread ran during a spinning wait"),
+        }
+    }
+    call::set_wait_mode(crate::args::get().ipi_wait);
+    Ok(())
+}
+
+fn calls_to_self_run_locally() -> TestResult {
+    let ran_on = AtomicUsize::new(usize::MAX);
+    crate::sched::preempt::disable();
+    let me = percpu::cpu_number();
+    crate::sched::preempt::enable();
+    // The thread may move between reading its CPU and calling; retry until it did not.
+    for _ in 0..10 {
+        if call::call_on_any(CpuSet::single(me), "self", &|| ran_on.store(percpu::cpu_number(), Ordering::Release)).is_ok()
+            && ran_on.load(Ordering::Acquire) == me
+        {
+            return Ok(());
+        }
+    }
+    Err(alloc::format!("a call to CPU {me} ran on {}", ran_on.load(Ordering::Acquire)))
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::new("xcall_to_self_runs_locally", calls_to_self_run_locally),
+    KernelTest::new("xcall_torture", cross_call_torture),
+    KernelTest::new("xcall_unresponsive_cpu_is_reported", unresponsive_cpu_is_reported),
+    KernelTest::new("xcall_preempt_wait_lets_higher_priority_run", preempt_wait_lets_higher_priority_run),
+];
