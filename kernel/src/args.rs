@@ -62,6 +62,9 @@ impl SmpMode {
 pub enum Fault {
     /// `fault=ap_stuck:N`: CPU N stops before it reports alive.
     ApStuck(usize),
+    /// `fault=skip_shootdown`: TLB shootdowns flush only the local CPU, to
+    /// show that the TLB torture test catches the stale translations.
+    SkipShootdown,
 }
 
 /// Benchmarks run instead of the normal boot's end.
@@ -234,9 +237,13 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "fault",
-        accepted: "ap_stuck:CPU",
+        accepted: "ap_stuck:CPU, skip_shootdown",
         default: "none",
         set: |args, value| {
+            if value == "skip_shootdown" {
+                args.fault = Some(Fault::SkipShootdown);
+                return true;
+            }
             let Some(cpu) = value.strip_prefix("ap_stuck:").and_then(|n| n.parse().ok()) else { return false };
             args.fault = Some(Fault::ApStuck(cpu));
             true

@@ -63,10 +63,6 @@ impl AddressSpace {
         AddressSpace { level4, active: AtomicU64::new(0), edit: SpinLock::new(()) }
     }
 
-    pub fn level4(&self) -> PhysFrame {
-        self.level4
-    }
-
     /// The CPUs where this space is loaded (see the module comment).
     pub fn active_cpus(&self) -> CpuSet {
         CpuSet(self.active.load(Ordering::SeqCst))

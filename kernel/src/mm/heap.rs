@@ -48,6 +48,12 @@ pub fn used() -> usize {
 fn heap_box_and_vec() -> TestResult {
     let boxed = alloc::boxed::Box::new(0x1234_5678u64);
     crate::ensure!(*boxed == 0x1234_5678, "a boxed value changed");
+    // The heap is mapped page by page: the box's address must translate to a
+    // frame, and reading that frame through the physical window must show the box.
+    let physical = super::paging::translate(VirtAddr::from_ptr(&*boxed)).ok_or("the heap is not mapped")?;
+    // SAFETY: the frame backs the live box; only read.
+    let through_window = unsafe { super::phys_to_virt(physical).as_ptr::<u64>().read_volatile() };
+    crate::ensure!(through_window == 0x1234_5678, "translate() gave a frame that does not hold the box");
     let mut numbers = alloc::vec::Vec::new();
     for i in 0..100_000u64 {
         numbers.push(i);

@@ -41,10 +41,14 @@ pub fn flush_local(start: VirtAddr, pages: usize) {
 pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) -> Result<(), Unresponsive> {
     let flush = || flush_local(start, pages);
     let call = CrossCall::new("tlb_flush_range", &flush);
+    let skip_remote = crate::args::get().fault == Some(crate::args::Fault::SkipShootdown);
     let pending = call.start(
         |me| {
             let mut targets = space.active_cpus();
             targets.remove(me);
+            if skip_remote {
+                targets = CpuSet::default(); // fault injection: the bug the torture must catch
+            }
             targets
         },
         // Only this CPU changes its own bit, and it cannot move meanwhile.

@@ -2,8 +2,8 @@
 //! is waiting for TLB shootdowns, with spinning and with preemptible waits; and
 //! what a shootdown costs by number of target CPUs and of pages.
 //!
-//! Setup (4 CPUs or more): one address space, kept loaded on CPUs 1..=3 by
-//! threads that read it. CPU 3 is the slow CPU (`irqoff_us=`, default 20 ms of
+//! Setup (4 CPUs or more): one address space, loaded on CPUs 1..=3 (and left
+//! loaded there by their idle threads). CPU 3 is the slow CPU (`irqoff_us=`, default 20 ms of
 //! interrupts off at a time). On CPU 1 a Normal thread flushes a page of the
 //! space in a loop, and a real-time thread sleeps on a timer and measures how
 //! late it runs. Both wait modes run in the same boot, one after the other.
@@ -21,7 +21,7 @@ use crate::arch::x86::cpu;
 use crate::fault::IrqOffInjector;
 use crate::sched::bench::percentile;
 use crate::sched::{Builder, JoinHandle, Priority, preempt, sleep_ns};
-use crate::smp::call::{self, WaitMode};
+use crate::smp::call::{self, CpuSet, WaitMode};
 use crate::symbols::Demangled;
 use crate::{smp, time};
 
@@ -34,19 +34,27 @@ fn page(i: usize) -> VirtAddr {
     VirtAddr::new(BASE + i as u64 * 4096)
 }
 
-/// Threads that keep `space` loaded on `cpus` by reading it until stopped.
-fn keep_loaded(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>, stop: &Arc<AtomicBool>) -> Vec<JoinHandle> {
-    cpus.map(|cpu| {
-        let stop = stop.clone();
-        Builder::new("reader").pin(cpu).address_space(space.clone()).spawn(move || {
-            while !stop.load(Ordering::Acquire) {
+/// Loads `space` on each of `cpus`: a thread in the space runs there, reads
+/// it once and exits. The CPU keeps the space loaded afterwards (its idle
+/// thread borrows it: lazy TLB), so it stays a shootdown target while it
+/// sleeps in `hlt`, costing the host no CPU time.
+fn load_on(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) {
+    let threads: Vec<JoinHandle> = cpus
+        .map(|cpu| {
+            Builder::new("loader").pin(cpu).address_space(space.clone()).spawn(|| {
                 // SAFETY: page 0 is mapped in this thread's address space.
                 unsafe { core::hint::black_box(page(0).as_ptr::<u64>().read_volatile()) };
-                core::hint::spin_loop();
-            }
+            })
         })
-    })
-    .collect()
+        .collect();
+    for thread in threads {
+        thread.join();
+    }
+}
+
+/// Makes every CPU leave `space` (load the kernel's tables).
+fn unload_everywhere() {
+    let _ = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space);
 }
 
 struct ModeResult {
@@ -96,9 +104,8 @@ fn measure_mode(space: &Arc<AddressSpace>, initiator: usize, mode: WaitMode) -> 
 
 /// Average cost of a shootdown from CPU 0 to `targets` remote CPUs, `pages` pages.
 fn shootdown_cost_us(space: &Arc<AddressSpace>, targets: usize, pages: usize) -> u64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let readers = keep_loaded(space, 1..=targets, &stop);
-    sleep_ns(5_000_000);
+    unload_everywhere();
+    load_on(space, 1..=targets);
     let rounds = 200u64;
     let elapsed = Arc::new(AtomicU64::new(0));
     let (elapsed2, space2) = (elapsed.clone(), space.clone());
@@ -110,12 +117,6 @@ fn shootdown_cost_us(space: &Arc<AddressSpace>, targets: usize, pages: usize) ->
         elapsed2.store(time::now_ns() - start, Ordering::Release);
     })
     .join();
-    stop.store(true, Ordering::Release);
-    for reader in readers {
-        reader.join();
-    }
-    // Readers are gone; CPUs may still have the space loaded lazily, which is
-    // what a real workload looks like too.
     elapsed.load(Ordering::Acquire) / rounds / 1000
 }
 
@@ -136,8 +137,7 @@ pub fn run() {
         0 => DEFAULT_IRQOFF_US,
         us => us,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let readers = keep_loaded(&space, [2, slow].into_iter(), &stop);
+    load_on(&space, [2, slow].into_iter());
     let injector = IrqOffInjector::start(slow, irqoff_us);
     let mut p99 = [0u64; 2];
     for (i, mode) in [WaitMode::Spin, WaitMode::Preempt].into_iter().enumerate() {
@@ -163,10 +163,6 @@ pub fn run() {
     let ratio_x10 = p99[0] * 10 / p99[1].max(1);
     crate::println!("BENCH tlb wake p99 ratio spin/preempt={}.{} accel={accelerator}", ratio_x10 / 10, ratio_x10 % 10);
     injector.stop();
-    stop.store(true, Ordering::Release);
-    for reader in readers {
-        reader.join();
-    }
     call::set_wait_mode(crate::args::get().ipi_wait);
     for targets in 1..cpus {
         let cost = shootdown_cost_us(&space, targets, 1);

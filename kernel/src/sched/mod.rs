@@ -28,7 +28,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 use x86_64::instructions::interrupts;
 
@@ -91,11 +91,6 @@ fn cpu_scheduler(cpu: usize) -> &'static CpuScheduler {
     &smp::cpus()[cpu].percpu.sched
 }
 
-/// Whether this CPU runs threads yet.
-pub fn is_running() -> bool {
-    this_cpu().started.load(Ordering::Acquire)
-}
-
 /// The running thread.
 pub fn current() -> Arc<Thread> {
     interrupts::without_interrupts(|| {
@@ -137,11 +132,6 @@ fn start_on_this_cpu(current: Arc<Thread>, idle: Arc<Thread>) {
         cpu.idle.store(Arc::into_raw(idle) as *mut Thread, Ordering::Release);
         cpu.started.store(true, Ordering::Release);
     });
-}
-
-/// Spawns a thread; see [`Builder`] for names, priorities and pinning.
-pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle {
-    Builder::new(name).spawn(f)
 }
 
 pub struct Builder {
@@ -257,8 +247,39 @@ pub fn wake(thread: &Arc<Thread>) {
     if !thread.try_transition(State::Blocked, State::Runnable) {
         return;
     }
-    let cpu = thread.affinity.unwrap_or_else(|| thread.last_cpu.load(Ordering::Relaxed));
+    let cpu = thread.affinity.unwrap_or_else(|| cpu_for_wake(thread));
     enqueue(cpu, thread.clone());
+}
+
+static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a woken thread was placed on another CPU than its last.
+pub fn migrations() -> u64 {
+    MIGRATIONS.load(Ordering::Relaxed)
+}
+
+/// An unpinned thread goes back to the CPU it last ran on (its cache is warm
+/// there) if it would run there at once; otherwise to an idle CPU if there is
+/// one (Linux's select_idle_sibling, much simplified).
+fn cpu_for_wake(thread: &Thread) -> usize {
+    let last = thread.last_cpu.load(Ordering::Relaxed);
+    if thread.priority.rank() > cpu_scheduler(last).current_rank.load(Ordering::Relaxed) {
+        return last;
+    }
+    let idle = smp::cpus().iter().find(|c| {
+        let sched = &c.percpu.sched;
+        c.state() == smp::ApState::Online
+            && sched.started.load(Ordering::Acquire)
+            && sched.current_rank.load(Ordering::Relaxed) == Priority::Idle.rank()
+            && sched.run_queue.lock_irqsave().is_empty()
+    });
+    match idle {
+        Some(cpu) => {
+            MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+            cpu.number
+        }
+        None => last,
+    }
 }
 
 /// Gives the CPU to another runnable thread of the same or higher priority.

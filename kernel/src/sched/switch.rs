@@ -52,6 +52,9 @@ sched_thread_start:
     entry = sym super::thread_entry,
 );
 
+// The Thread pointers only pass through registers; the assembly never looks
+// inside a Thread, so its layout does not matter.
+#[allow(improper_ctypes)]
 unsafe extern "C" {
     fn sched_switch_stacks(save: *mut u64, load: u64, prev: *const Thread) -> *const Thread;
     fn sched_thread_start();

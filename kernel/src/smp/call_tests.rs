@@ -100,6 +100,7 @@ fn cross_call_torture() -> TestResult {
                 })
             })
             .collect();
+        let migrations_before = crate::sched::migrations();
         let callers: Vec<_> = (0..2 * cpus)
             .map(|i| {
                 let counts = counts.clone();
@@ -123,6 +124,9 @@ fn cross_call_torture() -> TestResult {
         crate::ensure!(executed == expected, "{mode:?}: {executed} executions for {expected} expected");
         crate::ensure!(counts.wrong_cpu.load(Ordering::Acquire) == 0, "{mode:?}: calls ran on CPUs not targeted");
         crate::ensure!(counts.short_waits.load(Ordering::Acquire) == 0, "{mode:?}: a wait returned before every target ran");
+        if cpus > 1 {
+            crate::ensure!(crate::sched::migrations() > migrations_before, "{mode:?}: no thread moved between CPUs");
+        }
     }
     Ok(())
 }

@@ -61,6 +61,7 @@ pub struct IstStacks {
 
 /// Memory for the boot CPU's IST stacks; APs get theirs from `mm::stack`.
 #[repr(align(16))]
+#[allow(dead_code)] // never read as data: the CPU uses it as stack memory
 struct StackMemory([u8; IST_STACK_SIZE]);
 static mut BOOT_DOUBLE_FAULT_STACK: StackMemory = StackMemory([0; IST_STACK_SIZE]);
 static mut BOOT_NMI_STACK: StackMemory = StackMemory([0; IST_STACK_SIZE]);

@@ -28,7 +28,6 @@ use crate::testing::{KernelTest, TestResult};
 #[repr(u32)]
 pub enum Register {
     Id = 0x020,
-    Version = 0x030,
     TaskPriority = 0x080,
     EndOfInterrupt = 0x0b0,
     SpuriousVector = 0x0f0,
