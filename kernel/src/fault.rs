@@ -4,40 +4,80 @@
 //! interrupts disabled for N microseconds at a time, with 1 ms of normal
 //! running in between: a CPU stuck in a long interrupts-off section, the "slow
 //! CPU" that every cross-CPU call to it must wait for.
+//!
+//! The slow CPU does not spin through its interrupts-off window: it executes
+//! `cli; hlt`, and a helper thread on the boot CPU ends the window with an NMI
+//! (which `hlt` with IF=0 still wakes for; SDM Vol. 2A, HLT). To every other
+//! CPU that is the same as a CPU spinning with interrupts off, but under an
+//! emulator it leaves the host's cores to the CPUs being measured.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
 use crate::sched::{Builder, JoinHandle, Priority};
-use crate::time;
+
+/// Set by the slow CPU while it sleeps with interrupts off; cleared by the NMI.
+static WINDOW_OPEN: AtomicBool = AtomicBool::new(false);
+/// The CPU that runs the injector (NMIs elsewhere are not ours).
+static SLOW_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Called first by the NMI handler: true if the NMI ended an injected window.
+pub fn nmi_ends_irqoff_window() -> bool {
+    crate::percpu::cpu_number() == SLOW_CPU.load(Ordering::Acquire) && WINDOW_OPEN.swap(false, Ordering::AcqRel)
+}
 
 /// A running irqs-off injector; `stop()` ends it.
 pub struct IrqOffInjector {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle,
+    threads: [JoinHandle; 2],
 }
 
 impl IrqOffInjector {
     pub fn start(cpu: usize, irqoff_us: u64) -> IrqOffInjector {
+        SLOW_CPU.store(cpu, Ordering::Release);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let thread = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
+        let slow = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
             while !stop2.load(Ordering::Acquire) {
                 interrupts::disable();
-                time::udelay(irqoff_us);
+                WINDOW_OPEN.store(true, Ordering::Release);
+                // Halt until the NMI ends the window (hlt may also return after an SMI).
+                while WINDOW_OPEN.load(Ordering::Acquire) {
+                    x86_64::instructions::hlt();
+                }
                 interrupts::enable();
                 crate::sched::sleep_ns(1_000_000);
             }
         });
+        let stop3 = stop.clone();
+        let apic_id = crate::smp::cpus()[cpu].apic_id;
+        let timer = Builder::new("irqoff-timer").priority(Priority::RealTime(3)).pin(0).spawn(move || {
+            while !stop3.load(Ordering::Acquire) || WINDOW_OPEN.load(Ordering::Acquire) {
+                if !WINDOW_OPEN.load(Ordering::Acquire) {
+                    crate::sched::sleep_ns(100_000);
+                    continue;
+                }
+                crate::sched::sleep_ns(irqoff_us * 1000);
+                // Repeated until it lands: an NMI that arrives just before the
+                // hlt is taken, and the CPU halts again.
+                while WINDOW_OPEN.load(Ordering::Acquire) {
+                    crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
+                    crate::sched::sleep_ns(100_000);
+                }
+            }
+        });
         log::info!("fault: cpu{cpu} runs with interrupts off for {irqoff_us} us at a time");
-        IrqOffInjector { stop, thread }
+        IrqOffInjector { stop, threads: [slow, timer] }
     }
 
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
-        self.thread.join();
+        for thread in self.threads {
+            thread.join();
+        }
+        SLOW_CPU.store(usize::MAX, Ordering::Release);
     }
 }
 

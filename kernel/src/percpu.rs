@@ -41,6 +41,8 @@ pub struct PerCpu {
     pub calls: crate::smp::call::CallQueue,
     /// Local APIC timer interrupts taken on this CPU.
     pub timer_ticks: AtomicU64,
+    /// The local timer is set up for one-shot mode (see time::timer).
+    pub timer_one_shot_ready: core::sync::atomic::AtomicBool,
     /// How many interrupt handlers are running on this CPU (nested).
     pub interrupt_depth: AtomicU32,
     /// The exception being turned into a panic, for the report's registers.
@@ -71,6 +73,7 @@ impl PerCpu {
             sched: crate::sched::CpuScheduler::new(),
             calls: crate::smp::call::CallQueue::new(),
             timer_ticks: AtomicU64::new(0),
+            timer_one_shot_ready: core::sync::atomic::AtomicBool::new(false),
             interrupt_depth: AtomicU32::new(0),
             exception: ExceptionRecord::new(),
             stopped: StopRecord::new(),

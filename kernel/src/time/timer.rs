@@ -42,6 +42,7 @@ pub fn calibrate() -> u64 {
         *rate = (counted as u64 * 1_000_000 / elapsed_ns).max(1);
     }
     apic.write(Register::TimerInitialCount, 0);
+    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
     rates.sort_unstable();
     TICKS_PER_MS.store(rates[1], Ordering::Relaxed);
     rates[1]
@@ -54,16 +55,23 @@ fn ticks_for_ns(ns: u64) -> u32 {
 /// Interrupts this CPU `hz` times a second until `stop()`.
 pub fn start_periodic(hz: u64) {
     let apic = lapic::get();
+    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
     apic.write(Register::TimerDivide, DIVIDE_BY_16);
     apic.write(Register::LvtTimer, LVT_PERIODIC | TIMER_VECTOR as u32);
     apic.write(Register::TimerInitialCount, ticks_for_ns(1_000_000_000 / hz));
 }
 
-/// Interrupts this CPU once, `ns` nanoseconds from now.
+/// Interrupts this CPU once, `ns` nanoseconds from now. The divisor and the
+/// LVT entry are written only when the timer was in another mode: the
+/// scheduler rearms the timer at every switch, and under a hypervisor each
+/// APIC register write can cost a VM exit.
 pub fn start_one_shot(ns: u64) {
     let apic = lapic::get();
-    apic.write(Register::TimerDivide, DIVIDE_BY_16);
-    apic.write(Register::LvtTimer, TIMER_VECTOR as u32);
+    let this = percpu::this();
+    if !this.timer_one_shot_ready.swap(true, Ordering::Relaxed) {
+        apic.write(Register::TimerDivide, DIVIDE_BY_16);
+        apic.write(Register::LvtTimer, TIMER_VECTOR as u32);
+    }
     apic.write(Register::TimerInitialCount, ticks_for_ns(ns));
 }
 
@@ -71,6 +79,7 @@ pub fn start_one_shot(ns: u64) {
 /// keeps a pending expiry from being delivered.
 pub fn stop() {
     let apic = lapic::get();
+    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
     apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
     apic.write(Register::TimerInitialCount, 0);
 }

@@ -150,6 +150,9 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
 /// An NMI is the panic path's signal to stop; any other NMI is reported.
 extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
     crate::panic::nmi_stops_this_cpu(&frame);
+    if crate::fault::nmi_ends_irqoff_window() {
+        return;
+    }
     exception_panic(2, "NMI", "non-maskable interrupt", None, &frame);
 }
 
