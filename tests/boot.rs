@@ -37,6 +37,18 @@ fn boot_with(config: RunConfig) -> Run {
     Run { outcome, serial }
 }
 
+/// Boots, waits until the serial output contains `text`, lets the kernel run
+/// two more seconds, then stops QEMU. The outcome is `TimedOut` if the kernel
+/// was still running (as a halted kernel should be).
+fn boot_until(config: RunConfig, text: &str) -> Run {
+    let mut qemu = boot::RunningQemu::start(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
+    let seen = qemu.wait_for_output(text, TIMEOUT);
+    std::thread::sleep(Duration::from_secs(2));
+    let (outcome, serial) = qemu.finish(Some(Duration::ZERO)).unwrap();
+    assert!(seen, "the kernel never printed {text:?}; serial output:\n{serial}");
+    Run { outcome, serial }
+}
+
 fn boot(firmware: Firmware, cpus: u32, kernel_args: &[&str]) -> Run {
     boot_with(RunConfig {
         firmware,
@@ -165,7 +177,7 @@ fn a_double_fault_from_stack_overflow_is_reported_from_its_ist_stack() {
         .expect_line("panic: context: cpu0, exception handler (vector 8)")
         // The faulting RIP is in the recursion, and CR2 is just below the stack pointer: the guard page.
         .expect_line("RIP 0xffff")
-        .expect_line("kernel::arch::x86::idt::overflow_the_stack+0x")
+        .expect_line("kernel::testing::overflow_the_stack+0x")
         .expect_line("(the frame above repeats");
 }
 
@@ -184,14 +196,14 @@ fn running_out_of_heap_is_a_clear_panic() {
 }
 
 #[test]
-fn then_halt_idles_until_the_timeout() {
-    boot_with(RunConfig {
-        cpus: 1,
-        timeout: Some(Duration::from_secs(10)),
-        ..RunConfig::default()
-    })
-    .expect(Outcome::TimedOut)
-    .expect_line("boot: halting (then=halt)");
+fn then_halt_idles_until_stopped() {
+    boot_until(RunConfig { cpus: 1, ..RunConfig::default() }, "boot: halting (then=halt)").expect(Outcome::TimedOut);
+}
+
+#[test]
+fn the_runner_timeout_kills_qemu_with_status_124() {
+    let run = boot_with(RunConfig { cpus: 1, timeout: Some(Duration::from_secs(3)), ..RunConfig::default() });
+    run.expect(Outcome::TimedOut);
     assert_eq!(Outcome::TimedOut.exit_code(), 124);
 }
 
@@ -310,13 +322,9 @@ fn stopped_cpus(run: &Run) -> Vec<String> {
 
 #[test]
 fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
-    let run = boot_with(RunConfig {
-        cpus: 4,
-        timeout: Some(Duration::from_secs(20)),
-        kernel_args: vec!["then=panic".into()],
-        ..RunConfig::default()
-    });
-    // panic=halt never exits: the run ends at the timeout, halted.
+    let config = RunConfig { cpus: 4, kernel_args: vec!["then=panic".into()], ..RunConfig::default() };
+    // panic=halt never exits: the run is stopped after the halt line, still halted.
+    let run = boot_until(config, "panic: halting (sti; hlt)");
     run.expect(Outcome::TimedOut)
         .expect_line("panic: then=panic: panicking on purpose")
         .expect_line("panic: at kernel/src/main.rs:")
@@ -373,13 +381,8 @@ fn panic_with_a_timeout_reboots() {
 
 #[test]
 fn panic_spin_keeps_the_busy_loop_and_bad_values_are_refused() {
-    let run = boot_with(RunConfig {
-        cpus: 1,
-        timeout: Some(Duration::from_secs(15)),
-        kernel_args: vec!["then=panic".into(), "panic=spin".into()],
-        ..RunConfig::default()
-    });
-    run.expect(Outcome::TimedOut).expect_line("panic: spinning (panic=spin");
+    let config = RunConfig { cpus: 1, kernel_args: vec!["then=panic".into(), "panic=spin".into()], ..RunConfig::default() };
+    boot_until(config, "panic: spinning (panic=spin").expect(Outcome::TimedOut);
     boot(Firmware::Bios, 1, &["panic=0", "then=exit"])
         .expect(Outcome::KernelSuccess)
         .expect_line("warning: kernel argument panic=0 is not valid (accepted: halt, spin, exit, or a number of seconds N > 0");
@@ -407,7 +410,7 @@ fn a_thread_stack_overflow_is_reported() {
         .expect(Outcome::KernelFailure)
         .expect_line("panic: kernel stack overflow in thread 'stack-overflow'")
         .expect_line("after touching the guard page at 0xffffd")
-        .expect_line("kernel::sched::tests::recurse+0x");
+        .expect_line("kernel::testing::overflow_the_stack+0x");
 }
 
 #[test]

@@ -128,6 +128,11 @@ impl Args {
     }
 }
 
+/// The value of `options` named `value`, if any.
+fn one_of<T: Copy>(value: &str, options: &[(&str, T)]) -> Option<T> {
+    options.iter().find(|(name, _)| *name == value).map(|(_, v)| *v)
+}
+
 struct Parameter {
     key: &'static str,
     /// The accepted values, as shown in the warning for a bad one.
@@ -149,13 +154,8 @@ const PARAMETERS: &[Parameter] = &[
         accepted: "halt, exit, panic",
         default: "halt",
         set: |args, value| {
-            args.then = match value {
-                "halt" => Then::Halt,
-                "exit" => Then::Exit,
-                "panic" => Then::Panic,
-                _ => return false,
-            };
-            true
+            let options = [("halt", Then::Halt), ("exit", Then::Exit), ("panic", Then::Panic)];
+            one_of(value, &options).map(|then| args.then = then).is_some()
         },
     },
     Parameter {
@@ -172,42 +172,24 @@ const PARAMETERS: &[Parameter] = &[
         accepted: "halt, spin, exit, or a number of seconds N > 0 to reboot after",
         default: "halt (exit while testing)",
         set: |args, value| {
-            args.panic = Some(match value {
-                "halt" => PanicAction::Halt,
-                "exit" => PanicAction::Exit,
-                "spin" => PanicAction::Spin,
-                seconds => match seconds.parse() {
-                    Ok(n) if n > 0 => PanicAction::RebootAfter(n),
-                    _ => return false,
-                },
-            });
-            true
+            let options = [("halt", PanicAction::Halt), ("exit", PanicAction::Exit), ("spin", PanicAction::Spin)];
+            let reboot = || value.parse().ok().filter(|&n| n > 0).map(PanicAction::RebootAfter);
+            one_of(value, &options).or_else(reboot).map(|action| args.panic = Some(action)).is_some()
         },
     },
     Parameter {
         key: "apic",
         accepted: "auto, xapic",
         default: "auto",
-        set: |args, value| {
-            args.force_xapic = match value {
-                "auto" => false,
-                "xapic" => true,
-                _ => return false,
-            };
-            true
-        },
+        set: |args, value| one_of(value, &[("auto", false), ("xapic", true)]).map(|x| args.force_xapic = x).is_some(),
     },
     Parameter {
         key: "smp",
         accepted: "parallel, serial",
         default: "parallel",
         set: |args, value| {
-            args.smp = match value {
-                "parallel" => SmpMode::Parallel,
-                "serial" => SmpMode::Serial,
-                _ => return false,
-            };
-            true
+            let options = [("parallel", SmpMode::Parallel), ("serial", SmpMode::Serial)];
+            one_of(value, &options).map(|mode| args.smp = mode).is_some()
         },
     },
     Parameter {
@@ -226,14 +208,7 @@ const PARAMETERS: &[Parameter] = &[
         key: "tsc",
         accepted: "check, reliable",
         default: "check",
-        set: |args, value| {
-            args.tsc_reliable = match value {
-                "check" => false,
-                "reliable" => true,
-                _ => return false,
-            };
-            true
-        },
+        set: |args, value| one_of(value, &[("check", false), ("reliable", true)]).map(|r| args.tsc_reliable = r).is_some(),
     },
     Parameter {
         key: "fault",
@@ -254,13 +229,8 @@ const PARAMETERS: &[Parameter] = &[
         accepted: "smp, sched, tlb",
         default: "none",
         set: |args, value| {
-            args.bench = Some(match value {
-                "smp" => Bench::Smp,
-                "sched" => Bench::Sched,
-                "tlb" => Bench::Tlb,
-                _ => return false,
-            });
-            true
+            let options = [("smp", Bench::Smp), ("sched", Bench::Sched), ("tlb", Bench::Tlb)];
+            one_of(value, &options).map(|bench| args.bench = Some(bench)).is_some()
         },
     },
     Parameter {
@@ -268,12 +238,9 @@ const PARAMETERS: &[Parameter] = &[
         accepted: "preempt, spin",
         default: "preempt",
         set: |args, value| {
-            args.ipi_wait = match value {
-                "preempt" => crate::smp::call::WaitMode::Preempt,
-                "spin" => crate::smp::call::WaitMode::Spin,
-                _ => return false,
-            };
-            true
+            use crate::smp::call::WaitMode;
+            let options = [("preempt", WaitMode::Preempt), ("spin", WaitMode::Spin)];
+            one_of(value, &options).map(|mode| args.ipi_wait = mode).is_some()
         },
     },
     Parameter {

@@ -85,7 +85,8 @@ impl IrqOffInjector {
 pub fn start_from_args() {
     let args = crate::args::get();
     let cpus = crate::smp::cpus().len();
-    if args.irqoff_us == 0 {
+    // bench=tlb runs an injector of its own with the same setting.
+    if args.irqoff_us == 0 || args.bench == Some(crate::args::Bench::Tlb) {
         return;
     }
     let cpu = args.irqoff_cpu.unwrap_or(cpus.saturating_sub(1));

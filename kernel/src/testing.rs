@@ -140,3 +140,12 @@ fn harness_reports_failure() -> TestResult {
 }
 
 static HARNESS_TESTS: &[KernelTest] = &[KernelTest::crash("harness_reports_failure", harness_reports_failure)];
+
+/// Recurses until the stack runs out: for the stack-overflow crash tests.
+#[allow(unconditional_recursion)]
+pub fn overflow_the_stack(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    // black_box keeps the frame (and the recursion) from being optimised away.
+    core::hint::black_box(&frame);
+    overflow_the_stack(depth + 1) + frame[3]
+}

@@ -135,6 +135,14 @@ impl AddressSpace {
     }
 }
 
+impl AddressSpace {
+    /// Removes `cpu` from the set without touching CR3: for a CPU that was
+    /// restarted (INIT) and runs on the kernel's tables already.
+    pub fn forget_cpu(&self, cpu: usize) {
+        self.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
+    }
+}
+
 /// Goes back to the kernel's own tables on this CPU (leaving `space`'s set).
 ///
 /// # Safety

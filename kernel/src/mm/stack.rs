@@ -35,9 +35,13 @@ impl KernelStack {
 }
 
 impl KernelStack {
-    /// Unmaps the stack and frees its frames. The virtual range is not reused
-    /// (stacks are handed out upwards, never recycled), so no CPU can reach the
-    /// freed frames through a stale TLB entry for it.
+    /// Unmaps the stack and frees its frames, flushing only this CPU's TLB.
+    /// Another CPU that ran the thread may keep a stale translation for a
+    /// while; that is harmless only because nothing ever uses these virtual
+    /// addresses again (stacks are handed out upwards, never recycled) and
+    /// the thread is gone. A kernel that reused the range would need
+    /// `mm::tlb::shootdown_kernel` here (not callable from this context:
+    /// stacks are freed with interrupts off, in the context switch).
     ///
     /// # Safety
     /// Nothing runs on the stack or points into it any more.

@@ -42,8 +42,12 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) -> Result<
     let flush = || flush_local(start, pages);
     let call = CrossCall::new("tlb_flush_range", &flush);
     let skip_remote = crate::args::get().fault == Some(crate::args::Fault::SkipShootdown);
-    let pending = call.start(
+    call.run(
         |me| {
+            // The page-table change must be visible before the set is read: a
+            // CPU joining the set meanwhile either is in what we read or loads
+            // CR3 after the change (it joins with a SeqCst RMW before loading).
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
             let mut targets = space.active_cpus();
             targets.remove(me);
             if skip_remote {
@@ -57,15 +61,14 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) -> Result<
                 flush_local(start, pages);
             }
         },
-    );
-    pending.wait()
+    )
 }
 
 /// Flushes a range of kernel mappings, which every CPU shares: on every online CPU.
 pub fn shootdown_kernel(start: VirtAddr, pages: usize) -> Result<(), Unresponsive> {
     let flush = || flush_kernel_local(start, pages);
     let call = CrossCall::new("tlb_flush_kernel_range", &flush);
-    call.start(
+    call.run(
         |me| {
             let mut targets = CpuSet::all_online();
             targets.remove(me);
@@ -73,7 +76,6 @@ pub fn shootdown_kernel(start: VirtAddr, pages: usize) -> Result<(), Unresponsiv
         },
         |_| flush_kernel_local(start, pages),
     )
-    .wait()
 }
 
 /// Kernel pages may be global, which a CR3 reload keeps: flush them one by

@@ -83,6 +83,11 @@ impl CpuScheduler {
     }
 }
 
+/// Whether this CPU runs threads yet.
+pub fn is_started() -> bool {
+    this_cpu().started.load(Ordering::Acquire)
+}
+
 fn this_cpu() -> &'static CpuScheduler {
     &percpu::this().sched
 }
@@ -116,6 +121,14 @@ pub fn init_boot_cpu(name: &str) {
 
 /// An AP's boot context becomes its idle thread; never returns.
 pub fn become_idle() -> ! {
+    // A restarted AP runs on the kernel's tables again (ap_entry loaded them):
+    // forget the space it had loaded before it was parked, and leave its set.
+    let stale = this_cpu().loaded_space.swap(core::ptr::null_mut(), Ordering::Relaxed);
+    if !stale.is_null() {
+        // SAFETY: the reference stored when that space was loaded.
+        let space = unsafe { Arc::from_raw(stale) };
+        space.forget_cpu(percpu::cpu_number());
+    }
     let idle = Arc::new(Thread::new(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, State::Running));
     start_on_this_cpu(idle.clone(), idle);
     idle_loop();
@@ -123,6 +136,7 @@ pub fn become_idle() -> ! {
 }
 
 fn start_on_this_cpu(current: Arc<Thread>, idle: Arc<Thread>) {
+    current.slice_end.store(time::now_ns() + TIME_SLICE_NS, Ordering::Relaxed);
     interrupts::without_interrupts(|| {
         let cpu = this_cpu();
         current.on_cpu.store(true, Ordering::Relaxed);
@@ -339,10 +353,14 @@ pub fn schedule() {
             // SAFETY: as above; the queue gets its own reference.
             queue.push(unsafe { Arc::increment_strong_count(prev); Arc::from_raw(prev) });
         }
-        queue.pop_highest().unwrap_or_else(|| {
+        let next = queue.pop_highest().unwrap_or_else(|| {
             // SAFETY: `idle` holds a reference for the CPU's lifetime.
             unsafe { Arc::increment_strong_count(idle); Arc::from_raw(idle) }
-        })
+        });
+        // Published under the queue's lock, which enqueue() holds while it
+        // compares: a wake-up sees either the old thread queued or this rank.
+        cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
+        next
     };
     next.set_state(State::Running);
     if Arc::as_ptr(&next) == prev as *const Thread {
@@ -369,7 +387,6 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
         core::hint::spin_loop();
     }
     next.on_cpu.store(true, Ordering::Relaxed);
-    cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
     if let Some(space) = &next.address_space {
         switch_address_space(cpu, me, space);
     }
@@ -499,11 +516,13 @@ pub fn on_timer_interrupt() {
     let current = cpu.current.load(Ordering::Relaxed);
     // SAFETY: the running thread, referenced by `current`.
     let current = unsafe { &*current };
-    if current.priority == Priority::Normal
-        && now >= current.slice_end.load(Ordering::Relaxed)
-        && cpu.run_queue.lock().has_level(Priority::Normal.level())
-    {
-        cpu.need_resched.store(true, Ordering::Release);
+    if current.priority == Priority::Normal && now >= current.slice_end.load(Ordering::Relaxed) {
+        if cpu.run_queue.lock().has_level(Priority::Normal.level()) {
+            cpu.need_resched.store(true, Ordering::Release);
+        } else {
+            // Nobody to share with: a new slice, so the timer is not rearmed at once.
+            current.slice_end.store(now + TIME_SLICE_NS, Ordering::Relaxed);
+        }
     }
     program_timer();
 }
@@ -520,7 +539,8 @@ fn program_timer() {
     // SAFETY: the running thread, referenced by `current`.
     let current = unsafe { &*current };
     if current.priority == Priority::Normal {
-        let slice_end = current.slice_end.load(Ordering::Relaxed);
+        // A slice that already ended (the thread was alone) counts from now.
+        let slice_end = current.slice_end.load(Ordering::Relaxed).max(time::now_ns() + TIME_SLICE_NS / 10);
         next = Some(next.map_or(slice_end, |n| n.min(slice_end)));
     }
     match next {
@@ -531,12 +551,16 @@ fn program_timer() {
 
 /// Lends this CPU's local timer to `f` (bring-up waits, timer tests), then
 /// gives it back to the scheduler.
+/// The thread stays on this CPU meanwhile (preemption is off): the timer it
+/// borrowed is this CPU's.
 pub fn with_timer_lent<R>(f: impl FnOnce() -> R) -> R {
+    preempt::disable();
     let cpu = this_cpu();
     let was_lent = cpu.timer_lent.swap(true, Ordering::AcqRel);
     let result = f();
     cpu.timer_lent.store(was_lent, Ordering::Release);
     interrupts::without_interrupts(program_timer);
+    preempt::enable();
     result
 }
 

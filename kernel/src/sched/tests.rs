@@ -192,16 +192,10 @@ fn preempt_tracer_records_the_longest_span() -> TestResult {
     Ok(())
 }
 
-#[allow(unconditional_recursion)]
-fn recurse(depth: u64) -> u64 {
-    let frame = [depth; 32];
-    core::hint::black_box(&frame);
-    recurse(depth + 1) + frame[1]
-}
 
 fn crash_thread_stack_overflow() -> TestResult {
     Builder::new("stack-overflow").spawn(|| {
-        recurse(0);
+        crate::testing::overflow_the_stack(0);
     }).join();
     Err("the thread returned from infinite recursion".into())
 }

@@ -34,6 +34,9 @@ impl WaitQueue {
             {
                 let mut waiters = self.waiters.lock_irqsave();
                 if condition() {
+                    // Woken by something else (a timeout), we may still be
+                    // queued; a stale entry would swallow someone's wake_one.
+                    waiters.retain(|t| !Arc::ptr_eq(t, &me));
                     return true;
                 }
                 if deadline_ns.is_some_and(|d| crate::time::now_ns() >= d) {

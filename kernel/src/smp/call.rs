@@ -193,11 +193,17 @@ impl<'f> CrossCall<'f> {
         CrossCall { descriptor: CallDescriptor { name, function, pending: AtomicUsize::new(0), on_heap: false }, _function: core::marker::PhantomData }
     }
 
-    /// With preemption disabled: picks the targets with `choose(this_cpu)`,
-    /// queues the call on each remote one and kicks it, then runs `local`
-    /// here (while the remote CPUs work) and the call itself if this CPU is a
-    /// target. Returns the wait to finish, on the remote CPUs chosen.
-    pub fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
+    /// Runs the call: with preemption disabled, picks the targets with
+    /// `choose(this_cpu)`, queues the call on each remote one and kicks it,
+    /// then runs `local` here (while the remote CPUs work) and the call itself
+    /// if this CPU is a target; then waits for the remote targets as
+    /// `ipi_wait=` says. Start and wait are one function, so no caller can
+    /// leave (or leak) a started call whose descriptor is on its stack.
+    pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Unresponsive> {
+        self.start(choose, local).wait()
+    }
+
+    fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
         assert!(interrupts::are_enabled(), "cross-CPU call '{}' with interrupts disabled", self.descriptor.name);
         preempt::disable();
         let me = percpu::cpu_number();
@@ -223,7 +229,7 @@ impl<'f> CrossCall<'f> {
     }
 }
 
-pub struct PendingCall<'c, 'f> {
+struct PendingCall<'c, 'f> {
     call: &'c CrossCall<'f>,
     remote: CpuSet,
     spin: bool,
@@ -237,7 +243,7 @@ impl PendingCall<'_, '_> {
     /// call after `UNRESPONSIVE_AFTER_MS` is reported, the call is withdrawn
     /// from it, and the wait ends with `Err`. A target that started but is
     /// still running the call is waited for (its descriptor is in use).
-    pub fn wait(mut self) -> Result<(), Unresponsive> {
+    fn wait(mut self) -> Result<(), Unresponsive> {
         self.finished = true;
         let result = self.wait_inner();
         if self.spin {
@@ -274,7 +280,8 @@ impl PendingCall<'_, '_> {
 }
 
 impl Drop for PendingCall<'_, '_> {
-    /// A pending call must be waited for: its descriptor is on this stack.
+    /// A pending call must be waited for, even on an early return: its
+    /// descriptor is on this stack.
     fn drop(&mut self) {
         if !self.finished {
             let _ = self.wait_inner();
@@ -288,26 +295,25 @@ impl Drop for PendingCall<'_, '_> {
 /// Runs `function` on every CPU of `cpus` (this one included, if in the set)
 /// and waits for all of them.
 pub fn call_on_many(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Unresponsive> {
-    CrossCall::new(name, function).start(|_| cpus, |_| {}).wait()
+    CrossCall::new(name, function).run(|_| cpus, |_| {})
 }
 
 pub fn call_on(cpu: usize, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Unresponsive> {
     call_on_many(CpuSet::single(cpu), name, function)
 }
 
-/// Runs `function` on one CPU of `cpus`: this one if it is in the set,
-/// else the first online one. Returns the CPU chosen.
+/// Runs `function` on one CPU of `cpus`: this one if it is in the set, else
+/// the lowest-numbered one in the set. Returns the CPU chosen.
 pub fn call_on_any(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<usize, Unresponsive> {
     let mut chosen = 0;
     CrossCall::new(name, function)
-        .start(
+        .run(
             |me| {
                 chosen = if cpus.contains(me) { me } else { cpus.iter().next().unwrap_or(me) };
                 CpuSet::single(chosen)
             },
             |_| {},
         )
-        .wait()
         .map(|()| chosen)
 }
 

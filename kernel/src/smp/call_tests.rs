@@ -131,6 +131,24 @@ fn cross_call_torture() -> TestResult {
     Ok(())
 }
 
+/// Starts a thread on `cpu` that keeps interrupts off for `us` microseconds
+/// (spinning: the tests need a CPU that neither answers nor halts), and
+/// returns once it has them off.
+fn interrupts_off_on(cpu: usize, us: u64) -> crate::sched::JoinHandle {
+    let in_cli = Arc::new(AtomicBool::new(false));
+    let in_cli2 = in_cli.clone();
+    let blocker = Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
+        interrupts::disable();
+        in_cli2.store(true, Ordering::Release);
+        time::udelay(us);
+        interrupts::enable();
+    });
+    while !in_cli.load(Ordering::Acquire) {
+        sleep_ns(100_000);
+    }
+    blocker
+}
+
 /// A CPU that keeps interrupts off for 1.5 s: the call to it is reported and
 /// withdrawn after the bound, and never runs afterwards.
 fn unresponsive_cpu_is_reported() -> TestResult {
@@ -139,17 +157,7 @@ fn unresponsive_cpu_is_reported() -> TestResult {
         return crate::testing::skip("needs 2 CPUs");
     }
     let slow = cpus - 1;
-    let in_cli = Arc::new(AtomicBool::new(false));
-    let in_cli2 = in_cli.clone();
-    let blocker = Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(slow).spawn(move || {
-        interrupts::disable();
-        in_cli2.store(true, Ordering::Release);
-        time::udelay(1_500_000);
-        interrupts::enable();
-    });
-    while !in_cli.load(Ordering::Acquire) {
-        sleep_ns(1_000_000);
-    }
+    let blocker = interrupts_off_on(slow, 1_500_000);
     let ran = AtomicBool::new(false);
     let result = call::call_on(slow, "probe", &|| ran.store(true, Ordering::Release));
     blocker.join();
@@ -176,17 +184,7 @@ fn preempt_wait_lets_higher_priority_run() -> TestResult {
     let (slow, initiator) = (cpus - 1, 1);
     for mode in [WaitMode::Preempt, WaitMode::Spin] {
         call::set_wait_mode(mode);
-        let in_cli = Arc::new(AtomicBool::new(false));
-        let in_cli2 = in_cli.clone();
-        let blocker = Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(slow).spawn(move || {
-            interrupts::disable();
-            in_cli2.store(true, Ordering::Release);
-            time::udelay(300_000);
-            interrupts::enable();
-        });
-        while !in_cli.load(Ordering::Acquire) {
-            sleep_ns(1_000_000);
-        }
+        let blocker = interrupts_off_on(slow, 300_000);
         let waiting = Arc::new(AtomicBool::new(false));
         let waiting2 = waiting.clone();
         let low = Builder::new("waiter").pin(initiator).spawn(move || {

@@ -153,7 +153,12 @@ pub struct BringUp {
 pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     let args = args::get();
     let enabled: Vec<_> = platform.startable_cpus().collect();
-    let wanted = args.max_cpus.unwrap_or(usize::MAX).min(enabled.len());
+    // CPU sets are 64-bit masks (smp::call::CpuSet).
+    const MAX_CPUS: usize = 64;
+    if enabled.len() > MAX_CPUS {
+        log::warn!("smp: {} CPUs enabled; this kernel manages at most {MAX_CPUS}", enabled.len());
+    }
+    let wanted = args.max_cpus.unwrap_or(usize::MAX).min(enabled.len()).min(MAX_CPUS);
     if wanted < enabled.len() {
         log::info!("smp: maxcpus={}: not starting {} of the {} enabled CPUs", wanted, enabled.len() - wanted, enabled.len());
     }
@@ -319,8 +324,24 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
     warp
 }
 
+/// Runs `f` on the boot CPU: bring-up and parking are driven from there (the
+/// APs report progress to it, and it must not park itself).
+fn on_boot_cpu<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    if !crate::sched::is_started() || percpu::cpu_number() == 0 {
+        return f();
+    }
+    let result = alloc::sync::Arc::new(crate::sync::SpinLock::new(None));
+    let slot = result.clone();
+    crate::sched::Builder::new("on-boot-cpu").pin(0).spawn(move || *slot.lock() = Some(f())).join();
+    result.lock().take().expect("the pinned thread ran")
+}
+
 /// Brings every AP that is not online up, in `mode`.
 pub fn bring_up(mode: SmpMode) -> BringUp {
+    on_boot_cpu(move || bring_up_here(mode))
+}
+
+fn bring_up_here(mode: SmpMode) -> BringUp {
     let smp = SMP.get().expect("smp::bring_up() before smp::init()");
     let targets: Vec<&Cpu> = smp.cpus[1..].iter().filter(|c| c.state() != ApState::Online).collect();
     let start_tsc = rdtsc();
@@ -347,6 +368,10 @@ pub fn bring_up(mode: SmpMode) -> BringUp {
 /// Parks every online AP: each stops in `cli; hlt`, so that INIT can later
 /// return it to wait-for-SIPI and a new bring-up can start it again.
 pub fn park_all() {
+    on_boot_cpu(park_all_here)
+}
+
+fn park_all_here() {
     let Some(smp) = SMP.get() else { return };
     let targets: Vec<&Cpu> = smp.cpus[1..].iter().filter(|c| c.state() == ApState::Online).collect();
     for cpu in &targets {

@@ -276,19 +276,12 @@ fn crash_page_fault() -> crate::testing::TestResult {
     Err(alloc::format!("reading an unmapped page returned {value:#x} instead of faulting"))
 }
 
-#[allow(unconditional_recursion)]
-fn overflow_the_stack(depth: u64) -> u64 {
-    let frame = [depth; 64];
-    // black_box keeps the frame (and the recursion) from being optimised away.
-    core::hint::black_box(&frame);
-    overflow_the_stack(depth + 1) + frame[3]
-}
 
 fn crash_double_fault() -> crate::testing::TestResult {
     // The kernel stack has an unmapped guard page below it. Running into it raises
     // a page fault whose frame cannot be pushed on that stack: a double fault,
     // which only reports because its handler runs on its own IST stack.
-    let depth = overflow_the_stack(0);
+    let depth = crate::testing::overflow_the_stack(0);
     Err(alloc::format!("recursed {depth} times without overflowing the stack"))
 }
 
