@@ -23,9 +23,15 @@ static WINDOW_OPEN: AtomicBool = AtomicBool::new(false);
 /// The CPU that runs the injector (NMIs elsewhere are not ours).
 static SLOW_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Called first by the NMI handler: true if the NMI ended an injected window.
+/// Called first by the NMI handler: true if the NMI is the injector's. The
+/// injector may send a second NMI before the first was taken (it repeats them
+/// until one lands), so on the slow CPU every NMI is the injector's.
 pub fn nmi_ends_irqoff_window() -> bool {
-    crate::percpu::cpu_number() == SLOW_CPU.load(Ordering::Acquire) && WINDOW_OPEN.swap(false, Ordering::AcqRel)
+    if crate::percpu::cpu_number() != SLOW_CPU.load(Ordering::Acquire) {
+        return false;
+    }
+    WINDOW_OPEN.store(false, Ordering::Release);
+    true
 }
 
 /// A running irqs-off injector; `stop()` ends it.
