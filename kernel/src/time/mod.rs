@@ -65,24 +65,16 @@ fn clock_is_monotonic() -> TestResult {
 }
 
 fn clock_agrees_with_pit() -> TestResult {
-    // 23864 PIT ticks are 20 ms; the clock must measure the same span within 10%.
-    // A window can only be stretched (the CPU polls the PIT late when the host
-    // deschedules it), so the best of five is compared, as in calibration.
-    let ticks = 23_864u16;
-    let expected_ns = ticks as u64 * 1_000_000_000 / crate::arch::x86::pit::PIT_HZ;
-    let measured_ns = x86_64::instructions::interrupts::without_interrupts(|| {
-        (0..5)
-            .map(|_| {
-                let start = now_ns();
-                crate::arch::x86::pit::tsc_cycles_during(ticks);
-                now_ns() - start
-            })
-            .min()
-            .unwrap()
+    // About 20 ms of PIT countdown, with a TSC/PIT reading pair at each end;
+    // the clock must measure the same span within 10%.
+    let (cycles, ticks) = x86_64::instructions::interrupts::without_interrupts(|| {
+        crate::arch::x86::pit::tsc_cycles_per_pit_ticks(23_864)
     });
+    let pit_ns = ticks * 1_000_000_000 / crate::arch::x86::pit::PIT_HZ;
+    let clock_ns = tsc_to_ns(cycles);
     crate::ensure!(
-        measured_ns.abs_diff(expected_ns) * 10 <= expected_ns,
-        "the PIT counted {expected_ns} ns, the clock {measured_ns} ns"
+        clock_ns.abs_diff(pit_ns) * 10 <= pit_ns,
+        "the PIT counted {pit_ns} ns, the clock {clock_ns} ns"
     );
     Ok(())
 }

@@ -8,9 +8,11 @@
 //!    Leaf 16H's "base frequency" is not used: it need not be the TSC's rate
 //!    (a hypervisor may report the host's nominal speed), and Linux uses it
 //!    only to fill in a missing crystal frequency on known models.
-//! 2. Counting TSC cycles over a known span of the 8254 PIT (1.193182 MHz).
-//!    Five 10 ms windows; the smallest count wins, as a window stretched by an
-//!    SMI or a host preempting the VM can only count too many cycles.
+//! 2. Counting TSC cycles over a known span of the 8254 PIT (1.193182 MHz):
+//!    a TSC/PIT reading pair at each end of a 10 ms countdown, each pair
+//!    read close together (the best of a few tries), so that an SMI or a host
+//!    preempting the VM between the two ends does not matter; the median of
+//!    five such windows.
 
 use x86_64::instructions::interrupts;
 
@@ -43,10 +45,14 @@ fn from_cpuid() -> Option<(u64, Source)> {
 
 fn from_pit() -> u64 {
     const TICKS_10MS: u16 = (pit::PIT_HZ / 100) as u16;
-    let fewest_cycles = interrupts::without_interrupts(|| {
-        (0..5).map(|_| pit::tsc_cycles_during(TICKS_10MS)).min().unwrap()
+    let mut rates: [u64; 5] = interrupts::without_interrupts(|| {
+        [(); 5].map(|_| {
+            let (cycles, ticks) = pit::tsc_cycles_per_pit_ticks(TICKS_10MS);
+            cycles * pit::PIT_HZ / ticks.max(1)
+        })
     });
-    fewest_cycles * pit::PIT_HZ / TICKS_10MS as u64
+    rates.sort_unstable();
+    rates[2]
 }
 
 /// Measures the TSC frequency, makes the clock use it, and says how it was found.
