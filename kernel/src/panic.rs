@@ -135,26 +135,15 @@ fn stack_pointer() -> u64 {
     rsp
 }
 
-#[inline(always)]
-fn return_address() -> u64 {
-    let frame: u64;
-    // SAFETY: reads rbp; with frame pointers, [rbp+8] is this function's caller's
-    // return address, on the current (mapped) stack.
-    unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) frame, options(nomem, nostack, preserves_flags));
-        *((frame + 8) as *const u64)
-    }
-}
-
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
-    let frame = frame_pointer();
+    let frame = cpu::frame_pointer();
     let me = percpu::cpu_number();
     if let Err(owner) = PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire) {
         if owner != me {
             // Someone else is reporting: do not print over them.
-            stop_this_cpu(STOPPED_AFTER_OWN_PANIC, return_address());
+            stop_this_cpu(STOPPED_AFTER_OWN_PANIC, cpu::return_address());
         }
         // A panic while reporting one: say so once, then stop.
         if NESTED_PANIC.swap(1, Ordering::AcqRel) == 0 {
@@ -185,13 +174,6 @@ fn stop_other_cpus(me: usize) -> usize {
         core::hint::spin_loop();
     }
     others().filter(|c| c.percpu.stopped.how.load(Ordering::Acquire) != 0).count()
-}
-
-fn frame_pointer() -> u64 {
-    let rbp: u64;
-    // SAFETY: reading rbp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
-    rbp
 }
 
 fn report(info: &PanicInfo, me: usize, frame: u64) {

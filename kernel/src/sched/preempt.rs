@@ -28,7 +28,9 @@ pub fn disable() {
     let this = percpu::this();
     if this.preempt_count.load(Ordering::Relaxed) == 1 {
         this.preempt_off_since.store(rdtsc(), Ordering::Relaxed);
-        this.preempt_off_caller.store(caller_address(), Ordering::Relaxed);
+        // The return address of the function disable() is inlined into: for a
+        // spinlock, the code that took the lock.
+        this.preempt_off_caller.store(crate::arch::x86::cpu::return_address(), Ordering::Relaxed);
     }
 }
 
@@ -60,19 +62,6 @@ fn record_span(this: &percpu::PerCpu) {
     if span > this.preempt_off_max.load(Ordering::Relaxed) {
         this.preempt_off_max.store(span, Ordering::Relaxed);
         this.preempt_off_max_caller.store(this.preempt_off_caller.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
-/// The return address of `disable()`'s caller's caller: for a spinlock, the
-/// code that took the lock rather than the lock function itself.
-#[inline(always)]
-fn caller_address() -> u64 {
-    let frame: u64;
-    // SAFETY: with frame pointers, [rbp + 8] is the current function's return
-    // address; this is inlined into disable(), itself usually inlined.
-    unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) frame, options(nomem, nostack, preserves_flags));
-        *((frame + 8) as *const u64)
     }
 }
 

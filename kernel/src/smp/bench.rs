@@ -6,14 +6,9 @@ use alloc::vec::Vec;
 use super::{bring_up, park_all};
 use crate::arch::x86::cpu;
 use crate::args::SmpMode;
+use crate::sched::bench::percentile;
 
 const ROUNDS_PER_MODE: usize = 12;
-
-/// The value below which `percent` of the sorted samples lie (nearest rank).
-fn percentile(sorted: &[u64], percent: usize) -> u64 {
-    let rank = (sorted.len() * percent).div_ceil(100).max(1);
-    sorted[rank - 1]
-}
 
 pub fn run() {
     let cpus = super::cpus().len();

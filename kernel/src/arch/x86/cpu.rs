@@ -113,3 +113,22 @@ pub fn forbid_floating_point() {
         Cr4::update(|flags| flags.remove(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
     }
 }
+
+/// The frame pointer (rbp) of the function this is inlined into. The kernel is
+/// built with frame pointers: [rbp] is the caller's rbp, [rbp + 8] the return
+/// address.
+#[inline(always)]
+pub fn frame_pointer() -> u64 {
+    let rbp: u64;
+    // SAFETY: reading rbp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    rbp
+}
+
+/// The return address of the function this is inlined into.
+#[inline(always)]
+pub fn return_address() -> u64 {
+    // SAFETY: with frame pointers, [rbp + 8] holds the return address, on the
+    // current (mapped) stack.
+    unsafe { *((frame_pointer() + 8) as *const u64) }
+}
