@@ -463,5 +463,5 @@ fn bad_ipi_and_fault_arguments_are_warned_about() {
     boot(Firmware::Bios, 2, &["ipi_wait=sometimes", "irqoff_us=0", "then=exit"])
         .expect(Outcome::KernelSuccess)
         .expect_line("warning: kernel argument ipi_wait=sometimes is not valid (accepted: preempt, spin)")
-        .expect_line("warning: kernel argument irqoff_us=0 is not valid (accepted: microseconds from 1 to 1000000)");
+        .expect_line("warning: kernel argument irqoff_us=0 is not valid (accepted: microseconds from 1 to 10000000)");
 }

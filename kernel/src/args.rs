@@ -62,6 +62,9 @@ impl SmpMode {
 pub enum Fault {
     /// `fault=ap_stuck:N`: CPU N stops before it reports alive.
     ApStuck(usize),
+    /// `fault=ap_panic:N`: CPU N panics in its first Rust code, before its
+    /// per-CPU data is installed (the panic path must cope without it).
+    ApPanic(usize),
     /// `fault=skip_shootdown`: TLB shootdowns flush only the local CPU, to
     /// show that the TLB torture test catches the stale translations.
     SkipShootdown,
@@ -212,15 +215,21 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "fault",
-        accepted: "ap_stuck:CPU, skip_shootdown",
+        accepted: "ap_stuck:CPU, ap_panic:CPU, skip_shootdown",
         default: "none",
         set: |args, value| {
             if value == "skip_shootdown" {
                 args.fault = Some(Fault::SkipShootdown);
                 return true;
             }
-            let Some(cpu) = value.strip_prefix("ap_stuck:").and_then(|n| n.parse().ok()) else { return false };
-            args.fault = Some(Fault::ApStuck(cpu));
+            let cpu_after = |prefix: &str| value.strip_prefix(prefix).and_then(|n| n.parse().ok());
+            if let Some(cpu) = cpu_after("ap_stuck:") {
+                args.fault = Some(Fault::ApStuck(cpu));
+            } else if let Some(cpu) = cpu_after("ap_panic:") {
+                args.fault = Some(Fault::ApPanic(cpu));
+            } else {
+                return false;
+            }
             true
         },
     },
@@ -245,9 +254,11 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "irqoff_us",
-        accepted: "microseconds from 1 to 1000000",
+        // Up to 10 s: longer than the 1 s after which a waiter reports a stuck
+        // CPU, so that report and the wait that follows can be watched.
+        accepted: "microseconds from 1 to 10000000",
         default: "off",
-        set: |args, value| value.parse().ok().filter(|us| (1..=1_000_000).contains(us)).map(|us| args.irqoff_us = us).is_some(),
+        set: |args, value| value.parse().ok().filter(|us| (1..=10_000_000).contains(us)).map(|us| args.irqoff_us = us).is_some(),
     },
     Parameter {
         key: "irqoff_cpu",

@@ -448,6 +448,43 @@ fn crash_panic_while_console_locked() -> TestResult {
     panic!("panicking while another CPU holds the console lock");
 }
 
+/// This CPU panics while a reschedule IPI and a call IPI are pending for it,
+/// and a real-time canary thread is queued on it. Once the report is out only
+/// the panic path may run: neither the canary nor the call may ever print.
+fn crash_panic_with_pending_ipis() -> TestResult {
+    use alloc::sync::Arc;
+    use core::sync::atomic::AtomicBool;
+    use crate::sched::{Builder, Priority};
+    let me_and_other = || {
+        let me = percpu::cpu_number();
+        smp::cpus().iter().find(|c| c.number != me && c.state() == smp::ApState::Online).map(|c| (me, c.number))
+    };
+    x86_64::instructions::interrupts::disable();
+    let Some((me, other)) = me_and_other() else {
+        x86_64::instructions::interrupts::enable();
+        return Err("needs a second CPU".into());
+    };
+    // Outranks everything here: spawning it asks this CPU to reschedule.
+    Builder::new("canary").priority(Priority::RealTime(3)).pin(me).spawn(|| {
+        crate::println!("canary: a thread ran after the panic");
+        qemu_exit::exit(qemu_exit::ExitCode::Success);
+    });
+    lapic::get().send_ipi(smp::cpus()[me].apic_id, Ipi::Fixed(crate::arch::x86::idt::RESCHEDULE_VECTOR));
+    // Another CPU queues a call for this one; its IPI stays pending here.
+    let queued = Arc::new(AtomicBool::new(false));
+    let queued2 = queued.clone();
+    Builder::new("queue-a-call").pin(other).spawn(move || {
+        crate::smp::call::call_on_many_nowait(crate::smp::call::CpuSet::single(me), "after_panic", || {
+            crate::println!("xcall: a cross-CPU call ran after the panic");
+        });
+        queued2.store(true, Ordering::Release);
+    });
+    while !queued.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    panic!("panicking with a reschedule IPI and a call IPI pending");
+}
+
 /// A value whose formatting panics: the panic message itself fails.
 struct PanicsWhenFormatted;
 
@@ -466,4 +503,5 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest::crash("crash_panic_in_panic", crash_panic_in_panic),
     KernelTest::crash("crash_panic_storm", crash_panic_storm),
     KernelTest::crash("crash_panic_while_console_locked", crash_panic_while_console_locked),
+    KernelTest::crash("crash_panic_with_pending_ipis", crash_panic_with_pending_ipis),
 ];

@@ -62,6 +62,7 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::smp::TESTS,
     crate::sched::tests::TESTS,
     crate::smp::call_tests::TESTS,
+    crate::mm::address_space::TESTS,
     crate::mm::tlb_tests::TESTS,
     crate::symbols::TESTS,
     crate::panic::TESTS,

@@ -218,8 +218,115 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
     Ok(())
 }
 
+/// How long the deaf CPU keeps interrupts off: past the 1 s report threshold.
+const DEAF_FOR_US: u64 = 1_500_000;
+
+/// A shootdown while one target has interrupts off for longer than the report
+/// threshold: the waiter must report the CPU and keep waiting (never drop the
+/// flush), the deaf CPU must read the new frame once it wakes, and in preempt
+/// mode a higher-priority thread must run on the waiting CPU meanwhile.
+fn shootdown_waits_for_a_deaf_cpu() -> TestResult {
+    let cpus = smp::cpus().len();
+    if cpus < 3 {
+        return crate::testing::skip("needs 3 CPUs");
+    }
+    let (deaf, initiator) = (cpus - 1, 1);
+    for mode in [WaitMode::Preempt, WaitMode::Spin] {
+        call::set_wait_mode(mode);
+        let result = deaf_cpu_round(deaf, initiator, mode);
+        call::set_wait_mode(crate::args::get().ipi_wait);
+        result?;
+    }
+    Ok(())
+}
+
+fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
+    use core::sync::atomic::AtomicBool;
+    let space = Arc::new(AddressSpace::new());
+    let old = frame::allocate().ok_or("out of frames")?;
+    write_pattern(old, 0, 0);
+    space.map(Page::containing_address(page_address(0)), old).map_err(|e| alloc::format!("map: {e:?}"))?;
+    let read_generation = || {
+        // SAFETY: page 0 is mapped in the space the calling thread runs in.
+        unsafe { page_address(0).as_ptr::<u64>().add(1).read_volatile() }
+    };
+
+    // The deaf CPU: loads the space, caches page 0's translation, then keeps
+    // interrupts off (spinning) for DEAF_FOR_US; on `sti` the flush IPI is
+    // taken at once, and the read after it must see the new frame.
+    let deaf_now = Arc::new(AtomicBool::new(false));
+    let read_after = Arc::new(AtomicU64::new(u64::MAX));
+    let (deaf_now2, read_after2) = (deaf_now.clone(), read_after.clone());
+    let deaf_thread = Builder::new("deaf").priority(crate::sched::Priority::RealTime(3)).pin(deaf).address_space(space.clone()).spawn(
+        move || {
+            let _ = read_generation();
+            x86_64::instructions::interrupts::disable();
+            deaf_now2.store(true, Ordering::Release);
+            crate::time::udelay(DEAF_FOR_US);
+            x86_64::instructions::interrupts::enable();
+            read_after2.store(read_generation(), Ordering::Release);
+        },
+    );
+    while !deaf_now.load(Ordering::Acquire) {
+        crate::sched::sleep_ns(100_000);
+    }
+
+    // The initiator remaps page 0 and shoots it down; the old frame may be
+    // freed only once every target has flushed.
+    let pending = Arc::new(AtomicBool::new(false));
+    let outcome = Arc::new(SpinLock::new(None));
+    let (pending2, outcome2, space2) = (pending.clone(), outcome.clone(), space.clone());
+    let initiator_thread = Builder::new("initiator").pin(initiator).address_space(space.clone()).spawn(move || {
+        let new = frame::allocate().expect("out of frames");
+        write_pattern(new, 0, 1);
+        let replaced = space2.remap(Page::containing_address(page_address(0)), new).expect("remap");
+        pending2.store(true, Ordering::Release);
+        let result = tlb::shootdown(&space2, page_address(0), 1);
+        pending2.store(false, Ordering::Release);
+        *outcome2.lock() = Some((result.map_err(|e| alloc::format!("{e:?}")), replaced));
+    });
+    while !pending.load(Ordering::Acquire) {
+        crate::sched::sleep_ns(100_000);
+    }
+
+    // A real-time thread on the initiator's CPU, woken by its timer 50 ms
+    // into the wait: in preempt mode it runs while the shootdown is pending.
+    let ran_during_wait = Arc::new(AtomicBool::new(false));
+    let (ran2, pending3) = (ran_during_wait.clone(), pending.clone());
+    let urgent = Builder::new("urgent").priority(crate::sched::Priority::RealTime(2)).pin(initiator).spawn(move || {
+        crate::sched::sleep_ns(50_000_000);
+        ran2.store(pending3.load(Ordering::Acquire), Ordering::Release);
+    });
+    urgent.join();
+    initiator_thread.join();
+    deaf_thread.join();
+
+    let (result, replaced) = outcome.lock().take().ok_or("the initiator recorded nothing")?;
+    if result.is_ok() {
+        // SAFETY: every target acknowledged the flush; nothing maps the frame.
+        unsafe { frame::free(replaced) };
+    }
+    let leave = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space);
+    if let Some(frame) = space.unmap(Page::containing_address(page_address(0))) {
+        // SAFETY: no CPU has the space loaded any more.
+        unsafe { frame::free(frame) };
+    }
+    crate::ensure!(result.is_ok(), "{mode:?}: the shootdown gave up on the deaf CPU: {}", result.unwrap_err());
+    crate::ensure!(leave.is_ok(), "{mode:?}: leaving the space failed");
+    let seen = read_after.load(Ordering::Acquire);
+    crate::ensure!(seen == 1, "{mode:?}: the deaf CPU read generation {seen} after waking: a stale translation");
+    if mode == WaitMode::Preempt {
+        crate::ensure!(
+            ran_during_wait.load(Ordering::Acquire),
+            "preempt mode: the real-time thread did not run on the waiting CPU during the shootdown"
+        );
+    }
+    Ok(())
+}
+
 pub static TESTS: &[KernelTest] = &[
     KernelTest::new("tlb_torture_short", tlb_torture_short),
+    KernelTest::new("tlb_shootdown_waits_for_a_deaf_cpu", shootdown_waits_for_a_deaf_cpu),
     KernelTest::new("tlb_kernel_shootdown_reaches_every_cpu", kernel_shootdown_reaches_every_cpu),
     KernelTest::long("tlb_torture", tlb_torture),
 ];

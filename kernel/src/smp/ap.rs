@@ -22,8 +22,12 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     let percpu: &'static PerCpu = unsafe { &*(percpu_address as *const PerCpu) };
     let smp = SMP.get().expect("an AP started before smp::init() finished");
     let me = &smp.cpus[percpu.cpu];
-    if args::get().fault == Some(Fault::ApStuck(percpu.cpu)) {
-        cpu::halt_forever(); // fault injection: never report alive
+    match args::get().fault {
+        Some(Fault::ApStuck(cpu)) if cpu == percpu.cpu => cpu::halt_forever(), // never report alive
+        Some(Fault::ApPanic(cpu)) if cpu == percpu.cpu => {
+            panic!("fault=ap_panic:{cpu}: panicking before this CPU's per-CPU data is installed")
+        }
+        _ => {}
     }
     me.times.alive.store(rdtsc(), Ordering::Relaxed);
     me.set_state(ApState::Alive);
