@@ -14,13 +14,17 @@
 //! - up to `FLUSH_CEILING` pages are flushed one by one with INVLPG, a larger
 //!   range with a full flush (reloading CR3), which is cheaper than many INVLPGs;
 //! - the local flush runs while the remote CPUs work on theirs.
-//! The wait follows `ipi_wait=` (see smp::call).
+//! The wait follows `ipi_wait=` (see smp::call), and it never gives up: a
+//! shootdown returns only once every target has flushed, so the caller may
+//! free the old frame. A target that does not answer (interrupts off for a
+//! second) is reported, and waited for. A parked target needs no flush: it
+//! is restarted with INIT, which empties its TLB, before it runs again.
 
 use x86_64::VirtAddr;
 use x86_64::instructions::tlb;
 
 use super::address_space::AddressSpace;
-use crate::smp::call::{CpuSet, CrossCall, Unresponsive};
+use crate::smp::call::{CpuSet, CrossCall};
 
 /// Linux's `tlb_single_page_flush_ceiling`.
 pub const FLUSH_CEILING: usize = 33;
@@ -38,11 +42,12 @@ pub fn flush_local(start: VirtAddr, pages: usize) {
 
 /// Flushes `pages` pages from `start` of `space` on every CPU where it is
 /// loaded, and returns once they all have.
-pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) -> Result<(), Unresponsive> {
+pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
     let flush = || flush_local(start, pages);
     let call = CrossCall::new("tlb_flush_range", &flush);
     let skip_remote = crate::args::get().fault == Some(crate::args::Fault::SkipShootdown);
-    call.run(
+    // Err(Offline) only names parked CPUs, which need no flush (see above).
+    let _ = call.run(
         |me| {
             // The page-table change must be visible before the set is read: a
             // CPU joining the set meanwhile either is in what we read or loads
@@ -61,21 +66,21 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) -> Result<
                 flush_local(start, pages);
             }
         },
-    )
+    );
 }
 
 /// Flushes a range of kernel mappings, which every CPU shares: on every online CPU.
-pub fn shootdown_kernel(start: VirtAddr, pages: usize) -> Result<(), Unresponsive> {
+pub fn shootdown_kernel(start: VirtAddr, pages: usize) {
     let flush = || flush_kernel_local(start, pages);
     let call = CrossCall::new("tlb_flush_kernel_range", &flush);
-    call.run(
+    let _ = call.run(
         |me| {
             let mut targets = CpuSet::all_online();
             targets.remove(me);
             targets
         },
         |_| flush_kernel_local(start, pages),
-    )
+    );
 }
 
 /// Kernel pages may be global, which a CR3 reload keeps: flush them one by

@@ -73,7 +73,7 @@ fn measure_mode(space: &Arc<AddressSpace>, initiator: usize, mode: WaitMode) -> 
         let (stop, shootdowns, space2) = (stop.clone(), shootdowns.clone(), space.clone());
         Builder::new("flusher").pin(initiator).address_space(space.clone()).spawn(move || {
             while !stop.load(Ordering::Acquire) {
-                let _ = tlb::shootdown(&space2, page(0), 1);
+                tlb::shootdown(&space2, page(0), 1);
                 shootdowns.fetch_add(1, Ordering::Relaxed);
             }
         })
@@ -112,7 +112,7 @@ fn shootdown_cost_us(space: &Arc<AddressSpace>, targets: usize, pages: usize) ->
     Builder::new("measure").pin(0).address_space(space.clone()).spawn(move || {
         let start = time::now_ns();
         for _ in 0..rounds {
-            let _ = tlb::shootdown(&space2, page(0), pages);
+            tlb::shootdown(&space2, page(0), pages);
         }
         elapsed2.store(time::now_ns() - start, Ordering::Release);
     })

@@ -100,9 +100,7 @@ impl Torture {
             let new = frame::allocate().expect("torture: out of frames");
             write_pattern(new, page, generation);
             let old = self.space.remap(Page::containing_address(page_address(page)), new).expect("torture: remap");
-            if let Err(error) = tlb::shootdown(&self.space, page_address(page), 1) {
-                self.fail(alloc::format!("shootdown failed: {error:?}"));
-            }
+            tlb::shootdown(&self.space, page_address(page), 1);
             self.shootdowns.fetch_add(1, Ordering::Relaxed);
             self.published[page].store(generation, Ordering::Release);
             // SAFETY: no CPU can reach the old frame any more: the shootdown
@@ -200,14 +198,14 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
     // SAFETY: the page was mapped above; only this test uses it.
     let old = unsafe { paging::unmap(page) }.ok_or("unmap failed")?;
     unsafe { paging::map(page, second, flags) }.map_err(|e| alloc::format!("map: {e:?}"))?;
-    tlb::shootdown_kernel(page.start_address(), 1).map_err(|e| alloc::format!("{e:?}"))?;
+    tlb::shootdown_kernel(page.start_address(), 1);
     reads.lock().clear();
     read_everywhere().map_err(|e| alloc::format!("{e:?}"))?;
     let seen = reads.lock().clone();
     // SAFETY: unmapped and flushed everywhere; nothing refers to them.
     unsafe {
         let last = paging::unmap(page).ok_or("unmap failed")?;
-        tlb::shootdown_kernel(page.start_address(), 1).map_err(|e| alloc::format!("{e:?}"))?;
+        tlb::shootdown_kernel(page.start_address(), 1);
         frame::free(old);
         frame::free(last);
     }
@@ -219,7 +217,7 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
 }
 
 /// How long the deaf CPU keeps interrupts off: past the 1 s report threshold.
-const DEAF_FOR_US: u64 = 1_500_000;
+const DEAF_FOR_US: u64 = 2_000_000;
 
 /// A shootdown while one target has interrupts off for longer than the report
 /// threshold: the waiter must report the CPU and keep waiting (never drop the
@@ -281,9 +279,10 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
         write_pattern(new, 0, 1);
         let replaced = space2.remap(Page::containing_address(page_address(0)), new).expect("remap");
         pending2.store(true, Ordering::Release);
-        let result = tlb::shootdown(&space2, page_address(0), 1);
+        let reports_before = call::stuck_reports();
+        tlb::shootdown(&space2, page_address(0), 1);
         pending2.store(false, Ordering::Release);
-        *outcome2.lock() = Some((result.map_err(|e| alloc::format!("{e:?}")), replaced));
+        *outcome2.lock() = Some((call::stuck_reports() - reports_before, replaced));
     });
     while !pending.load(Ordering::Acquire) {
         crate::sched::sleep_ns(100_000);
@@ -301,17 +300,15 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     initiator_thread.join();
     deaf_thread.join();
 
-    let (result, replaced) = outcome.lock().take().ok_or("the initiator recorded nothing")?;
-    if result.is_ok() {
-        // SAFETY: every target acknowledged the flush; nothing maps the frame.
-        unsafe { frame::free(replaced) };
-    }
+    let (reports, replaced) = outcome.lock().take().ok_or("the initiator recorded nothing")?;
+    // SAFETY: the shootdown returned, so every target flushed; nothing maps the frame.
+    unsafe { frame::free(replaced) };
     let leave = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space);
     if let Some(frame) = space.unmap(Page::containing_address(page_address(0))) {
         // SAFETY: no CPU has the space loaded any more.
         unsafe { frame::free(frame) };
     }
-    crate::ensure!(result.is_ok(), "{mode:?}: the shootdown gave up on the deaf CPU: {}", result.unwrap_err());
+    crate::ensure!(reports >= 1, "{mode:?}: the deaf CPU was not reported during a {} ms wait", DEAF_FOR_US / 1000);
     crate::ensure!(leave.is_ok(), "{mode:?}: leaving the space failed");
     let seen = read_after.load(Ordering::Acquire);
     crate::ensure!(seen == 1, "{mode:?}: the deaf CPU read generation {seen} after waking: a stale translation");

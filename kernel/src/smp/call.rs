@@ -20,6 +20,16 @@
 //!   and the descriptor are on its own stack, which moves with it, and the
 //!   call queues belong to the targets, not to the caller's CPU.
 //!
+//! A call is never abandoned. A target with interrupts off for a long time
+//! (or a vCPU the host does not run) delays the caller, but giving up on it
+//! would be worse: the target may still run the call later, on a descriptor
+//! that is gone, and a TLB flush given up on leaves a stale translation while
+//! the caller frees the frame. So the caller reports the target after
+//! `STUCK_AFTER_MS` (which CPU, what call, how long, and where the target is,
+//! sampled with an NMI: see `stuck_cpu`) and keeps waiting, as Linux's
+//! CSD-lock debugging does. A parked CPU closes its queue instead: calls to
+//! it are acknowledged by the caller and reported as `Offline`.
+//!
 //! Calls must not be made with interrupts disabled: two CPUs waiting for each
 //! other with interrupts off would never run each other's calls.
 
@@ -34,9 +44,6 @@ use crate::arch::x86::lapic::{self, Ipi};
 use crate::sched::preempt;
 use crate::sync::SpinLock;
 use crate::{percpu, time};
-
-/// How long a caller waits for a target before it reports it.
-pub const UNRESPONSIVE_AFTER_MS: u64 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitMode {
@@ -93,7 +100,14 @@ impl CpuSet {
 }
 
 /// One CPU's queue of calls to run; lives in its `PerCpu`.
-pub struct CallQueue(SpinLock<VecDeque<*const CallDescriptor>>);
+pub struct CallQueue(SpinLock<QueueState>);
+
+struct QueueState {
+    calls: VecDeque<*const CallDescriptor>,
+    /// Set while the CPU is parked (from the moment it drained its queue for
+    /// the last time until it is back online): it takes no calls.
+    closed: bool,
+}
 
 // SAFETY: the pointers are only dereferenced under the protocol described at
 // the top: a descriptor outlives every queue entry that points to it.
@@ -102,7 +116,11 @@ unsafe impl Send for CallQueue {}
 
 impl CallQueue {
     pub const fn new() -> CallQueue {
-        CallQueue(SpinLock::new(VecDeque::new()))
+        CallQueue(SpinLock::new(QueueState { calls: VecDeque::new(), closed: false }))
+    }
+
+    fn holds(&self, descriptor: *const CallDescriptor) -> bool {
+        self.0.lock_irqsave().calls.iter().any(|&d| core::ptr::eq(d, descriptor))
     }
 }
 
@@ -116,11 +134,17 @@ pub struct CallDescriptor {
     function: *const (dyn Fn() + Sync),
     /// Targets that have not finished the call yet.
     pending: AtomicUsize,
+    /// The targets that finished, for reports about the ones that did not.
+    acknowledged: AtomicU64,
     /// Owned by the targets (a call nobody waits for): the last frees it.
     on_heap: bool,
 }
 
 impl CallDescriptor {
+    fn new(name: &'static str, function: *const (dyn Fn() + Sync), pending: usize, on_heap: bool) -> CallDescriptor {
+        CallDescriptor { name, function, pending: AtomicUsize::new(pending), acknowledged: AtomicU64::new(0), on_heap }
+    }
+
     /// Runs the call on this CPU and acknowledges it.
     fn run(descriptor: *const CallDescriptor) {
         // SAFETY: the descriptor lives until `pending` reaches zero, which
@@ -128,7 +152,15 @@ impl CallDescriptor {
         let call = unsafe { &*descriptor };
         // SAFETY: the function lives as long as the descriptor (see CrossCall).
         unsafe { (*call.function)() };
+        Self::acknowledge(descriptor, percpu::cpu_number());
+    }
+
+    /// `cpu` is done with the call. After this the descriptor may be gone.
+    fn acknowledge(descriptor: *const CallDescriptor, cpu: usize) {
+        // SAFETY: as in run(): still pending, so still alive.
+        let call = unsafe { &*descriptor };
         let on_heap = call.on_heap; // read before the acknowledgement: afterwards it may be gone
+        call.acknowledged.fetch_or(1 << cpu, Ordering::Relaxed);
         if call.pending.fetch_sub(1, Ordering::AcqRel) == 1 && on_heap {
             // SAFETY: nobody waits for a heap call; we were its last target.
             drop(unsafe { Box::from_raw(descriptor as *mut HeapCall) });
@@ -140,7 +172,7 @@ impl CallDescriptor {
 pub fn on_call_interrupt() {
     let queue = &percpu::this().calls;
     loop {
-        let next = queue.0.lock_irqsave().pop_front();
+        let next = queue.0.lock_irqsave().calls.pop_front();
         match next {
             Some(descriptor) => CallDescriptor::run(descriptor),
             None => break,
@@ -148,36 +180,66 @@ pub fn on_call_interrupt() {
     }
 }
 
-/// Queues `descriptor` on `cpu` and kicks it unless a kick is already on its way.
-fn enqueue(cpu: usize, descriptor: *const CallDescriptor) {
+/// For a CPU about to park: close its queue to new calls and run the ones
+/// already queued. A caller that finds the queue closed acknowledges the call
+/// itself (see `enqueue`), so no caller ever waits for a parked CPU.
+pub fn close_this_cpu() {
+    let queue = &percpu::this().calls;
+    let drained = {
+        let mut state = queue.0.lock_irqsave();
+        state.closed = true;
+        core::mem::take(&mut state.calls)
+    };
+    for descriptor in drained {
+        CallDescriptor::run(descriptor);
+    }
+}
+
+/// For a CPU coming (back) online: take calls again.
+pub fn open_this_cpu() {
+    percpu::this().calls.0.lock_irqsave().closed = false;
+}
+
+/// Queues `descriptor` on `cpu` and kicks it unless a kick is already on its
+/// way. False if the CPU is parked: the call is not queued.
+fn enqueue(cpu: usize, descriptor: *const CallDescriptor) -> bool {
     let was_empty = {
-        let mut queue = queue_of(cpu).0.lock_irqsave();
-        let was_empty = queue.is_empty();
-        queue.push_back(descriptor);
+        let mut state = queue_of(cpu).0.lock_irqsave();
+        if state.closed {
+            return false;
+        }
+        let was_empty = state.calls.is_empty();
+        state.calls.push_back(descriptor);
         was_empty
     };
     if was_empty {
         lapic::get().send_ipi(super::cpus()[cpu].apic_id, Ipi::Fixed(CALL_FUNCTION_VECTOR));
     }
+    true
 }
 
-/// Takes `descriptor` off `cpu`'s queue if that CPU has not started it yet.
-fn withdraw(cpu: usize, descriptor: *const CallDescriptor) -> bool {
-    let mut queue = queue_of(cpu).0.lock_irqsave();
-    let before = queue.len();
-    queue.retain(|&d| !core::ptr::eq(d, descriptor));
-    queue.len() != before
+/// Queues the call on every CPU of `remote`; a parked CPU's share is
+/// acknowledged here, and the parked CPUs are returned.
+fn enqueue_all(remote: CpuSet, descriptor: *const CallDescriptor) -> CpuSet {
+    let mut parked = CpuSet::default();
+    for cpu in remote.iter() {
+        if !enqueue(cpu, descriptor) {
+            parked.insert(cpu);
+            CallDescriptor::acknowledge(descriptor, cpu);
+        }
+    }
+    parked
 }
 
-/// Why a call did not complete everywhere.
+/// Some targets were parked (offline) and did not run the call. For a TLB
+/// flush that is harmless: a parked CPU is restarted with INIT, which empties
+/// its TLB (SDM Vol. 3A 9.1.1, Table 9-1), before it runs anything again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unresponsive {
-    /// The CPUs that never started the call (it was withdrawn from them).
+pub struct Offline {
     pub cpus: CpuSet,
-    pub waited_ms: u64,
 }
 
-/// A call that a thread waits for; create it on the stack, then `start` it.
+/// A call that a thread waits for; create it on the stack, then `run` it.
 pub struct CrossCall<'f> {
     descriptor: CallDescriptor,
     _function: core::marker::PhantomData<&'f ()>,
@@ -190,17 +252,20 @@ impl<'f> CrossCall<'f> {
         // (CrossCall borrows it), and targets use it only while it is pending,
         // which ends before the CrossCall can be dropped (PendingCall waits).
         let function: *const (dyn Fn() + Sync) = unsafe { core::mem::transmute(function) };
-        CrossCall { descriptor: CallDescriptor { name, function, pending: AtomicUsize::new(0), on_heap: false }, _function: core::marker::PhantomData }
+        CrossCall { descriptor: CallDescriptor::new(name, function, 0, false), _function: core::marker::PhantomData }
     }
 
     /// Runs the call: with preemption disabled, picks the targets with
     /// `choose(this_cpu)`, queues the call on each remote one and kicks it,
     /// then runs `local` here (while the remote CPUs work) and the call itself
     /// if this CPU is a target; then waits for the remote targets as
-    /// `ipi_wait=` says. Start and wait are one function, so no caller can
-    /// leave (or leak) a started call whose descriptor is on its stack.
-    pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Unresponsive> {
-        self.start(choose, local).wait()
+    /// `ipi_wait=` says, however long that takes. Start and wait are one
+    /// function, so no caller can leave (or leak) a started call whose
+    /// descriptor is on its stack.
+    pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Offline> {
+        let pending = self.start(choose, local);
+        pending.wait();
+        if pending.parked.len() == 0 { Ok(()) } else { Err(Offline { cpus: pending.parked }) }
     }
 
     fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
@@ -211,9 +276,8 @@ impl<'f> CrossCall<'f> {
         let mut remote = targets;
         remote.remove(me);
         self.descriptor.pending.store(remote.len(), Ordering::Release);
-        for cpu in remote.iter() {
-            enqueue(cpu, &self.descriptor);
-        }
+        self.descriptor.acknowledged.store(0, Ordering::Relaxed);
+        let parked = enqueue_all(remote, &self.descriptor);
         local(me);
         if targets.contains(me) {
             interrupts::without_interrupts(|| {
@@ -225,86 +289,91 @@ impl<'f> CrossCall<'f> {
         if !spin {
             preempt::enable();
         }
-        PendingCall { call: self, remote, spin, finished: false }
+        PendingCall { call: self, remote, parked, spin, started_by: me }
     }
 }
 
+/// A started call: its descriptor is queued on other CPUs.
 struct PendingCall<'c, 'f> {
     call: &'c CrossCall<'f>,
     remote: CpuSet,
+    parked: CpuSet,
     spin: bool,
-    finished: bool,
+    started_by: usize,
 }
 
-static REPORTS: AtomicU64 = AtomicU64::new(0);
+static STUCK_REPORTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a waiter has reported a target that does not answer.
+pub fn stuck_reports() -> u64 {
+    STUCK_REPORTS.load(Ordering::Relaxed)
+}
 
 impl PendingCall<'_, '_> {
-    /// Waits for every remote target. A target that has not even started the
-    /// call after `UNRESPONSIVE_AFTER_MS` is reported, the call is withdrawn
-    /// from it, and the wait ends with `Err`. A target that started but is
-    /// still running the call is waited for (its descriptor is in use).
-    fn wait(mut self) -> Result<(), Unresponsive> {
-        self.finished = true;
-        let result = self.wait_inner();
-        if self.spin {
-            preempt::enable();
-        }
-        result
-    }
-
-    fn wait_inner(&self) -> Result<(), Unresponsive> {
+    /// Waits until every remote target has acknowledged: a call is never
+    /// abandoned, because a target may still run it (and for a TLB flush,
+    /// giving up would leave a stale translation behind while the caller
+    /// frees the frame). A target that has not answered after
+    /// `STUCK_AFTER_MS` is reported, and again every `REPORT_EVERY_MS`,
+    /// as Linux's CSD-lock debugging does (kernel/smp.c, `csd_lock_wait_toolong`).
+    fn wait(&self) {
         let descriptor = &self.call.descriptor;
         let started = time::now_ns();
-        let mut withdrawn = CpuSet::default();
-        let mut looked_for_unresponsive = false;
+        let mut next_report = started + STUCK_AFTER_MS * 1_000_000;
+        let mut reported = false;
         while descriptor.pending.load(Ordering::Acquire) != 0 {
-            let waited_ms = (time::now_ns() - started) / 1_000_000;
-            if waited_ms >= UNRESPONSIVE_AFTER_MS && !looked_for_unresponsive {
-                looked_for_unresponsive = true;
-                for cpu in self.remote.iter().filter(|&cpu| withdraw(cpu, descriptor)) {
-                    withdrawn.insert(cpu);
-                    descriptor.pending.fetch_sub(1, Ordering::AcqRel);
-                    if REPORTS.fetch_add(1, Ordering::Relaxed) < 16 {
-                        log::warn!("xcall: CPU {cpu} did not start '{}' within {waited_ms} ms; withdrawn", descriptor.name);
-                    }
-                }
+            let now = time::now_ns();
+            if now >= next_report {
+                self.report_stuck((now - started) / 1_000_000);
+                reported = true;
+                next_report = now + REPORT_EVERY_MS * 1_000_000;
             }
             core::hint::spin_loop();
         }
-        if withdrawn.len() == 0 {
-            Ok(())
-        } else {
-            Err(Unresponsive { cpus: withdrawn, waited_ms: (time::now_ns() - started) / 1_000_000 })
+        if reported {
+            log::warn!("xcall: '{}' from cpu{} completed after {} ms", descriptor.name, self.started_by, (time::now_ns() - started) / 1_000_000);
+        }
+        if self.spin {
+            preempt::enable();
+        }
+    }
+
+    /// Names each target that has not acknowledged, what it is doing with the
+    /// call, and where it is (its RIP, sampled with an NMI).
+    fn report_stuck(&self, waited_ms: u64) {
+        let descriptor = &self.call.descriptor;
+        let acknowledged = CpuSet(descriptor.acknowledged.load(Ordering::Relaxed));
+        for cpu in self.remote.iter().filter(|&cpu| !acknowledged.contains(cpu) && !self.parked.contains(cpu)) {
+            STUCK_REPORTS.fetch_add(1, Ordering::Relaxed);
+            let state = if queue_of(cpu).holds(descriptor) { "not started: interrupts off?" } else { "still running it" };
+            let location = super::stuck_cpu::locate(cpu);
+            log::warn!(
+                "xcall: CPU {cpu} has not acknowledged '{}' from cpu{} after {waited_ms} ms ({state}); {location}; still waiting",
+                descriptor.name,
+                self.started_by,
+            );
         }
     }
 }
 
-impl Drop for PendingCall<'_, '_> {
-    /// A pending call must be waited for, even on an early return: its
-    /// descriptor is on this stack.
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.wait_inner();
-            if self.spin {
-                preempt::enable();
-            }
-        }
-    }
-}
+/// When a waiter first reports a target that does not answer, and how often
+/// it repeats the report while it keeps waiting.
+pub const STUCK_AFTER_MS: u64 = 1000;
+pub const REPORT_EVERY_MS: u64 = 5000;
 
 /// Runs `function` on every CPU of `cpus` (this one included, if in the set)
 /// and waits for all of them.
-pub fn call_on_many(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Unresponsive> {
+pub fn call_on_many(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Offline> {
     CrossCall::new(name, function).run(|_| cpus, |_| {})
 }
 
-pub fn call_on(cpu: usize, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Unresponsive> {
+pub fn call_on(cpu: usize, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Offline> {
     call_on_many(CpuSet::single(cpu), name, function)
 }
 
 /// Runs `function` on one CPU of `cpus`: this one if it is in the set, else
 /// the lowest-numbered one in the set. Returns the CPU chosen.
-pub fn call_on_any(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<usize, Unresponsive> {
+pub fn call_on_any(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<usize, Offline> {
     let mut chosen = 0;
     CrossCall::new(name, function)
         .run(
@@ -336,16 +405,14 @@ pub fn call_on_many_nowait(cpus: CpuSet, name: &'static str, function: impl Fn()
         interrupts::without_interrupts(&function);
     }
     if remote.len() > 0 {
-        let mut call = Box::new(HeapCall {
-            descriptor: CallDescriptor { name, function: core::ptr::null::<fn()>() as *const (dyn Fn() + Sync), pending: AtomicUsize::new(remote.len()), on_heap: true },
-            function: Box::new(function),
-        });
+        let no_function = core::ptr::null::<fn()>() as *const (dyn Fn() + Sync);
+        let mut call =
+            Box::new(HeapCall { descriptor: CallDescriptor::new(name, no_function, remote.len(), true), function: Box::new(function) });
         call.descriptor.function = &*call.function as &(dyn Fn() + Sync) as *const (dyn Fn() + Sync);
         // repr(C): the descriptor is the first field, so the two pointers agree.
         let descriptor = Box::into_raw(call) as *const CallDescriptor;
-        for cpu in remote.iter() {
-            enqueue(cpu, descriptor);
-        }
+        // Parked CPUs are acknowledged for (the last acknowledgement frees it).
+        enqueue_all(remote, descriptor);
     }
     preempt::enable();
 }

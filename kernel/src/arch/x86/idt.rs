@@ -147,9 +147,13 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     exception_panic(18, "#MC", "machine check", None, &frame);
 }
 
-/// An NMI is the panic path's signal to stop; any other NMI is reported.
+/// An NMI is the panic path's signal to stop, a waiter asking where this CPU
+/// is, or the fault injector's; any other NMI is reported.
 extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
     crate::panic::nmi_stops_this_cpu(&frame);
+    if crate::smp::stuck_cpu::answer_on_nmi(frame.instruction_pointer.as_u64()) {
+        return;
+    }
     if crate::fault::nmi_ends_irqoff_window() {
         return;
     }
