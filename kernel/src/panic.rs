@@ -18,6 +18,14 @@
 //!    not wait for the console lock: a stopped CPU may have held it.
 //! 4. What happens next follows `panic=`: halt (timers stopped first), spin,
 //!    exit QEMU, or reboot after N seconds.
+//! 5. From the moment a CPU owns the panic, nothing but the panic path runs
+//!    on it: its preempt count is raised for good (no thread switch), and
+//!    every APIC interrupt is acknowledged and dropped (see `idt`), so a
+//!    reschedule or cross-CPU call IPI that was pending cannot run a thread
+//!    or someone's function after the report.
+//! 6. A CPU may panic before it has per-CPU data (an AP in its first
+//!    instructions): it is then named by its APIC id, and everything the
+//!    report would read from per-CPU data is left out.
 
 use core::fmt;
 use core::panic::PanicInfo;
@@ -108,15 +116,29 @@ impl StopRecord {
 /// the owner's NMI keeps saying why it stopped.
 fn stop_this_cpu(how: u8, rip: u64) -> ! {
     x86_64::instructions::interrupts::disable();
-    let record = &percpu::this().stopped;
-    if record.how.load(Ordering::Acquire) == 0 {
-        record.rip.store(rip, Ordering::Relaxed);
-        record.how.store(how, Ordering::Release);
-    }
-    if lapic::is_initialised() {
-        crate::time::timer::stop();
+    // Without per-CPU data this CPU is not online: nobody waits for its record.
+    if let Some(this) = percpu::try_this() {
+        let record = &this.stopped;
+        if record.how.load(Ordering::Acquire) == 0 {
+            record.rip.store(rip, Ordering::Relaxed);
+            record.how.store(how, Ordering::Release);
+        }
+        if lapic::is_initialised() {
+            crate::time::timer::stop();
+        }
     }
     cpu::halt_forever()
+}
+
+/// Who panics: a CPU number, or for a CPU without per-CPU data yet, a number
+/// above every CPU number made from its APIC id (so owners never collide).
+const EARLY_CPU_BASE: usize = 1 << 32;
+
+fn panicking_cpu() -> usize {
+    match percpu::try_this() {
+        Some(this) => this.cpu,
+        None => EARLY_CPU_BASE + cpu::initial_apic_id() as usize,
+    }
 }
 
 /// The NMI handler's first question: is this the panic path's stop signal?
@@ -139,7 +161,7 @@ fn stack_pointer() -> u64 {
 fn panic(info: &PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
     let frame = cpu::frame_pointer();
-    let me = percpu::cpu_number();
+    let me = panicking_cpu();
     if let Err(owner) = PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire) {
         if owner != me {
             // Someone else is reporting: do not print over them.
@@ -152,8 +174,14 @@ fn panic(info: &PanicInfo) -> ! {
         }
         cpu::halt_forever();
     }
+    // The panic owns this CPU for good: no thread switch from here on (a
+    // pending reschedule must not run another thread after the report).
+    let preempt_count = percpu::try_this().map(|this| this.preempt_count.load(Ordering::Relaxed));
+    if preempt_count.is_some() {
+        crate::sched::preempt::disable();
+    }
     let stopped = stop_other_cpus(me);
-    report(info, me, frame);
+    report(info, me, frame, preempt_count.unwrap_or(0));
     report_stopped_cpus(me, stopped);
     finish()
 }
@@ -176,8 +204,19 @@ fn stop_other_cpus(me: usize) -> usize {
     others().filter(|c| c.percpu.stopped.how.load(Ordering::Acquire) != 0).count()
 }
 
-fn report(info: &PanicInfo, me: usize, frame: u64) {
-    let this = percpu::this();
+/// `preempt_count` is the count when the panic began (the panic raised it since).
+fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
+    let Some(this) = percpu::try_this() else {
+        let apic_id = me - EARLY_CPU_BASE;
+        emergency_write(format_args!("\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"));
+        emergency_write(format_args!("panic: {}\n", info.message()));
+        if let Some(location) = info.location() {
+            emergency_write(format_args!("panic: at {}:{}:{}\n", location.file(), location.line(), location.column()));
+        }
+        emergency_write(format_args!("panic: context: an AP starting up, before its per-CPU data was installed\n"));
+        emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
+        return;
+    };
     emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
     emergency_write(format_args!("panic: {}\n", info.message()));
     if let Some(location) = info.location() {
@@ -190,8 +229,7 @@ fn report(info: &PanicInfo, me: usize, frame: u64) {
         (None, depth) => Context::Interrupt(depth),
     };
     emergency_write(format_args!(
-        "panic: context: cpu{me}, {context}, preempt count {}, {}\n",
-        this.preempt_count.load(Ordering::Relaxed),
+        "panic: context: cpu{me}, {context}, preempt count {preempt_count}, {}\n",
         CurrentThread
     ));
     let record = &this.exception;
@@ -348,7 +386,7 @@ fn finish() -> ! {
 
 /// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
 fn halt_quietly() -> ! {
-    if lapic::is_initialised() {
+    if lapic::is_initialised() && percpu::try_this().is_some() {
         crate::time::timer::stop();
     }
     emergency_write(format_args!("panic: halting (sti; hlt)\n"));
@@ -371,7 +409,7 @@ fn spin_like_linux() -> ! {
 fn reboot_after(seconds: u64) -> ! {
     emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
     let deadline = time::now_ns().saturating_add(seconds.saturating_mul(1_000_000_000));
-    if lapic::is_initialised() {
+    if lapic::is_initialised() && percpu::try_this().is_some() {
         while time::now_ns() < deadline {
             // One-shot counts are 32-bit: sleep in steps of at most a second.
             crate::time::timer::start_one_shot((deadline - time::now_ns()).clamp(1, 1_000_000_000));

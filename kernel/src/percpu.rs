@@ -123,6 +123,14 @@ pub fn this() -> &'static PerCpu {
     unsafe { &*ptr }
 }
 
+/// This CPU's data, or None on a CPU that has not installed it yet (an AP
+/// in its first instructions: INIT leaves the GS base at 0, SDM Vol. 3A 9.1.1
+/// Table 9-1). Reads the GS base MSR, which is slow: for the panic and
+/// exception paths, which may run that early.
+pub fn try_this() -> Option<&'static PerCpu> {
+    if x86_64::registers::model_specific::GsBase::read().is_null() { None } else { Some(this()) }
+}
+
 /// This CPU's logical number.
 pub fn cpu_number() -> usize {
     this().cpu

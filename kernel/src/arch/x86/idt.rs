@@ -94,7 +94,7 @@ exception_handler!(security, 30, "#SX", "security exception", error_code);
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, error_code: PageFaultErrorCode) {
     let address = Cr2::read_raw();
-    percpu::this().exception.save(14, Some(error_code.bits()), &frame);
+    save_exception(14, Some(error_code.bits()), &frame);
     panic!(
         "page fault (#PF, vector 14) accessing {:#x} ({}), error code {:#x}, at RIP {:#x}, RSP {:#x}",
         address,
@@ -124,8 +124,8 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
 /// kernel stack overflow: the page fault could not push its frame.
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, error_code: u64) -> ! {
     let address = Cr2::read_raw();
-    if crate::sched::hit_current_guard_page(address) {
-        percpu::this().exception.save(8, Some(error_code), &frame);
+    if percpu::try_this().is_some() && crate::sched::hit_current_guard_page(address) {
+        save_exception(8, Some(error_code), &frame);
         panic!(
             "kernel stack overflow in {}: double fault (#DF, vector 8, on its IST stack) after touching the guard page at {address:#x}, RIP {:#x}",
             CurrentThread,
@@ -160,6 +160,14 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
     exception_panic(2, "NMI", "non-maskable interrupt", None, &frame);
 }
 
+/// Keeps the exception's registers for the panic report, if this CPU has its
+/// per-CPU data yet (an AP can fault in its first instructions).
+fn save_exception(vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
+    if let Some(this) = percpu::try_this() {
+        this.exception.save(vector, error_code, frame);
+    }
+}
+
 fn exception_panic(
     vector: u8,
     mnemonic: &str,
@@ -167,7 +175,7 @@ fn exception_panic(
     error_code: Option<u64>,
     frame: &InterruptStackFrame,
 ) -> ! {
-    percpu::this().exception.save(vector, error_code, frame);
+    save_exception(vector, error_code, frame);
     match error_code {
         Some(code) => panic!(
             "{description} ({mnemonic}, vector {vector}), error code {code:#x}, at RIP {:#x}, RSP {:#x}",
@@ -182,7 +190,23 @@ fn exception_panic(
     }
 }
 
+/// Once a panic owns the machine, only the panic path runs: every APIC
+/// interrupt is acknowledged and dropped. A reschedule would switch to another
+/// thread, a cross-CPU call would run someone's function (which may spin on a
+/// lock a stopped CPU holds); the panic path's own waits (`panic=N`) only need
+/// the interrupt to end their `hlt`.
+fn dropped_after_panic() -> bool {
+    if crate::panic::in_progress() {
+        lapic::end_of_interrupt();
+        return true;
+    }
+    false
+}
+
 extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
+    if dropped_after_panic() {
+        return;
+    }
     {
         let _scope = InterruptScope::enter();
         crate::time::timer::on_interrupt();
@@ -193,6 +217,9 @@ extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
 }
 
 extern "x86-interrupt" fn call_function_interrupt(_frame: InterruptStackFrame) {
+    if dropped_after_panic() {
+        return;
+    }
     {
         let _scope = InterruptScope::enter();
         crate::smp::call::on_call_interrupt();
@@ -203,17 +230,26 @@ extern "x86-interrupt" fn call_function_interrupt(_frame: InterruptStackFrame) {
 
 /// Nothing to do but return: the preemption check on the way out switches.
 extern "x86-interrupt" fn reschedule_interrupt(_frame: InterruptStackFrame) {
+    if dropped_after_panic() {
+        return;
+    }
     lapic::end_of_interrupt();
     crate::sched::preempt_on_interrupt_return();
 }
 
 extern "x86-interrupt" fn self_test_interrupt(_frame: InterruptStackFrame) {
+    if dropped_after_panic() {
+        return;
+    }
     let _scope = InterruptScope::enter();
     lapic::on_self_test_interrupt();
     lapic::end_of_interrupt();
 }
 
 extern "x86-interrupt" fn park_interrupt(_frame: InterruptStackFrame) {
+    if dropped_after_panic() {
+        return;
+    }
     lapic::end_of_interrupt();
     crate::smp::park_this_cpu();
 }
@@ -223,6 +259,9 @@ extern "x86-interrupt" fn wake_interrupt(_frame: InterruptStackFrame) {
 }
 
 extern "x86-interrupt" fn crash_test_interrupt(_frame: InterruptStackFrame) {
+    if dropped_after_panic() {
+        return;
+    }
     let _scope = InterruptScope::enter();
     lapic::end_of_interrupt();
     crate::panic::on_crash_test_ipi();
