@@ -94,6 +94,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     cpu::forbid_floating_point();
     sched::init_boot_cpu("main");
+    smp::call::open_this_cpu();
     x86_64::instructions::interrupts::enable();
     smp::init(platform, boot_cpu);
     smp::call::set_wait_mode(args.ipi_wait);

@@ -64,6 +64,8 @@ pub struct CpuScheduler {
     loaded_space: AtomicPtr<AddressSpace>,
     /// Set while something else (bring-up, timer tests) owns the local timer.
     timer_lent: AtomicBool,
+    /// The CPU runs threads and takes new ones: set when its scheduler
+    /// starts, cleared (under the run-queue lock) when it parks.
     started: AtomicBool,
 }
 
@@ -142,9 +144,19 @@ fn start_on_this_cpu(current: Arc<Thread>, idle: Arc<Thread>) {
         current.on_cpu.store(true, Ordering::Relaxed);
         current.last_cpu.store(percpu::cpu_number(), Ordering::Relaxed);
         cpu.current_rank.store(current.priority.rank(), Ordering::Relaxed);
-        cpu.current.store(Arc::into_raw(current) as *mut Thread, Ordering::Release);
-        cpu.idle.store(Arc::into_raw(idle) as *mut Thread, Ordering::Release);
+        let old_current = cpu.current.swap(Arc::into_raw(current) as *mut Thread, Ordering::AcqRel);
+        let old_idle = cpu.idle.swap(Arc::into_raw(idle) as *mut Thread, Ordering::AcqRel);
+        // A restarted CPU: its parker thread and old idle thread are done (the
+        // parker halted on its own stack; we run on the AP's boot stack).
+        for old in [old_current, old_idle].into_iter().filter(|t| !t.is_null()) {
+            // SAFETY: the reference `current`/`idle` held; nothing runs them.
+            let thread = unsafe { Arc::from_raw(old) };
+            thread.set_state(State::Exited);
+            thread.on_cpu.store(false, Ordering::Release);
+        }
+        let queue = cpu.run_queue.lock();
         cpu.started.store(true, Ordering::Release);
+        drop(queue);
     });
 }
 
@@ -180,6 +192,7 @@ impl Builder {
     pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> JoinHandle {
         let thread = new_thread(self.name, self.priority, self.affinity, self.address_space, f);
         let cpu = self.affinity.unwrap_or_else(least_loaded_cpu);
+        // (A thread pinned to a CPU that is not running is moved, with a warning: see enqueue.)
         thread.set_state(State::Runnable);
         enqueue(cpu, thread.clone());
         JoinHandle { thread }
@@ -238,11 +251,26 @@ fn least_loaded_cpu() -> usize {
 }
 
 /// Puts a runnable thread on `cpu`'s run queue and asks that CPU to
-/// reschedule if the thread outranks what it runs.
-fn enqueue(cpu: usize, thread: Arc<Thread>) {
-    let target = cpu_scheduler(cpu);
+/// reschedule if the thread outranks what it runs. A CPU that is parked (or
+/// parking, or not started) takes no threads: the thread goes to another CPU,
+/// and one pinned there loses its pinning, with a warning, as Linux's
+/// `select_fallback_rq()` does when the last CPU a task may run on goes away.
+fn enqueue(mut cpu: usize, thread: Arc<Thread>) {
+    let (target, mut queue) = loop {
+        let target = cpu_scheduler(cpu);
+        let queue = target.run_queue.lock_irqsave();
+        if target.started.load(Ordering::Acquire) {
+            break (target, queue);
+        }
+        drop(queue);
+        if thread.affinity() == Some(cpu) {
+            thread.break_affinity();
+            log::warn!("sched: thread '{}' (id {}) was pinned to CPU {cpu}, which is offline; it may now run on any CPU", thread.name, thread.id);
+        }
+        // The boot CPU never parks, so this ends.
+        cpu = least_loaded_cpu();
+    };
     let rank = thread.priority.rank();
-    let mut queue = target.run_queue.lock_irqsave();
     queue.push(thread);
     if rank > target.current_rank.load(Ordering::Relaxed) {
         target.need_resched.store(true, Ordering::Release);
@@ -261,7 +289,7 @@ pub fn wake(thread: &Arc<Thread>) {
     if !thread.try_transition(State::Blocked, State::Runnable) {
         return;
     }
-    let cpu = thread.affinity.unwrap_or_else(|| cpu_for_wake(thread));
+    let cpu = thread.affinity().unwrap_or_else(|| cpu_for_wake(thread));
     enqueue(cpu, thread.clone());
 }
 
@@ -430,6 +458,32 @@ pub fn unload_address_space() {
             unsafe { crate::mm::address_space::load_kernel_tables(crate::mm::paging::kernel_level4(), percpu::cpu_number(), &space) };
         }
     });
+}
+
+/// For a CPU about to park (interrupts off, on its parker thread): take no
+/// more threads, hand every queued thread and every sleeper to other CPUs,
+/// leave the loaded address space (so no shootdown waits for this CPU), and
+/// stop the timer. A sleeper is simply woken: sleeps and timed waits check
+/// their deadline again and go back to sleep on the CPU they now run on.
+pub fn evacuate_this_cpu() {
+    assert!(!interrupts::are_enabled(), "evacuate_this_cpu() with interrupts enabled");
+    let cpu = this_cpu();
+    let queued: Vec<Arc<Thread>> = {
+        let mut queue = cpu.run_queue.lock();
+        cpu.started.store(false, Ordering::Release);
+        core::iter::from_fn(|| queue.pop_highest()).collect()
+    };
+    // Only this CPU adds sleepers to its own list, and it is here.
+    let sleepers = core::mem::take(&mut *cpu.sleepers.lock());
+    for thread in queued {
+        let target = thread.affinity().unwrap_or_else(least_loaded_cpu);
+        enqueue(target, thread);
+    }
+    for (_, thread) in sleepers {
+        wake(&thread);
+    }
+    unload_address_space();
+    time::timer::stop();
 }
 
 /// Runs on the thread that was switched to: the previous thread's registers

@@ -60,8 +60,9 @@ pub struct Thread {
     pub id: u64,
     pub name: String,
     pub priority: Priority,
-    /// The only CPU it may run on, if pinned.
-    pub affinity: Option<usize>,
+    /// The only CPU it may run on, or NOT_PINNED. Only parking that CPU
+    /// changes it (see `sched::enqueue`): Linux breaks affinity the same way.
+    affinity: AtomicUsize,
     /// The address space whose lower half it uses; None for kernel-only
     /// threads, which borrow whatever is loaded (lazy TLB).
     pub address_space: Option<Arc<AddressSpace>>,
@@ -88,6 +89,7 @@ unsafe impl Sync for Thread {}
 unsafe impl Send for Thread {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+const NOT_PINNED: usize = usize::MAX;
 
 impl Thread {
     pub(super) fn new(name: String, priority: Priority, affinity: Option<usize>, stack: Option<KernelStack>, state: State) -> Thread {
@@ -95,7 +97,7 @@ impl Thread {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
             priority,
-            affinity,
+            affinity: AtomicUsize::new(affinity.unwrap_or(NOT_PINNED)),
             address_space: None,
             state: AtomicU8::new(state as u8),
             saved_rsp: UnsafeCell::new(0),
@@ -106,6 +108,16 @@ impl Thread {
             exit_queue: WaitQueue::new(),
             slice_end: AtomicU64::new(0),
         }
+    }
+
+    /// The CPU the thread is pinned to, if any.
+    pub fn affinity(&self) -> Option<usize> {
+        Some(self.affinity.load(Ordering::Relaxed)).filter(|&cpu| cpu != NOT_PINNED)
+    }
+
+    /// Lets a thread pinned to a CPU that went away run anywhere.
+    pub(super) fn break_affinity(&self) {
+        self.affinity.store(NOT_PINNED, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> State {

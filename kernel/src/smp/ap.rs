@@ -30,7 +30,9 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
         _ => {}
     }
     me.times.alive.store(rdtsc(), Ordering::Relaxed);
-    me.set_state(ApState::Alive);
+    if !me.advance(ApState::Kicked, ApState::Alive) {
+        cpu::halt_forever(); // the boot CPU gave up on us; its INIT follows
+    }
 
     // SAFETY: the kernel's level-4 table maps everything the trampoline's copy
     // did in the kernel half (the copy came from it), which is all this code,
@@ -45,8 +47,12 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     idt::init_this_cpu();
     lapic::init_this_cpu();
     percpu.apic_id.store(lapic::get().id(), Ordering::Relaxed);
+    crate::time::timer::init_this_cpu();
     me.times.called_in.store(rdtsc(), Ordering::Relaxed);
-    report_progress(me, ApState::CalledIn);
+    if !me.advance(ApState::Alive, ApState::CalledIn) {
+        cpu::halt_forever();
+    }
+    report_progress(me);
 
     // Sleep until the boot CPU releases this CPU into the TSC check (it sends
     // a wake IPI); interrupts stay off between the check and `sti; hlt`.
@@ -56,7 +62,13 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     }
     tsc_sync::take_part();
     me.times.online.store(rdtsc(), Ordering::Relaxed);
+    // Calls may be queued here from now on; they run once interrupts are on.
+    crate::smp::call::open_this_cpu();
+    if !me.advance(ApState::Released, ApState::Online) {
+        crate::smp::call::close_this_cpu();
+        cpu::halt_forever();
+    }
     percpu::mark_online();
-    report_progress(me, ApState::Online);
+    report_progress(me);
     crate::sched::become_idle()
 }

@@ -104,8 +104,9 @@ pub struct CallQueue(SpinLock<QueueState>);
 
 struct QueueState {
     calls: VecDeque<*const CallDescriptor>,
-    /// Set while the CPU is parked (from the moment it drained its queue for
-    /// the last time until it is back online): it takes no calls.
+    /// Set while the CPU is not online (before it first comes up, and from
+    /// the moment it drains its queue to park until it is back): it takes no
+    /// calls.
     closed: bool,
 }
 
@@ -116,7 +117,7 @@ unsafe impl Send for CallQueue {}
 
 impl CallQueue {
     pub const fn new() -> CallQueue {
-        CallQueue(SpinLock::new(QueueState { calls: VecDeque::new(), closed: false }))
+        CallQueue(SpinLock::new(QueueState { calls: VecDeque::new(), closed: true }))
     }
 
     fn holds(&self, descriptor: *const CallDescriptor) -> bool {

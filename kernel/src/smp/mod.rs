@@ -20,6 +20,7 @@
 
 mod ap;
 pub mod bench;
+pub mod park;
 pub mod call;
 pub mod call_tests;
 pub mod stuck_cpu;
@@ -38,12 +39,13 @@ use x86_64::instructions::interrupts;
 use crate::acpi::Platform;
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::gdt::{IST_STACK_SIZE, IstStacks};
-use crate::arch::x86::idt::{PARK_VECTOR, WAKE_VECTOR};
+use crate::arch::x86::idt::WAKE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::args::{self, SmpMode};
 use crate::mm::stack::KernelStack;
 use crate::percpu::{self, PerCpu};
 use crate::time;
+pub use park::park_all;
 use trampoline::{ApStartEntry, Trampoline};
 
 /// Kernel stack of an AP's boot thread (its idle loop, later the scheduler's).
@@ -103,6 +105,14 @@ impl Cpu {
 
     fn set_state(&self, state: ApState) {
         self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Moves from `from` to `to` if no one moved the CPU elsewhere first. The
+    /// AP and the boot CPU race at every step of bring-up (the AP moving on,
+    /// the boot CPU giving up on it): whoever moves first wins, and the loser
+    /// sees it. An AP that loses stops and waits for the INIT that follows.
+    fn advance(&self, from: ApState, to: ApState) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Sets the state and wakes the CPU in case it sleeps waiting for it.
@@ -289,39 +299,52 @@ fn sleep_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
     interrupts::enable();
 }
 
-/// Gives up on targets that did not get past `Kicked`/`Alive`: reports them
-/// and puts them back into wait-for-SIPI with an INIT.
-fn give_up_on_stragglers(targets: &[&Cpu]) {
+/// Gives up on targets still in `Kicked`, `Alive` or `Released` since
+/// `waiting_since` (TSC): reports them and puts them back into wait-for-SIPI
+/// with an INIT.
+fn give_up_on_stragglers(targets: &[&Cpu], waiting_since: u64) {
     for cpu in targets {
-        let what = match cpu.state() {
+        let state = cpu.state();
+        let what = match state {
             ApState::Kicked => "did not report alive",
             ApState::Alive => "reported alive but did not call in",
             ApState::Released => "did not finish the TSC check",
             _ => continue,
         };
+        if !cpu.advance(state, ApState::Failed) {
+            continue; // it moved on at the last moment: not a straggler
+        }
         log::warn!(
-            "smp: CPU {} (APIC id {}) {} within {} ms; continuing without it",
+            "smp: CPU {} (APIC id {}) {} within {} ms (gave up after {} ms); continuing without it",
             cpu.number,
             cpu.apic_id,
             what,
-            AP_TIMEOUT_MS
+            AP_TIMEOUT_MS,
+            time::tsc_to_ns(rdtsc() - waiting_since) / 1_000_000
         );
-        lapic::get().send_ipi(cpu.apic_id, Ipi::Init);
-        cpu.set_state(ApState::Failed);
+        if state == ApState::Released {
+            // It may be inside the TSC check's critical section: INIT it while
+            // holding that lock, so it cannot be reset holding it.
+            tsc_sync::while_no_cpu_checks(|| lapic::get().send_ipi(cpu.apic_id, Ipi::Init));
+        } else {
+            lapic::get().send_ipi(cpu.apic_id, Ipi::Init);
+        }
     }
 }
 
 /// Kicks `targets`, waits for them to call in, runs the TSC check with all
 /// that did, and waits for them to go online.
 fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
-    let timeout = || rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
+    let timeout = |since: u64| since + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
+    let kicked_at = rdtsc();
     kick(trampoline, targets);
-    wait_while_in(targets, &[ApState::Kicked, ApState::Alive], timeout());
-    give_up_on_stragglers(targets);
+    wait_while_in(targets, &[ApState::Kicked, ApState::Alive], timeout(kicked_at));
+    give_up_on_stragglers(targets, kicked_at);
     let called_in: Vec<&Cpu> = targets.iter().copied().filter(|c| c.state() == ApState::CalledIn).collect();
+    let released_at = rdtsc();
     let warp = tsc_sync::run_with(&called_in, |cpu| cpu.set_state_and_wake(ApState::Released));
-    wait_while_in(&called_in, &[ApState::Released], timeout());
-    give_up_on_stragglers(&called_in);
+    wait_while_in(&called_in, &[ApState::Released], timeout(released_at));
+    give_up_on_stragglers(&called_in, released_at);
     warp
 }
 
@@ -366,37 +389,9 @@ fn bring_up_here(mode: SmpMode) -> BringUp {
     BringUp { mode, online, wanted: smp.cpus.len(), elapsed_ns, start_tsc, tsc_warp: worst_warp }
 }
 
-/// Parks every online AP: each stops in `cli; hlt`, so that INIT can later
-/// return it to wait-for-SIPI and a new bring-up can start it again.
-pub fn park_all() {
-    on_boot_cpu(park_all_here)
-}
-
-fn park_all_here() {
-    let Some(smp) = SMP.get() else { return };
-    let targets: Vec<&Cpu> = smp.cpus[1..].iter().filter(|c| c.state() == ApState::Online).collect();
-    for cpu in &targets {
-        lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(PARK_VECTOR));
-    }
-    let deadline = rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
-    wait_while_in(&targets, &[ApState::Online], deadline);
-    for cpu in targets.iter().filter(|c| c.state() == ApState::Online) {
-        log::warn!("smp: CPU {} did not park within {} ms", cpu.number, AP_TIMEOUT_MS);
-    }
-}
-
-/// Tells the boot CPU that this AP moved on to `state`.
-fn report_progress(me: &Cpu, state: ApState) {
-    me.set_state(state);
+/// Wakes the boot CPU, which sleeps until this AP moves on to its next state.
+fn report_progress(_me: &Cpu) {
     lapic::get().send_ipi(cpus()[0].apic_id, Ipi::Fixed(WAKE_VECTOR));
-}
-
-/// The park IPI's handler: leave the online set and stop until INIT.
-pub fn park_this_cpu() -> ! {
-    let number = percpu::cpu_number();
-    percpu::mark_offline();
-    report_progress(&cpus()[number], ApState::Parked);
-    cpu::halt_forever()
 }
 
 // Tests.
@@ -464,115 +459,7 @@ fn park_and_bring_up_again() -> TestResult {
     Ok(())
 }
 
-/// Parks the APs while the last one has an armed sleeper, a pinned thread
-/// blocked on a completion, and an address space loaded; then restarts them.
-/// Nothing may be lost: the sleeper wakes, the pinned thread runs, a
-/// shootdown of the space neither waits for the parked CPU nor misses it once
-/// it is back, and the restarted CPU's timer works.
-fn park_moves_work_away_and_restart_is_clean() -> TestResult {
-    use alloc::sync::Arc;
-    use core::sync::atomic::AtomicBool;
-    use x86_64::structures::paging::Page;
-    use crate::mm::{address_space::AddressSpace, frame, tlb};
-    use crate::sched::{Builder, Completion, sleep_ns};
-    let parked = cpus().len() - 1;
-    if parked < 2 {
-        return crate::testing::skip("needs 3 CPUs");
-    }
-    let page = Page::containing_address(VirtAddr::new(0x0000_0050_0000_0000));
-    let space = Arc::new(AddressSpace::new());
-    let fresh_frame = |generation: u64| {
-        let frame = frame::allocate().expect("out of frames");
-        // SAFETY: a fresh frame, not mapped anywhere yet.
-        unsafe { crate::mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().write_volatile(generation) };
-        frame
-    };
-    let read = move || {
-        // SAFETY: `page` is mapped in the space the calling thread runs in.
-        unsafe { page.start_address().as_ptr::<u64>().read_volatile() }
-    };
-    space.map(page, fresh_frame(0)).map_err(|e| alloc::format!("map: {e:?}"))?;
-    let mut retired = Vec::new();
-    let mut remap = |generation: u64| -> TestResult {
-        let old = space.remap(page, fresh_frame(generation)).ok_or("remap failed")?;
-        tlb::shootdown(&space, page.start_address(), 1);
-        retired.push(old);
-        Ok(())
-    };
-
-    // An armed sleeper in the space, pinned to the CPU that will park.
-    let sleeping = Arc::new(AtomicBool::new(false));
-    let woke_seeing = Arc::new(AtomicU64::new(u64::MAX));
-    let (sleeping2, woke2) = (sleeping.clone(), woke_seeing.clone());
-    let sleeper = Builder::new("sleeper").pin(parked).address_space(space.clone()).spawn(move || {
-        read();
-        sleeping2.store(true, Ordering::Release);
-        sleep_ns(300_000_000);
-        woke2.store(read(), Ordering::Release);
-    });
-    // A pinned thread blocked until after the park.
-    let go = Arc::new(Completion::new());
-    let go2 = go.clone();
-    let blocked = Builder::new("pinned").pin(parked).spawn(move || go2.wait());
-    while !sleeping.load(Ordering::Acquire) {
-        sleep_ns(1_000_000);
-    }
-    sleep_ns(5_000_000);
-
-    park_all();
-    crate::ensure!(cpus()[parked].state() == ApState::Parked, "CPU {parked} is {:?} after parking", cpus()[parked].state());
-    crate::ensure!(!space.active_cpus().contains(parked), "the parked CPU {parked} is still in the space's CPU set");
-    let started = time::now_ns();
-    remap(1)?;
-    let waited_ms = (time::now_ns() - started) / 1_000_000;
-    crate::ensure!(waited_ms < 500, "a shootdown of the space waited {waited_ms} ms with CPU {parked} parked");
-    go.complete();
-    crate::ensure!(blocked.join_until(time::now_ns() + 2_000_000_000), "the pinned thread never ran after its CPU parked");
-
-    let result = bring_up(args::get().smp);
-    crate::ensure!(result.online == result.wanted, "{} of {} online after the restart", result.online, result.wanted);
-    crate::ensure!(sleeper.join_until(time::now_ns() + 2_000_000_000), "the sleeper never woke");
-    crate::ensure!(woke_seeing.load(Ordering::Acquire) == 1, "the sleeper read a stale page after waking");
-
-    // On the restarted CPU: a timer sleep, then a read of the space that a
-    // shootdown must reach.
-    let cached = Arc::new(AtomicBool::new(false));
-    let reread = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(AtomicU64::new(u64::MAX));
-    let (cached2, reread2, seen2) = (cached.clone(), reread.clone(), seen.clone());
-    let back = Builder::new("restarted").pin(parked).address_space(space.clone()).spawn(move || {
-        sleep_ns(20_000_000);
-        read();
-        cached2.store(true, Ordering::Release);
-        while !reread2.load(Ordering::Acquire) {
-            sleep_ns(1_000_000);
-        }
-        seen2.store(read(), Ordering::Release);
-    });
-    let deadline = time::now_ns() + 2_000_000_000;
-    while !cached.load(Ordering::Acquire) && time::now_ns() < deadline {
-        sleep_ns(1_000_000);
-    }
-    crate::ensure!(cached.load(Ordering::Acquire), "a 20 ms sleep on the restarted CPU {parked} never ended: its timer is dead");
-    remap(2)?;
-    reread.store(true, Ordering::Release);
-    back.join();
-    crate::ensure!(seen.load(Ordering::Acquire) == 2, "the restarted CPU read generation {} after the shootdown", seen.load(Ordering::Acquire));
-
-    crate::smp::call::call_on_many(crate::smp::call::CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space)
-        .map_err(|e| alloc::format!("{e:?}"))?;
-    if let Some(frame) = space.unmap(page) {
-        retired.push(frame);
-    }
-    for frame in retired {
-        // SAFETY: unmapped or replaced, and flushed everywhere; only this test used them.
-        unsafe { frame::free(frame) };
-    }
-    Ok(())
-}
-
 pub static TESTS: &[KernelTest] = &[
-    KernelTest::new("smp_park_moves_work_away_and_restart_is_clean", park_moves_work_away_and_restart_is_clean),
     KernelTest::new("smp_all_cpus_online", all_cpus_online),
     KernelTest::new("smp_percpu_holds_own_apic_id", percpu_holds_own_apic_id),
     KernelTest::new("smp_every_cpu_answers_an_ipi", every_cpu_answers_an_ipi),

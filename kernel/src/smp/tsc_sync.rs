@@ -61,6 +61,17 @@ pub fn run_with(cpus: &[&Cpu], release: impl Fn(&Cpu)) -> Option<u64> {
     Some(WORST_WARP.load(Ordering::Relaxed))
 }
 
+/// Runs `f` while no CPU is inside the check's critical section: for sending
+/// INIT to an AP that may be checking (an AP reset while holding the lock
+/// would leave it held for good).
+pub fn while_no_cpu_checks(f: impl FnOnce()) {
+    let _last = LAST_TSC.lock_irqsave();
+    f();
+    // INIT is taken at the next instruction boundary once delivered; give it
+    // time to land before the lock is free again.
+    time::udelay(100);
+}
+
 /// An AP's part: check until the deadline the boot CPU set.
 pub fn take_part() {
     let deadline = DEADLINE.load(Ordering::Acquire);

@@ -52,6 +52,14 @@ fn ticks_for_ns(ns: u64) -> u32 {
     (ns * ticks_per_ms() / 1_000_000).clamp(1, u32::MAX as u64) as u32
 }
 
+/// Puts this CPU's timer in a known state: stopped and masked, with the
+/// one-shot setup to be redone. For a CPU that starts, or restarts: INIT
+/// resets the local APIC (its LVT entries come back masked, SDM Vol. 3A
+/// 11.4.7.1), so nothing the timer knew before still holds.
+pub fn init_this_cpu() {
+    stop();
+}
+
 /// Interrupts this CPU `hz` times a second until `stop()`.
 pub fn start_periodic(hz: u64) {
     let apic = lapic::get();

@@ -47,8 +47,6 @@ pub const CRASH_TEST_VECTOR: u8 = 0xf3;
 /// Wakes a CPU from `hlt` and does nothing else: bring-up uses it so that
 /// waiting CPUs can sleep instead of spinning.
 pub const WAKE_VECTOR: u8 = 0xf2;
-/// Asks an AP to park: stop in `cli; hlt` until INIT (see `smp`).
-pub const PARK_VECTOR: u8 = 0xf1;
 /// Where the local APIC sends interrupts it has to drop (SDM Vol. 3A 11.9 "Spurious Interrupt").
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -246,14 +244,6 @@ extern "x86-interrupt" fn self_test_interrupt(_frame: InterruptStackFrame) {
     lapic::end_of_interrupt();
 }
 
-extern "x86-interrupt" fn park_interrupt(_frame: InterruptStackFrame) {
-    if dropped_after_panic() {
-        return;
-    }
-    lapic::end_of_interrupt();
-    crate::smp::park_this_cpu();
-}
-
 extern "x86-interrupt" fn wake_interrupt(_frame: InterruptStackFrame) {
     lapic::end_of_interrupt();
 }
@@ -301,7 +291,6 @@ fn build_idt() -> InterruptDescriptorTable {
     }
     idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
     idt[SELF_TEST_VECTOR].set_handler_fn(self_test_interrupt);
-    idt[PARK_VECTOR].set_handler_fn(park_interrupt);
     idt[WAKE_VECTOR].set_handler_fn(wake_interrupt);
     idt[RESCHEDULE_VECTOR].set_handler_fn(reschedule_interrupt);
     idt[CALL_FUNCTION_VECTOR].set_handler_fn(call_function_interrupt);
