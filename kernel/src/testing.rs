@@ -23,21 +23,29 @@ pub struct KernelTest {
     /// Whether `test=all` includes it (crash tests and the harness's own
     /// failing test are run only by name).
     pub in_all: bool,
+    /// How long it may run before the harness calls it hung; 0 for crash
+    /// tests, which run on the main thread itself so that their reports
+    /// show the same context as a real crash there.
+    pub limit_s: u64,
 }
+
+/// Far above what any test takes on a loaded 2-core host under TCG, far
+/// below the runner's 240 s: a hung test is named, not just timed out.
+const LIMIT_S: u64 = 90;
 
 impl KernelTest {
     pub const fn new(name: &'static str, run: fn() -> TestResult) -> KernelTest {
-        KernelTest { name, run, in_all: true }
+        KernelTest { name, run, in_all: true, limit_s: LIMIT_S }
     }
 
     /// A test that is run only by name: it crashes, or fails, on purpose.
     pub const fn crash(name: &'static str, run: fn() -> TestResult) -> KernelTest {
-        KernelTest { name, run, in_all: false }
+        KernelTest { name, run, in_all: false, limit_s: 0 }
     }
 
     /// A test that takes minutes: run only by name (the host tests do).
     pub const fn long(name: &'static str, run: fn() -> TestResult) -> KernelTest {
-        KernelTest { name, run, in_all: false }
+        KernelTest { name, run, in_all: false, limit_s: 1500 }
     }
 }
 
@@ -102,7 +110,15 @@ pub fn run(selection: &str) -> ! {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for test in selected {
         log::debug!("test: running {}", test.name);
-        let result = (test.run)();
+        let started = crate::time::now_ns();
+        let Some(result) = run_with_limit(test) else {
+            failed += 1;
+            crate::println!("test {} ... FAILED (still running after {} s: hung?)", test.name, test.limit_s);
+            print_where_each_cpu_is();
+            crate::println!("{passed} passed, {failed} failed (the run stopped at the hung test)");
+            qemu_exit::exit(ExitCode::Failure);
+        };
+        let took = Seconds(crate::time::now_ns() - started);
         let skip_reason = SKIP_REASON.lock().take();
         match result {
             Ok(()) if skip_reason.is_some() => {
@@ -111,11 +127,11 @@ pub fn run(selection: &str) -> ! {
             }
             Ok(()) => {
                 passed += 1;
-                crate::println!("test {} ... ok", test.name);
+                crate::println!("test {} ... ok ({took})", test.name);
             }
             Err(reason) => {
                 failed += 1;
-                crate::println!("test {} ... FAILED ({reason})", test.name);
+                crate::println!("test {} ... FAILED ({reason}) ({took})", test.name);
             }
         }
     }
@@ -125,6 +141,42 @@ pub fn run(selection: &str) -> ! {
         crate::println!("{passed} passed, {failed} failed");
     }
     qemu_exit::exit(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
+}
+
+/// Runs the test on its own thread on the boot CPU (where tests always ran),
+/// waiting at most its limit: None if it is still running then. A hung test
+/// cannot be killed, but it is named and the run ends, instead of hanging
+/// until the runner's timeout.
+fn run_with_limit(test: &'static KernelTest) -> Option<TestResult> {
+    use alloc::sync::Arc;
+    if test.limit_s == 0 {
+        return Some((test.run)());
+    }
+    let outcome = Arc::new(crate::sync::SpinLock::new(None));
+    let slot = outcome.clone();
+    let thread = crate::sched::Builder::new(test.name).pin(0).spawn(move || *slot.lock() = Some((test.run)()));
+    let deadline = crate::time::now_ns() + test.limit_s * 1_000_000_000;
+    if !thread.join_until(deadline) {
+        return None;
+    }
+    outcome.lock().take()
+}
+
+/// For a hung test: where every other CPU is (sampled by NMI).
+fn print_where_each_cpu_is() {
+    let me = crate::percpu::cpu_number();
+    for cpu in crate::smp::cpus().iter().filter(|c| c.number != me && c.state() == crate::smp::ApState::Online) {
+        crate::println!("test: cpu{}: {}", cpu.number, crate::smp::stuck_cpu::locate(cpu.number));
+    }
+}
+
+/// A duration in seconds with milliseconds, e.g. `1.234 s`.
+struct Seconds(u64);
+
+impl core::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        write!(f, "{}.{:03} s", self.0 / 1_000_000_000, self.0 / 1_000_000 % 1000)
+    }
 }
 
 fn unknown_test(name: &str) -> ! {

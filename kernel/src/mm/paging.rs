@@ -47,6 +47,32 @@ pub fn init() {
     // it, under KERNEL_TABLES' lock.
     let mapper = unsafe { OffsetPageTable::new(&mut *table, offset) };
     *KERNEL_TABLES.lock_irqsave() = Some(mapper);
+    preallocate_kernel_half();
+}
+
+/// Gives every kernel-half entry of the level-4 table (256-511) a level-3
+/// table now, even an empty one. Address spaces copy these 256 entries when
+/// they are created (see `address_space`), and the AP trampoline copies the
+/// table too; as long as the entries never change afterwards, a kernel
+/// mapping made later, in any slot, lands in a level-3 table every copy
+/// shares. Without this, a mapping in a slot first used after a space was
+/// created would be missing from that space. Linux does the same for its
+/// vmalloc area (arch/x86/mm/init_64.c, `preallocate_vmalloc_pages()`).
+/// Cost: one frame per unused slot, at most 1 MiB.
+fn preallocate_kernel_half() {
+    with_tables(|tables| {
+        let level4 = tables.level_4_table_mut();
+        for index in 256..512 {
+            let entry = &mut level4[index];
+            if entry.flags().contains(PageTableFlags::PRESENT) {
+                continue;
+            }
+            let frame = frame::allocate().expect("out of memory for the kernel's level-3 tables");
+            // SAFETY: a fresh frame, reachable through the physical window.
+            unsafe { (*super::phys_to_virt(frame.start_address()).as_mut_ptr::<PageTable>()).zero() };
+            entry.set_frame(frame, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+        }
+    });
 }
 
 fn with_tables<R>(f: impl FnOnce(&mut OffsetPageTable<'static>) -> R) -> R {

@@ -7,10 +7,14 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use alloc::vec::Vec;
+
 use x86_64::VirtAddr;
+use x86_64::structures::paging::PhysFrame;
 
 use super::frame::FRAME_SIZE;
 use super::layout::{STACKS_END, STACKS_START};
+use crate::sync::SpinLock;
 
 static NEXT_STACK: AtomicU64 = AtomicU64::new(STACKS_START);
 
@@ -25,6 +29,7 @@ pub struct KernelStack {
 impl KernelStack {
     /// Maps a new stack of `size` bytes (rounded up to whole pages).
     pub fn new(size: u64) -> KernelStack {
+        purge_retired();
         let size = size.next_multiple_of(FRAME_SIZE);
         let guard = NEXT_STACK.fetch_add(size + FRAME_SIZE, Ordering::Relaxed);
         assert!(guard + FRAME_SIZE + size <= STACKS_END, "the kernel stack region is full");
@@ -34,14 +39,18 @@ impl KernelStack {
     }
 }
 
+/// Frames of freed stacks that another CPU's TLB may still map: unmapped,
+/// flushed here, not yet everywhere.
+static RETIRED: SpinLock<Vec<PhysFrame>> = SpinLock::new(Vec::new());
+
 impl KernelStack {
-    /// Unmaps the stack and frees its frames, flushing only this CPU's TLB.
-    /// Another CPU that ran the thread may keep a stale translation for a
-    /// while; that is harmless only because nothing ever uses these virtual
-    /// addresses again (stacks are handed out upwards, never recycled) and
-    /// the thread is gone. A kernel that reused the range would need
-    /// `mm::tlb::shootdown_kernel` here (not callable from this context:
-    /// stacks are freed with interrupts off, in the context switch).
+    /// Unmaps the stack, flushing only this CPU's TLB, and retires its frames.
+    /// Another CPU that ran the thread may still hold a translation to them,
+    /// so they are not free yet: `purge_retired` frees them after a flush on
+    /// every CPU. (Stacks are freed where no shootdown can be waited for: with
+    /// interrupts off, in the context switch.) Linux's vmalloc, which holds
+    /// its kernel stacks, batches the flush of freed areas the same way
+    /// (mm/vmalloc.c, lazy purging).
     ///
     /// # Safety
     /// Nothing runs on the stack or points into it any more.
@@ -52,10 +61,25 @@ impl KernelStack {
             // SAFETY: the caller guarantees the stack is unused; its pages were
             // mapped by new() to frames it allocated.
             if let Some(frame) = unsafe { super::paging::unmap(page_of) } {
-                // SAFETY: as above: unmapped, and nothing else refers to the frame.
-                unsafe { super::frame::free(frame) };
+                RETIRED.lock_irqsave().push(frame);
             }
             page += FRAME_SIZE;
         }
+    }
+}
+
+/// Frees the frames of retired stacks once every CPU has flushed its TLB.
+/// Runs where a cross-CPU call may be waited for (interrupts on, preemption
+/// allowed); elsewhere it leaves them for the next time.
+pub fn purge_retired() {
+    let can_wait = x86_64::instructions::interrupts::are_enabled() && crate::sched::preempt::count() == 0;
+    if !can_wait || RETIRED.lock_irqsave().is_empty() || !crate::sched::is_started() {
+        return;
+    }
+    let frames = core::mem::take(&mut *RETIRED.lock_irqsave());
+    super::tlb::shootdown_kernel_everything();
+    for frame in frames {
+        // SAFETY: unmapped, and now flushed from every CPU's TLB.
+        unsafe { super::frame::free(frame) };
     }
 }

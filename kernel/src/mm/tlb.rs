@@ -83,6 +83,12 @@ pub fn shootdown_kernel(start: VirtAddr, pages: usize) {
     );
 }
 
+/// Flushes every kernel translation (global ones included) on every CPU.
+pub fn shootdown_kernel_everything() {
+    // Any range longer than the ceiling is flushed whole, wherever it starts.
+    shootdown_kernel(VirtAddr::new(super::layout::STACKS_START), FLUSH_CEILING + 1);
+}
+
 /// Kernel pages may be global, which a CR3 reload keeps: flush them one by
 /// one, or toggle CR4.PGE to drop everything (SDM 4.10.4.1).
 fn flush_kernel_local(start: VirtAddr, pages: usize) {

@@ -163,7 +163,18 @@ pub struct BringUp {
 /// brings the APs up in the mode `smp=` asks for.
 pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     let args = args::get();
-    let enabled: Vec<_> = platform.startable_cpus().collect();
+    // In xAPIC mode an IPI names its target with 8 bits: a CPU whose APIC id
+    // does not fit cannot be started or reached (its id cut to 8 bits would
+    // name another CPU). It needs x2APIC mode (`apic=auto` on a CPU with it).
+    let (enabled, unreachable): (Vec<_>, Vec<_>) =
+        platform.startable_cpus().partition(|entry| lapic::get().can_address(entry.apic_id));
+    for entry in &unreachable {
+        log::warn!(
+            "smp: the CPU with APIC id {} cannot be reached in {} mode (8-bit IPI destinations); leaving it out",
+            entry.apic_id,
+            lapic::get().mode().name()
+        );
+    }
     // CPU sets are 64-bit masks (smp::call::CpuSet).
     const MAX_CPUS: usize = 64;
     if enabled.len() > MAX_CPUS {
@@ -174,8 +185,8 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
         log::info!("smp: maxcpus={}: not starting {} of the {} enabled CPUs", wanted, enabled.len() - wanted, enabled.len());
     }
     let mut cpus = Vec::with_capacity(wanted);
-    for entry in &enabled[..wanted] {
-        let number = entry.cpu.expect("startable CPUs have numbers");
+    // Numbered in MADT order (the boot CPU first), without the CPUs left out.
+    for (number, entry) in enabled[..wanted].iter().enumerate() {
         let percpu: &'static PerCpu =
             if number == 0 { boot_cpu } else { Box::leak(Box::new(PerCpu::new(number))) };
         percpu.apic_id.store(entry.apic_id, Ordering::Relaxed);
@@ -438,13 +449,61 @@ fn all_cpus_online() -> TestResult {
     Ok(())
 }
 
+/// On each CPU itself, the per-CPU data reached through GS must be that
+/// CPU's own: the right number, the right structure, and the APIC id the
+/// hardware reports there.
 fn percpu_holds_own_apic_id() -> TestResult {
-    for cpu in cpus() {
-        let stored = cpu.percpu.apic_id.load(Ordering::Relaxed);
-        crate::ensure!(stored == cpu.apic_id, "CPU {}'s per-CPU data says APIC id {stored}, MADT {}", cpu.number, cpu.apic_id);
-        crate::ensure!(cpu.percpu.cpu == cpu.number, "CPU {}'s per-CPU data says CPU {}", cpu.number, cpu.percpu.cpu);
+    use alloc::string::String;
+    let problems = crate::sync::SpinLock::new(Vec::<String>::new());
+    for cpu in cpus().iter().filter(|c| c.state() == ApState::Online) {
+        let check = || {
+            let this = percpu::this(); // through GS, on the CPU being checked
+            let hardware = lapic::get().id();
+            let expected = &cpus()[cpu.number];
+            if !core::ptr::eq(this, expected.percpu) || this.cpu != cpu.number {
+                problems.lock().push(alloc::format!("on CPU {}, GS points at CPU {}'s per-CPU data", cpu.number, this.cpu));
+            }
+            if this.apic_id.load(Ordering::Relaxed) != hardware || expected.apic_id != hardware {
+                problems.lock().push(alloc::format!(
+                    "on CPU {}, the hardware APIC id is {hardware}, per-CPU data says {}, MADT {}",
+                    cpu.number,
+                    this.apic_id.load(Ordering::Relaxed),
+                    expected.apic_id
+                ));
+            }
+        };
+        crate::smp::call::call_on(cpu.number, "check_percpu", &check).map_err(|e| alloc::format!("{e:?}"))?;
     }
+    let problems = problems.lock();
+    crate::ensure!(problems.is_empty(), "{}", problems.join("; "));
     every_cpu_answers_an_ipi()
+}
+
+/// Whether every AP of `aps` was kicked before any of them came online: the
+/// mark of a parallel bring-up (the INIT waits overlap), which a serial one
+/// cannot have with two APs or more.
+fn kicked_all_before_any_online(aps: &[&Cpu]) -> bool {
+    let last_kick = aps.iter().map(|c| c.times.kicked.load(Ordering::Relaxed)).max();
+    let first_online = aps.iter().map(|c| c.times.online.load(Ordering::Relaxed)).min();
+    last_kick < first_online
+}
+
+/// Orders, not times: a parallel bring-up kicks every AP before any is
+/// online; a serial one does not. (A bring-up that only prints "parallel"
+/// but starts APs one by one fails here.)
+fn parallel_bring_up_kicks_every_ap_first() -> TestResult {
+    let aps: Vec<&Cpu> = cpus()[1..].iter().collect();
+    if aps.len() < 2 {
+        return crate::testing::skip("needs 3 CPUs");
+    }
+    for mode in [SmpMode::Serial, SmpMode::Parallel] {
+        park_all();
+        let result = bring_up(mode);
+        crate::ensure!(result.online == result.wanted, "{} of {} online after {mode:?} bring-up", result.online, result.wanted);
+        let overlapped = kicked_all_before_any_online(&aps);
+        crate::ensure!(overlapped == (mode == SmpMode::Parallel), "{mode:?} bring-up: every AP kicked before any online: {overlapped}");
+    }
+    Ok(())
 }
 
 fn park_and_bring_up_again() -> TestResult {
@@ -464,4 +523,5 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest::new("smp_percpu_holds_own_apic_id", percpu_holds_own_apic_id),
     KernelTest::new("smp_every_cpu_answers_an_ipi", every_cpu_answers_an_ipi),
     KernelTest::new("smp_park_and_bring_up_again", park_and_bring_up_again),
+    KernelTest::new("smp_parallel_bring_up_kicks_every_ap_first", parallel_bring_up_kicks_every_ap_first),
 ];

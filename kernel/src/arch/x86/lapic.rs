@@ -60,7 +60,18 @@ pub enum Mode {
     X2Apic,
 }
 
+/// The highest APIC id an xAPIC IPI can name: the destination field is 8
+/// bits (11.6.1, ICR bits 56-63), and 0xff means "all CPUs" (broadcast).
+pub const MAX_XAPIC_DESTINATION: u32 = 0xfe;
+
 impl Mode {
+    pub fn can_address(self, apic_id: u32) -> bool {
+        match self {
+            Mode::XApic => apic_id <= MAX_XAPIC_DESTINATION,
+            Mode::X2Apic => apic_id != u32::MAX, // 0xffffffff is x2APIC's broadcast
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::XApic => "xAPIC",
@@ -137,8 +148,16 @@ impl LocalApic {
         }
     }
 
+    /// Whether this mode can name `apic_id` as an IPI's destination.
+    pub fn can_address(&self, apic_id: u32) -> bool {
+        self.mode.can_address(apic_id)
+    }
+
     /// Sends `ipi` to the CPU whose APIC id is `destination` (physical destination mode).
     pub fn send_ipi(&self, destination: u32, ipi: Ipi) {
+        // A destination cut to 8 bits would reach another CPU: INIT could
+        // reset a running one. smp::init leaves such CPUs out.
+        assert!(self.can_address(destination), "APIC id {destination} cannot be addressed in {} mode", self.mode.name());
         let low = ipi.icr_low();
         // The xAPIC ICR is two registers; an interrupt handler sending its own IPI
         // between the two writes would change the destination under us.
@@ -155,6 +174,16 @@ impl LocalApic {
             }
             Mode::X2Apic => {
                 let icr = ((destination as u64) << 32) | low as u64;
+                // WRMSR to an x2APIC register is not serializing (11.12.3
+                // "MSR Access in x2APIC Mode"): without a fence the IPI can
+                // reach the target before this CPU's earlier stores do, and
+                // the target wakes to stale data (an AP that still reads
+                // `CalledIn` and sleeps again; a reschedule IPI that finds
+                // `need_resched` false). MFENCE orders the stores, LFENCE keeps
+                // the WRMSR from starting before the MFENCE completes. Linux:
+                // weak_wrmsr_fence() in arch/x86/include/asm/barrier.h.
+                // SAFETY: fences only order memory accesses.
+                unsafe { core::arch::asm!("mfence", "lfence", options(nostack, preserves_flags)) };
                 // SAFETY: MSR 0x830 is the x2APIC ICR; one write sends the IPI
                 // (11.12.9 "ICR Operation in x2APIC Mode").
                 unsafe { Msr::new(X2APIC_MSR_BASE + 0x30).write(icr) };
@@ -262,4 +291,23 @@ fn self_ipi_is_delivered() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[KernelTest::new("lapic_self_ipi_is_delivered", self_ipi_is_delivered)];
+/// xAPIC destinations are 8 bits: an id such as 300 must be refused, not
+/// cut to 44 (a different CPU).
+fn xapic_destinations_are_8_bits() -> TestResult {
+    for (mode, id, expected) in [
+        (Mode::XApic, 0, true),
+        (Mode::XApic, 254, true),
+        (Mode::XApic, 255, false),
+        (Mode::XApic, 300, false),
+        (Mode::X2Apic, 300, true),
+        (Mode::X2Apic, u32::MAX, false),
+    ] {
+        crate::ensure!(mode.can_address(id) == expected, "{}: APIC id {id} addressable: expected {expected}", mode.name());
+    }
+    Ok(())
+}
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest::new("lapic_self_ipi_is_delivered", self_ipi_is_delivered),
+    KernelTest::new("lapic_xapic_destinations_are_8_bits", xapic_destinations_are_8_bits),
+];
