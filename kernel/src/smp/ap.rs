@@ -65,7 +65,8 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     // Calls may be queued here from now on; they run once interrupts are on.
     crate::smp::call::open_this_cpu();
     if !me.advance(ApState::Released, ApState::Online) {
-        crate::smp::call::close_this_cpu();
+        // Given up on: not online, so no call targets this CPU; a restart
+        // opens the queue again and runs whatever is queued.
         cpu::halt_forever();
     }
     percpu::mark_online();

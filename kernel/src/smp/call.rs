@@ -100,14 +100,14 @@ impl CpuSet {
 }
 
 /// One CPU's queue of calls to run; lives in its `PerCpu`.
-pub struct CallQueue(SpinLock<QueueState>);
-
-struct QueueState {
-    calls: VecDeque<*const CallDescriptor>,
+pub struct CallQueue {
+    calls: SpinLock<VecDeque<*const CallDescriptor>>,
     /// Set while the CPU is not online (before it first comes up, and from
     /// the moment it drains its queue to park until it is back): it takes no
-    /// calls.
-    closed: bool,
+    /// calls. Set under the lock (so no call slips in after the last drain),
+    /// cleared without it: a CPU coming up must not take a lock, since the
+    /// boot CPU may give up on it and INIT it at any instruction.
+    closed: AtomicBool,
 }
 
 // SAFETY: the pointers are only dereferenced under the protocol described at
@@ -117,11 +117,11 @@ unsafe impl Send for CallQueue {}
 
 impl CallQueue {
     pub const fn new() -> CallQueue {
-        CallQueue(SpinLock::new(QueueState { calls: VecDeque::new(), closed: true }))
+        CallQueue { calls: SpinLock::new(VecDeque::new()), closed: AtomicBool::new(true) }
     }
 
     fn holds(&self, descriptor: *const CallDescriptor) -> bool {
-        self.0.lock_irqsave().calls.iter().any(|&d| core::ptr::eq(d, descriptor))
+        self.calls.lock_irqsave().iter().any(|&d| core::ptr::eq(d, descriptor))
     }
 }
 
@@ -173,7 +173,7 @@ impl CallDescriptor {
 pub fn on_call_interrupt() {
     let queue = &percpu::this().calls;
     loop {
-        let next = queue.0.lock_irqsave().calls.pop_front();
+        let next = queue.calls.lock_irqsave().pop_front();
         match next {
             Some(descriptor) => CallDescriptor::run(descriptor),
             None => break,
@@ -187,9 +187,9 @@ pub fn on_call_interrupt() {
 pub fn close_this_cpu() {
     let queue = &percpu::this().calls;
     let drained = {
-        let mut state = queue.0.lock_irqsave();
-        state.closed = true;
-        core::mem::take(&mut state.calls)
+        let mut calls = queue.calls.lock_irqsave();
+        queue.closed.store(true, Ordering::Relaxed);
+        core::mem::take(&mut *calls)
     };
     for descriptor in drained {
         CallDescriptor::run(descriptor);
@@ -198,19 +198,20 @@ pub fn close_this_cpu() {
 
 /// For a CPU coming (back) online: take calls again.
 pub fn open_this_cpu() {
-    percpu::this().calls.0.lock_irqsave().closed = false;
+    percpu::this().calls.closed.store(false, Ordering::Release);
 }
 
 /// Queues `descriptor` on `cpu` and kicks it unless a kick is already on its
 /// way. False if the CPU is parked: the call is not queued.
 fn enqueue(cpu: usize, descriptor: *const CallDescriptor) -> bool {
+    let queue = queue_of(cpu);
     let was_empty = {
-        let mut state = queue_of(cpu).0.lock_irqsave();
-        if state.closed {
+        let mut calls = queue.calls.lock_irqsave();
+        if queue.closed.load(Ordering::Acquire) {
             return false;
         }
-        let was_empty = state.calls.is_empty();
-        state.calls.push_back(descriptor);
+        let was_empty = calls.is_empty();
+        calls.push_back(descriptor);
         was_empty
     };
     if was_empty {

@@ -42,8 +42,12 @@ fn park_here(chosen: impl Fn(&Cpu) -> bool) {
     let Some(smp) = SMP.get() else { return };
     let targets: Vec<&Cpu> = smp.cpus.iter().filter(|c| chosen(c) && c.state() == ApState::Online).collect();
     for cpu in &targets {
+        let number = cpu.number;
         // The highest priority: it runs as soon as the CPU can switch threads.
-        Builder::new("parker").priority(Priority::RealTime(Priority::HIGHEST_REAL_TIME)).pin(cpu.number).spawn(park_this_cpu);
+        Builder::new("parker")
+            .priority(Priority::RealTime(Priority::HIGHEST_REAL_TIME))
+            .pin(number)
+            .spawn(move || park_this_cpu(number));
     }
     let deadline = rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
     wait_while_in(&targets, &[ApState::Online], deadline);
@@ -53,9 +57,15 @@ fn park_here(chosen: impl Fn(&Cpu) -> bool) {
 }
 
 /// The parker thread's body, on the CPU that parks.
-fn park_this_cpu() {
+fn park_this_cpu(number: usize) {
     interrupts::disable();
-    let number = percpu::cpu_number();
+    if percpu::cpu_number() != number {
+        // The CPU was not taking threads (still starting), so the scheduler
+        // moved the parker: it must not park the CPU it landed on.
+        log::warn!("smp: the parker for CPU {number} ran on CPU {}; not parking", percpu::cpu_number());
+        interrupts::enable();
+        return;
+    }
     crate::sched::evacuate_this_cpu();
     crate::smp::call::close_this_cpu();
     percpu::mark_offline();
