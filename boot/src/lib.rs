@@ -375,11 +375,13 @@ kernel args (key=value words, read by the kernel through QEMU's fw_cfg):
   maxcpus=N                             start at most N CPUs, the boot CPU included
   init_udelay=US                        wait after INIT before SIPI (default: 10000, as the SDM asks)
   tsc=check|reliable                    run or skip the TSC synchronisation check at bring-up
-  fault=ap_stuck:N|skip_shootdown       fault injection: CPU N never reports alive / TLB
-                                        shootdowns skip remote CPUs (the torture must fail)
+  fault=ap_stuck:N|ap_panic:N|skip_shootdown
+                                        fault injection: CPU N never reports alive / panics
+                                        before its per-CPU data exists / TLB shootdowns skip
+                                        remote CPUs (the torture must fail)
   ipi_wait=preempt|spin                 how cross-CPU calls wait (default: preempt)
   irqoff_us=N  irqoff_cpu=C             CPU C (default: the last) runs with interrupts off
-                                        N us at a time: a slow CPU
+                                        N us (up to 10 s) at a time: a slow CPU
   bench=smp|sched|tlb                   bring-up, scheduler, or shootdown benchmarks
   apic=auto|xapic                       force the xAPIC (MMIO) interface
 
