@@ -399,6 +399,46 @@ fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
     assert_eq!(last, "panic: halting (sti; hlt)", "the report did not end with the halt line; {}", run.explain());
 }
 
+/// Boots 4 CPUs with `kernel_args`, waits until the panic report ends with
+/// `panic: halting (sti; hlt)`, then measures over 3 s how much host CPU QEMU
+/// uses, the way `cargo run -- bench-panic` does, and requires less than 10%
+/// of one host core.
+///
+/// Why 10% cannot fail by chance: a real halt measured 0.1% of a core (see
+/// docs/panic.md), so the bound leaves a margin of 100 times. A halted guest
+/// has nothing to run, so a busy host cannot make QEMU use more. A kernel
+/// that spins instead uses a whole core, and load on the host can only lower
+/// that share, never raise a halted one's; under heavy load the test could at
+/// worst miss a spin, not report one that is not there.
+fn assert_halt_is_quiet(kernel_args: &[&str]) {
+    // panic=halt goes first: it is the default only outside tests (with
+    // test= a panic exits), and a panic= in `kernel_args` still wins, as the
+    // kernel lets later words override earlier ones.
+    let args = std::iter::once("panic=halt").chain(kernel_args.iter().copied());
+    let config = RunConfig { cpus: 4, kernel_args: args.map(String::from).collect(), ..RunConfig::default() };
+    let mut qemu = boot::RunningQemu::start(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
+    let halted = qemu.wait_for_output("panic: halting (sti; hlt)", TIMEOUT);
+    let used = halted.then(|| boot::panic_bench::cpu_use(qemu.pid(), Duration::from_secs(3)));
+    let (outcome, serial) = qemu.finish(Some(Duration::ZERO)).unwrap();
+    let run = Run { outcome, serial };
+    assert!(halted, "the kernel never printed the halt line; {}", run.explain());
+    let used = used.unwrap().unwrap_or_else(|error| panic!("cannot read QEMU's CPU time: {error}; {}", run.explain()));
+    eprintln!("halted with {kernel_args:?}: QEMU used {:.3}% of one host core", used.from_schedstat);
+    assert!(
+        used.from_schedstat < 10.0,
+        "QEMU used {:.3}% of a host core after the halt line, expected under 10%; {}",
+        used.from_schedstat,
+        run.explain()
+    );
+    // Killed while still halted: nothing ended the run after the halt line.
+    run.expect(Outcome::TimedOut);
+}
+
+#[test]
+fn a_halted_panic_leaves_the_host_idle() {
+    assert_halt_is_quiet(&["then=panic"]);
+}
+
 #[test]
 fn a_panic_storm_gives_one_report_and_lists_every_other_cpu() {
     let run = boot(Firmware::Bios, 4, &["test=crash_panic_storm"]);
