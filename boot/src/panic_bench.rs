@@ -60,9 +60,33 @@ fn cpu_time(pid: u32) -> Result<CpuTime, SetupError> {
     Ok(CpuTime { ticks, thread_nanoseconds })
 }
 
-/// One boot: CPU use of QEMU over `seconds` after the report, as percentages of
-/// one host core (from ticks, from schedstat).
-fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<(f64, f64), SetupError> {
+/// How much CPU a process used over a stretch of wall time, as percentages of
+/// one host core, read in the two ways described at the top of this file.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuUse {
+    /// From utime+stime: coarse, in clock ticks (usually 10 ms).
+    pub from_ticks: f64,
+    /// From the per-thread schedstat run times: nanoseconds, so precise
+    /// enough for a process that is almost idle.
+    pub from_schedstat: f64,
+}
+
+/// Watches process `pid` (QEMU) for `duration` and returns its CPU use over
+/// that time. Also used by the host test that checks a halted panic is quiet.
+pub fn cpu_use(pid: u32, duration: Duration) -> Result<CpuUse, SetupError> {
+    let before = cpu_time(pid)?;
+    let started = Instant::now();
+    std::thread::sleep(duration);
+    let after = cpu_time(pid)?;
+    let wall = started.elapsed().as_secs_f64();
+    Ok(CpuUse {
+        from_ticks: after.ticks.saturating_sub(before.ticks) as f64 / clock_ticks_per_second() as f64 / wall * 100.0,
+        from_schedstat: after.nanoseconds_since(&before) as f64 / 1e9 / wall * 100.0,
+    })
+}
+
+/// One boot: CPU use of QEMU over `seconds` after the report.
+fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<CpuUse, SetupError> {
     let mut config = config.clone();
     config.kernel_args = vec!["then=panic".into(), format!("panic={mode}")];
     let mut qemu = RunningQemu::start(&config, true)?;
@@ -72,15 +96,9 @@ fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<(f64, f64), S
         qemu.kill();
         return Err(SetupError(format!("the kernel did not print {last_line:?}; its output:\n{output}")));
     }
-    let before = cpu_time(qemu.pid())?;
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(seconds));
-    let after = cpu_time(qemu.pid())?;
-    let wall = started.elapsed().as_secs_f64();
+    let measured = cpu_use(qemu.pid(), Duration::from_secs(seconds));
     qemu.kill();
-    let from_ticks = after.ticks.saturating_sub(before.ticks) as f64 / clock_ticks_per_second() as f64 / wall * 100.0;
-    let from_schedstat = after.nanoseconds_since(&before) as f64 / 1e9 / wall * 100.0;
-    Ok((from_ticks, from_schedstat))
+    measured
 }
 
 pub fn run(accelerator: Accelerator, seconds: u64) -> Result<(), SetupError> {
@@ -89,12 +107,13 @@ pub fn run(accelerator: Accelerator, seconds: u64) -> Result<(), SetupError> {
     let mut precise = Vec::new();
     for mode in ["halt", "spin"] {
         eprintln!("bench-panic: booting --smp 4 -- then=panic panic={mode}, then measuring QEMU for {seconds} s");
-        let (ticks, schedstat) = measure(&config, mode, seconds)?;
+        let used = measure(&config, mode, seconds)?;
         println!(
-            "BENCH panic mode={mode} cpus=4 seconds={seconds} qemu_cpu_percent_of_one_core={ticks:.2} \
-             (utime+stime) {schedstat:.3} (schedstat) accel={name}"
+            "BENCH panic mode={mode} cpus=4 seconds={seconds} qemu_cpu_percent_of_one_core={:.2} \
+             (utime+stime) {:.3} (schedstat) accel={name}",
+            used.from_ticks, used.from_schedstat
         );
-        precise.push(schedstat);
+        precise.push(used.from_schedstat);
     }
     println!("BENCH panic ratio spin/halt={:.0} (schedstat) accel={name}", precise[1] / precise[0].max(1e-9));
     Ok(())
