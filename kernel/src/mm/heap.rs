@@ -63,14 +63,28 @@ fn heap_box_and_vec() -> TestResult {
 }
 
 fn heap_memory_is_returned() -> TestResult {
-    let before = used();
-    for round in 0..100 {
-        let blocks: alloc::vec::Vec<alloc::vec::Vec<u8>> =
-            (0..64).map(|i| alloc::vec![round as u8; 16 + i * 37]).collect();
-        crate::ensure!(blocks.iter().enumerate().all(|(i, b)| b.len() == 16 + i * 37), "block sizes changed");
+    // The heap is shared: an interrupt handler here (a timer tick waking a
+    // sleeper) or another CPU may allocate during the rounds and change the
+    // total for reasons of its own. Interrupts stay off here, and a round of
+    // measurement that another CPU disturbed is repeated; a real leak shows
+    // in every attempt.
+    let mut attempts = alloc::vec::Vec::new();
+    for _ in 0..3 {
+        let (before, after) = x86_64::instructions::interrupts::without_interrupts(|| {
+            let before = used();
+            for round in 0..100 {
+                let blocks: alloc::vec::Vec<alloc::vec::Vec<u8>> =
+                    (0..64).map(|i| alloc::vec![round as u8; 16 + i * 37]).collect();
+                assert!(blocks.iter().enumerate().all(|(i, b)| b.len() == 16 + i * 37), "block sizes changed");
+            }
+            (before, used())
+        });
+        if before == after {
+            return Ok(());
+        }
+        attempts.push((before, after));
     }
-    crate::ensure!(used() == before, "heap use grew from {before} to {} bytes over free/alloc rounds", used());
-    Ok(())
+    Err(alloc::format!("heap use changed over free/alloc rounds, in 3 attempts (before, after): {attempts:?}"))
 }
 
 fn heap_exhaustion_is_an_error_not_a_hang() -> TestResult {

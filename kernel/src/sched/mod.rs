@@ -558,12 +558,15 @@ pub fn on_timer_interrupt() {
         return;
     }
     let now = time::now_ns();
-    let due: Vec<Arc<Thread>> = {
-        let mut sleepers = cpu.sleepers.lock();
-        let (due, waiting) = core::mem::take(&mut *sleepers).into_iter().partition(|(deadline, _)| *deadline <= now);
-        *sleepers = waiting;
-        due.into_iter().map(|(_, thread)| thread).collect()
-    };
+    // The list keeps its storage: a timer tick allocates only when a sleeper is due.
+    let mut due: Vec<Arc<Thread>> = Vec::new();
+    cpu.sleepers.lock().retain(|(deadline, thread)| {
+        let is_due = *deadline <= now;
+        if is_due {
+            due.push(thread.clone());
+        }
+        !is_due
+    });
     for thread in &due {
         wake(thread);
     }
