@@ -639,7 +639,7 @@ fn a_panic_with_ipis_pending_runs_nothing_after_the_report() {
 #[test]
 fn a_cpu_panicking_before_its_percpu_data_is_reported() {
     let config = RunConfig { cpus: 4, kernel_args: vec!["fault=ap_panic:2".into()], ..RunConfig::default() };
-    let run = boot_until(config, "panic: halting (sti; hlt)");
+    let run = boot_until(config, "panic: halting (cli; hlt: this CPU has no interrupt table yet)");
     run.expect(Outcome::TimedOut)
         .expect_line("---- kernel panic on the CPU with APIC id 2 (no per-CPU data yet) ----")
         .expect_line("panic: fault=ap_panic:2: panicking before this CPU's per-CPU data is installed")

@@ -18,20 +18,19 @@ use x86_64::instructions::interrupts;
 
 use crate::sched::{Builder, JoinHandle, Priority};
 
-/// Set by the slow CPU while it sleeps with interrupts off; cleared by the NMI.
+/// Set by the slow CPU while it is in its interrupts-off window.
 static WINDOW_OPEN: AtomicBool = AtomicBool::new(false);
+/// Set by the timer thread to end the window; the slow CPU clears both.
+static CLOSE_WINDOW: AtomicBool = AtomicBool::new(false);
 /// The CPU that runs the injector (NMIs elsewhere are not ours).
 static SLOW_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Called first by the NMI handler: true if the NMI is the injector's. The
-/// injector may send a second NMI before the first was taken (it repeats them
-/// until one lands), so on the slow CPU every NMI is the injector's.
+/// Called by the NMI handler: true if the NMI is the injector's. Its only job
+/// is to end the `hlt`; the slow CPU then looks at CLOSE_WINDOW itself. On the
+/// slow CPU every NMI is taken as the injector's: it repeats them until the
+/// window is closed, so one may arrive after another already ended it.
 pub fn nmi_ends_irqoff_window() -> bool {
-    if crate::percpu::cpu_number() != SLOW_CPU.load(Ordering::Acquire) {
-        return false;
-    }
-    WINDOW_OPEN.store(false, Ordering::Release);
-    true
+    crate::percpu::cpu_number() == SLOW_CPU.load(Ordering::Acquire)
 }
 
 /// A running irqs-off injector; `stop()` ends it.
@@ -47,12 +46,24 @@ impl IrqOffInjector {
         let stop2 = stop.clone();
         let slow = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
             while !stop2.load(Ordering::Acquire) {
+                if crate::percpu::cpu_number() != cpu {
+                    // Its CPU was parked and the thread moved: the NMIs that end
+                    // a window go to `cpu`, so a window here would never end.
+                    log::warn!("fault: the irqoff thread left CPU {cpu}; the injector stops");
+                    WINDOW_OPEN.store(false, Ordering::Release);
+                    return;
+                }
                 interrupts::disable();
                 WINDOW_OPEN.store(true, Ordering::Release);
-                // Halt until the NMI ends the window (hlt may also return after an SMI).
-                while WINDOW_OPEN.load(Ordering::Acquire) {
+                // Halt until the timer thread asks to close the window. An NMI
+                // that lands between the check and the hlt is no loss: the
+                // timer thread sends another every 100 us until WINDOW_OPEN is
+                // false, which only this thread makes it.
+                while !CLOSE_WINDOW.load(Ordering::Acquire) {
                     x86_64::instructions::hlt();
                 }
+                CLOSE_WINDOW.store(false, Ordering::Relaxed);
+                WINDOW_OPEN.store(false, Ordering::Release);
                 interrupts::enable();
                 crate::sched::sleep_ns(1_000_000);
             }
@@ -66,8 +77,7 @@ impl IrqOffInjector {
                     continue;
                 }
                 crate::sched::sleep_ns(irqoff_us * 1000);
-                // Repeated until it lands: an NMI that arrives just before the
-                // hlt is taken, and the CPU halts again.
+                CLOSE_WINDOW.store(true, Ordering::Release);
                 while WINDOW_OPEN.load(Ordering::Acquire) {
                     crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
                     crate::sched::sleep_ns(100_000);

@@ -180,6 +180,14 @@ fn panic(info: &PanicInfo) -> ! {
     if preempt_count.is_some() {
         crate::sched::preempt::disable();
     }
+    if lapic::is_initialised() {
+        if preempt_count.is_none() {
+            // An AP in its first instructions: its APIC is still in the
+            // reset (xAPIC) mode, and the NMIs below must use the others'.
+            lapic::enter_mode_on_this_cpu();
+        }
+        lapic::get().end_all_in_service();
+    }
     let stopped = stop_other_cpus(me);
     report(info, me, frame, preempt_count.unwrap_or(0));
     report_stopped_cpus(me, stopped);
@@ -376,7 +384,16 @@ impl fmt::Display for Backtrace {
 
 /// What happens after the report: `panic=`.
 fn finish() -> ! {
-    match args::get().panic_action() {
+    let action = args::get().panic_action();
+    let no_interrupts_here = percpu::try_this().is_none();
+    if no_interrupts_here && matches!(action, PanicAction::Halt | PanicAction::Spin) {
+        // An AP in its first instructions has no IDT yet: with interrupts on,
+        // any interrupt would triple-fault. It halts with them off; the other
+        // CPUs are stopped, and the report is out.
+        emergency_write(format_args!("panic: halting (cli; hlt: this CPU has no interrupt table yet)\n"));
+        cpu::halt_forever();
+    }
+    match action {
         PanicAction::Exit => qemu_exit::exit(qemu_exit::ExitCode::Failure),
         PanicAction::Halt => halt_quietly(),
         PanicAction::Spin => spin_like_linux(),

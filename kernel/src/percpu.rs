@@ -12,10 +12,8 @@ use core::arch::asm;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use spin::Once;
-use x86_64::structures::tss::TaskStateSegment;
 
-use crate::arch::x86::gdt::GdtSlot;
+use crate::arch::x86::gdt::{GdtSlot, TssSlot};
 use crate::panic::{ExceptionRecord, StopRecord};
 
 /// What one CPU keeps for itself.
@@ -56,7 +54,7 @@ pub struct PerCpu {
     pub test_ipis_answered: AtomicU64,
     pub apic_id_seen_in_handler: AtomicU32,
     /// Task state segment: the IST stacks used for double faults and NMIs.
-    pub tss: Once<TaskStateSegment>,
+    pub tss: TssSlot,
     /// This CPU's GDT (it holds a descriptor of this CPU's own TSS).
     pub gdt: GdtSlot,
 }
@@ -82,7 +80,7 @@ impl PerCpu {
             stopped: StopRecord::new(),
             test_ipis_answered: AtomicU64::new(0),
             apic_id_seen_in_handler: AtomicU32::new(u32::MAX),
-            tss: Once::new(),
+            tss: TssSlot::new(),
             gdt: GdtSlot::new(),
         }
     }
@@ -101,6 +99,17 @@ pub fn install(percpu: &'static PerCpu) {
     // `percpu` is 'static, so GS keeps pointing at live memory, and its first
     // field now holds its own address, which is what `this()` reads.
     x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::from_ptr(address));
+}
+
+/// For a CPU that starts again after INIT: forgets the soft state it had when
+/// it was stopped. INIT resets the CPU, not this memory, and the CPU may have
+/// been stopped anywhere (given up on during bring-up, inside a spinlock's
+/// preempt-disabled section, say): its preempt count and interrupt depth
+/// start from zero again.
+pub fn reset_soft_state(percpu: &PerCpu) {
+    percpu.preempt_count.store(0, Ordering::Relaxed);
+    percpu.interrupt_depth.store(0, Ordering::Relaxed);
+    percpu.rip_sample.forget_requests();
 }
 
 /// Installs the boot CPU's static per-CPU data.

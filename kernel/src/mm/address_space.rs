@@ -3,7 +3,8 @@
 //!
 //! A new address space gets a level-4 table whose upper 256 entries are copies
 //! of the kernel's (they point to the same lower-level tables, so kernel
-//! mappings are the same everywhere) and whose lower half starts empty.
+//! mappings are the same everywhere: every one of those entries exists from
+//! boot, see `paging`) and whose lower half starts empty.
 //!
 //! `active_cpus` is the set of CPUs whose CR3 holds this space: the CPUs that
 //! may have its translations in their TLBs, and so the CPUs a TLB shootdown
@@ -50,7 +51,10 @@ fn table(frame: PhysFrame) -> *mut PageTable {
 impl AddressSpace {
     pub fn new() -> AddressSpace {
         let level4 = frame::allocate().expect("out of memory for a page table");
-        let (kernel, _) = Cr3::read();
+        // The kernel's own table, not whatever CR3 holds: this thread may be
+        // preempted here, and a space it borrowed (lazy TLB) freed meanwhile.
+        // Its kernel half is final (see paging::preallocate_kernel_half).
+        let kernel = super::paging::kernel_level4();
         // SAFETY: `level4` is a fresh frame; the kernel's table is only read.
         unsafe {
             let new = &mut *table(level4);

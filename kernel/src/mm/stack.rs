@@ -68,12 +68,17 @@ impl KernelStack {
     }
 }
 
-/// Frees the frames of retired stacks once every CPU has flushed its TLB.
-/// Runs where a cross-CPU call may be waited for (interrupts on, preemption
-/// allowed); elsewhere it leaves them for the next time.
+/// How many retired frames wait for a flush before a stack allocation
+/// flushes: 1 MiB, the stacks of 32 threads. Batching keeps the cost (one
+/// flush of every CPU, waiting for the slowest) off most thread creations.
+const PURGE_AT_FRAMES: usize = 256;
+
+/// Frees the frames of retired stacks once every CPU has flushed its TLB, if
+/// enough are waiting. Runs where a cross-CPU call may be waited for
+/// (interrupts on, preemption allowed); elsewhere it leaves them for later.
 pub fn purge_retired() {
     let can_wait = x86_64::instructions::interrupts::are_enabled() && crate::sched::preempt::count() == 0;
-    if !can_wait || RETIRED.lock_irqsave().is_empty() || !crate::sched::is_started() {
+    if !can_wait || RETIRED.lock_irqsave().len() < PURGE_AT_FRAMES || !crate::sched::is_started() {
         return;
     }
     let frames = core::mem::take(&mut *RETIRED.lock_irqsave());

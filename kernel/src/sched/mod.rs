@@ -90,6 +90,11 @@ pub fn is_started() -> bool {
     this_cpu().started.load(Ordering::Acquire)
 }
 
+/// Whether CPU `cpu` runs threads (and takes new ones).
+pub fn is_started_on(cpu: usize) -> bool {
+    cpu_scheduler(cpu).started.load(Ordering::Acquire)
+}
+
 fn this_cpu() -> &'static CpuScheduler {
     &percpu::this().sched
 }
@@ -122,7 +127,8 @@ pub fn init_boot_cpu(name: &str) {
 }
 
 /// An AP's boot context becomes its idle thread; never returns.
-pub fn become_idle() -> ! {
+/// `started` runs once the scheduler has started here (to tell the boot CPU).
+pub fn become_idle(started: impl FnOnce()) -> ! {
     // A restarted AP runs on the kernel's tables again (ap_entry loaded them):
     // forget the space it had loaded before it was parked, and leave its set.
     let stale = this_cpu().loaded_space.swap(core::ptr::null_mut(), Ordering::Relaxed);
@@ -132,7 +138,9 @@ pub fn become_idle() -> ! {
         space.forget_cpu(percpu::cpu_number());
     }
     let idle = Arc::new(Thread::new(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, State::Running));
+    this_cpu().need_resched.store(false, Ordering::Relaxed);
     start_on_this_cpu(idle.clone(), idle);
+    started();
     idle_loop();
     unreachable!("the idle loop returned")
 }

@@ -43,6 +43,7 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
         Cr4::write(Cr4Flags::from_bits_retain(smp.cr4));
     }
     percpu::install(percpu);
+    percpu::reset_soft_state(percpu);
     gdt::init_this_cpu(percpu, me.ist_stacks());
     idt::init_this_cpu();
     lapic::init_this_cpu();
@@ -63,13 +64,13 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     tsc_sync::take_part();
     me.times.online.store(rdtsc(), Ordering::Relaxed);
     // Calls may be queued here from now on; they run once interrupts are on.
+    // (If the boot CPU gives up on this CPU instead, it closes the queue again.)
     crate::smp::call::open_this_cpu();
     if !me.advance(ApState::Released, ApState::Online) {
-        // Given up on: not online, so no call targets this CPU; a restart
-        // opens the queue again and runs whatever is queued.
         cpu::halt_forever();
     }
     percpu::mark_online();
-    report_progress(me);
-    crate::sched::become_idle()
+    // The boot CPU is told only once the scheduler runs here: a thread pinned
+    // to this CPU right after bring-up must find it taking threads.
+    crate::sched::become_idle(|| report_progress(me))
 }

@@ -137,13 +137,22 @@ pub struct CallDescriptor {
     pending: AtomicUsize,
     /// The targets that finished, for reports about the ones that did not.
     acknowledged: AtomicU64,
+    /// The targets that were offline: acknowledged without running the call.
+    offline: AtomicU64,
     /// Owned by the targets (a call nobody waits for): the last frees it.
     on_heap: bool,
 }
 
 impl CallDescriptor {
     fn new(name: &'static str, function: *const (dyn Fn() + Sync), pending: usize, on_heap: bool) -> CallDescriptor {
-        CallDescriptor { name, function, pending: AtomicUsize::new(pending), acknowledged: AtomicU64::new(0), on_heap }
+        CallDescriptor {
+            name,
+            function,
+            pending: AtomicUsize::new(pending),
+            acknowledged: AtomicU64::new(0),
+            offline: AtomicU64::new(0),
+            on_heap,
+        }
     }
 
     /// Runs the call on this CPU and acknowledges it.
@@ -154,6 +163,13 @@ impl CallDescriptor {
         // SAFETY: the function lives as long as the descriptor (see CrossCall).
         unsafe { (*call.function)() };
         Self::acknowledge(descriptor, percpu::cpu_number());
+    }
+
+    /// `cpu` is offline and will not run the call: acknowledged on its behalf.
+    fn acknowledge_offline(descriptor: *const CallDescriptor, cpu: usize) {
+        // SAFETY: still pending (this acknowledgement is outstanding), so alive.
+        unsafe { &*descriptor }.offline.fetch_or(1 << cpu, Ordering::Relaxed);
+        Self::acknowledge(descriptor, cpu);
     }
 
     /// `cpu` is done with the call. After this the descriptor may be gone.
@@ -196,6 +212,20 @@ pub fn close_this_cpu() {
     }
 }
 
+/// For an AP the boot CPU gave up on (and INITed) after it opened its queue:
+/// close it again, and acknowledge whatever was queued meanwhile, as offline.
+pub fn close_queue_of_failed(cpu: usize) {
+    let queue = queue_of(cpu);
+    let drained = {
+        let mut calls = queue.calls.lock_irqsave();
+        queue.closed.store(true, Ordering::Relaxed);
+        core::mem::take(&mut *calls)
+    };
+    for descriptor in drained {
+        CallDescriptor::acknowledge_offline(descriptor, cpu);
+    }
+}
+
 /// For a CPU coming (back) online: take calls again.
 pub fn open_this_cpu() {
     percpu::this().calls.closed.store(false, Ordering::Release);
@@ -221,16 +251,13 @@ fn enqueue(cpu: usize, descriptor: *const CallDescriptor) -> bool {
 }
 
 /// Queues the call on every CPU of `remote`; a parked CPU's share is
-/// acknowledged here, and the parked CPUs are returned.
-fn enqueue_all(remote: CpuSet, descriptor: *const CallDescriptor) -> CpuSet {
-    let mut parked = CpuSet::default();
+/// acknowledged here, as offline.
+fn enqueue_all(remote: CpuSet, descriptor: *const CallDescriptor) {
     for cpu in remote.iter() {
         if !enqueue(cpu, descriptor) {
-            parked.insert(cpu);
-            CallDescriptor::acknowledge(descriptor, cpu);
+            CallDescriptor::acknowledge_offline(descriptor, cpu);
         }
     }
-    parked
 }
 
 /// Some targets were parked (offline) and did not run the call. For a TLB
@@ -265,9 +292,10 @@ impl<'f> CrossCall<'f> {
     /// function, so no caller can leave (or leak) a started call whose
     /// descriptor is on its stack.
     pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Offline> {
-        let pending = self.start(choose, local);
-        pending.wait();
-        if pending.parked.len() == 0 { Ok(()) } else { Err(Offline { cpus: pending.parked }) }
+        self.start(choose, local).wait();
+        // Every target has acknowledged: the descriptor is ours alone again.
+        let offline = CpuSet(self.descriptor.offline.load(Ordering::Relaxed));
+        if offline.len() == 0 { Ok(()) } else { Err(Offline { cpus: offline }) }
     }
 
     fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
@@ -279,7 +307,8 @@ impl<'f> CrossCall<'f> {
         remote.remove(me);
         self.descriptor.pending.store(remote.len(), Ordering::Release);
         self.descriptor.acknowledged.store(0, Ordering::Relaxed);
-        let parked = enqueue_all(remote, &self.descriptor);
+        self.descriptor.offline.store(0, Ordering::Relaxed);
+        enqueue_all(remote, &self.descriptor);
         local(me);
         if targets.contains(me) {
             interrupts::without_interrupts(|| {
@@ -291,7 +320,7 @@ impl<'f> CrossCall<'f> {
         if !spin {
             preempt::enable();
         }
-        PendingCall { call: self, remote, parked, spin, started_by: me }
+        PendingCall { call: self, remote, spin, started_by: me }
     }
 }
 
@@ -299,7 +328,6 @@ impl<'f> CrossCall<'f> {
 struct PendingCall<'c, 'f> {
     call: &'c CrossCall<'f>,
     remote: CpuSet,
-    parked: CpuSet,
     spin: bool,
     started_by: usize,
 }
@@ -345,7 +373,7 @@ impl PendingCall<'_, '_> {
     fn report_stuck(&self, waited_ms: u64) {
         let descriptor = &self.call.descriptor;
         let acknowledged = CpuSet(descriptor.acknowledged.load(Ordering::Relaxed));
-        for cpu in self.remote.iter().filter(|&cpu| !acknowledged.contains(cpu) && !self.parked.contains(cpu)) {
+        for cpu in self.remote.iter().filter(|&cpu| !acknowledged.contains(cpu)) {
             STUCK_REPORTS.fetch_add(1, Ordering::Relaxed);
             let state = if queue_of(cpu).holds(descriptor) { "not started: interrupts off?" } else { "still running it" };
             let location = super::stuck_cpu::locate(cpu);

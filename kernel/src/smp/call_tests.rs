@@ -20,18 +20,22 @@ struct Counts {
     short_waits: AtomicU64,
 }
 
-fn random_set(random: &mut Random, cpus: usize) -> CpuSet {
-    let all = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
-    let set = CpuSet(random.next() & all);
-    if set.len() == 0 { CpuSet::single(random.next() as usize % cpus) } else { set }
+/// A random non-empty set of online CPUs.
+fn random_set(random: &mut Random) -> CpuSet {
+    let online = CpuSet::all_online();
+    let set = CpuSet(random.next() & online.0);
+    if set.len() > 0 {
+        return set;
+    }
+    let nth = random.next() as usize % online.len();
+    CpuSet::single(online.iter().nth(nth).unwrap())
 }
 
 /// One caller: random single / many / any calls, waited for or not.
 fn caller(counts: Arc<Counts>, seed: u64, calls: usize) {
-    let cpus = smp::cpus().len();
     let mut random = Random::new(seed);
     for _ in 0..calls {
-        let targets = random_set(&mut random, cpus);
+        let targets = random_set(&mut random);
         let ran = Arc::new(AtomicUsize::new(0));
         let (counts2, ran2) = (counts.clone(), ran.clone());
         let work = move || {

@@ -93,6 +93,8 @@ pub struct Cpu {
     pub apic_id: u32,
     pub percpu: &'static PerCpu,
     state: AtomicU8,
+    /// A park request for this CPU (see `park`).
+    park_request: AtomicU8,
     pub times: PhaseTimes,
     ist_stacks: [VirtAddr; 3],
 }
@@ -200,6 +202,7 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
             apic_id: entry.apic_id,
             percpu,
             state: AtomicU8::new(if number == 0 { ApState::Online } else { ApState::Offline } as u8),
+            park_request: AtomicU8::new(park::NO_REQUEST),
             times: PhaseTimes::default(),
             ist_stacks,
         });
@@ -287,17 +290,17 @@ fn kick(trampoline: &Trampoline, targets: &[&Cpu]) {
     delay_after_sipi();
 }
 
-/// Sleeps until every target has left `states`, or until the deadline (a TSC
+/// Sleeps until `done` holds for every target, or until the deadline (a TSC
 /// value). APs send the boot CPU a wake IPI at each step, and a one-shot timer
 /// covers the deadline, so the boot CPU waits in `hlt` instead of spinning. On
 /// real hardware that only saves power; under an emulator with fewer host cores
 /// than CPUs it gives the APs' threads the host CPU time they need to start.
-fn wait_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
-    crate::sched::with_timer_lent(|| sleep_while_in(targets, states, deadline));
+fn wait_until(targets: &[&Cpu], done: impl Fn(&Cpu) -> bool, deadline: u64) {
+    crate::sched::with_timer_lent(|| sleep_until(targets, &done, deadline));
 }
 
-fn sleep_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
-    let waiting = || targets.iter().any(|cpu| states.contains(&cpu.state())) && rdtsc() < deadline;
+fn sleep_until(targets: &[&Cpu], done: &dyn Fn(&Cpu) -> bool, deadline: u64) {
+    let waiting = || !targets.iter().all(|cpu| done(cpu)) && rdtsc() < deadline;
     interrupts::disable();
     while waiting() {
         // Re-armed on every pass: a timer that fires a little early (its rate
@@ -315,16 +318,22 @@ fn sleep_while_in(targets: &[&Cpu], states: &[ApState], deadline: u64) {
 /// with an INIT.
 fn give_up_on_stragglers(targets: &[&Cpu], waiting_since: u64) {
     for cpu in targets {
-        let state = cpu.state();
+        // The AP may move on while we look: retry from the state it is in now.
+        let given_up_in = loop {
+            let state = cpu.state();
+            if !matches!(state, ApState::Kicked | ApState::Alive | ApState::Released) {
+                break None;
+            }
+            if cpu.advance(state, ApState::Failed) {
+                break Some(state);
+            }
+        };
+        let Some(state) = given_up_in else { continue };
         let what = match state {
             ApState::Kicked => "did not report alive",
             ApState::Alive => "reported alive but did not call in",
-            ApState::Released => "did not finish the TSC check",
-            _ => continue,
+            _ => "did not finish the TSC check",
         };
-        if !cpu.advance(state, ApState::Failed) {
-            continue; // it moved on at the last moment: not a straggler
-        }
         log::warn!(
             "smp: CPU {} (APIC id {}) {} within {} ms (gave up after {} ms); continuing without it",
             cpu.number,
@@ -335,8 +344,10 @@ fn give_up_on_stragglers(targets: &[&Cpu], waiting_since: u64) {
         );
         if state == ApState::Released {
             // It may be inside the TSC check's critical section: INIT it while
-            // holding that lock, so it cannot be reset holding it.
+            // holding that lock, so it cannot be reset holding it. It may also
+            // have opened its call queue already: close it again.
             tsc_sync::while_no_cpu_checks(|| lapic::get().send_ipi(cpu.apic_id, Ipi::Init));
+            call::close_queue_of_failed(cpu.number);
         } else {
             lapic::get().send_ipi(cpu.apic_id, Ipi::Init);
         }
@@ -349,12 +360,18 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
     let timeout = |since: u64| since + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
     let kicked_at = rdtsc();
     kick(trampoline, targets);
-    wait_while_in(targets, &[ApState::Kicked, ApState::Alive], timeout(kicked_at));
+    wait_until(targets, |cpu| !matches!(cpu.state(), ApState::Kicked | ApState::Alive), timeout(kicked_at));
     give_up_on_stragglers(targets, kicked_at);
     let called_in: Vec<&Cpu> = targets.iter().copied().filter(|c| c.state() == ApState::CalledIn).collect();
     let released_at = rdtsc();
     let warp = tsc_sync::run_with(&called_in, |cpu| cpu.set_state_and_wake(ApState::Released));
-    wait_while_in(&called_in, &[ApState::Released], timeout(released_at));
+    // Done: online with its scheduler running (or failed).
+    let running = |cpu: &Cpu| match cpu.state() {
+        ApState::Released => false,
+        ApState::Online => crate::sched::is_started_on(cpu.number),
+        _ => true,
+    };
+    wait_until(&called_in, running, timeout(released_at));
     give_up_on_stragglers(&called_in, released_at);
     warp
 }

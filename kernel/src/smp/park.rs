@@ -19,10 +19,11 @@
 //! idle and parker threads are released then (sched::become_idle).
 
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use x86_64::instructions::interrupts;
 
-use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus, on_boot_cpu, report_progress, wait_while_in};
+use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus, on_boot_cpu, report_progress, wait_until};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::sched::{Builder, Priority};
 use crate::{percpu, time};
@@ -38,11 +39,25 @@ pub fn park(number: usize) {
     on_boot_cpu(move || park_here(move |cpu| cpu.number == number))
 }
 
+/// A park request's life: the boot CPU posts it, then either the parker
+/// claims it (and parks) or the boot CPU withdraws it when it gives up
+/// waiting. Whoever moves it first wins, so a parker that only gets to run
+/// after the boot CPU gave up (a real-time thread hogged the CPU) does nothing
+/// instead of parking the CPU at some later, arbitrary moment.
+pub(super) const NO_REQUEST: u8 = 0;
+const REQUESTED: u8 = 1;
+const PARKING: u8 = 2;
+
+fn move_request(cpu: &Cpu, from: u8, to: u8) -> bool {
+    cpu.park_request.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+}
+
 fn park_here(chosen: impl Fn(&Cpu) -> bool) {
     let Some(smp) = SMP.get() else { return };
     let targets: Vec<&Cpu> = smp.cpus.iter().filter(|c| chosen(c) && c.state() == ApState::Online).collect();
     for cpu in &targets {
         let number = cpu.number;
+        cpu.park_request.store(REQUESTED, Ordering::Release);
         // The highest priority: it runs as soon as the CPU can switch threads.
         Builder::new("parker")
             .priority(Priority::RealTime(Priority::HIGHEST_REAL_TIME))
@@ -50,26 +65,34 @@ fn park_here(chosen: impl Fn(&Cpu) -> bool) {
             .spawn(move || park_this_cpu(number));
     }
     let deadline = rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
-    wait_while_in(&targets, &[ApState::Online], deadline);
-    for cpu in targets.iter().filter(|c| c.state() == ApState::Online) {
-        log::warn!("smp: CPU {} did not park within {} ms", cpu.number, AP_TIMEOUT_MS);
+    wait_until(&targets, |cpu| cpu.state() != ApState::Online, deadline);
+    for cpu in &targets {
+        if move_request(cpu, REQUESTED, NO_REQUEST) {
+            log::warn!("smp: CPU {} did not start parking within {} ms; request withdrawn", cpu.number, AP_TIMEOUT_MS);
+        }
+    }
+    // A parker that claimed its request parks with interrupts off: soon.
+    let claimed: Vec<&Cpu> = targets.iter().copied().filter(|c| c.park_request.load(Ordering::Acquire) == PARKING).collect();
+    wait_until(&claimed, |cpu| cpu.state() == ApState::Parked, rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000));
+    for cpu in claimed.iter().filter(|c| c.state() != ApState::Parked) {
+        log::warn!("smp: CPU {} started parking but did not finish within {} ms", cpu.number, AP_TIMEOUT_MS);
     }
 }
 
 /// The parker thread's body, on the CPU that parks.
 fn park_this_cpu(number: usize) {
     interrupts::disable();
-    if percpu::cpu_number() != number {
-        // The CPU was not taking threads (still starting), so the scheduler
-        // moved the parker: it must not park the CPU it landed on.
-        log::warn!("smp: the parker for CPU {number} ran on CPU {}; not parking", percpu::cpu_number());
+    let me = &cpus()[number];
+    if percpu::cpu_number() != number || !move_request(me, REQUESTED, PARKING) {
+        // Withdrawn (the boot CPU gave up waiting), or moved away from its CPU
+        // by the scheduler: this parker must not park anything.
         interrupts::enable();
         return;
     }
     crate::sched::evacuate_this_cpu();
     crate::smp::call::close_this_cpu();
     percpu::mark_offline();
-    let me = &cpus()[number];
+    me.park_request.store(NO_REQUEST, Ordering::Release);
     me.set_state(ApState::Parked);
     report_progress(me);
     cpu::halt_forever()
@@ -77,7 +100,7 @@ fn park_this_cpu(number: usize) {
 
 // Tests.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use x86_64::VirtAddr;
 

@@ -34,6 +34,12 @@ impl RipSample {
     pub const fn new() -> RipSample {
         RipSample { requested: AtomicU64::new(0), answered: AtomicU64::new(0), rip: AtomicU64::new(0) }
     }
+
+    /// For a CPU restarted by INIT, which dropped any NMI still on its way:
+    /// a request it never answered would otherwise stay outstanding for good.
+    pub fn forget_requests(&self) {
+        self.answered.store(self.requested.load(Ordering::Acquire), Ordering::Release);
+    }
 }
 
 /// Called by the NMI handler: true if this NMI answered a sample request.

@@ -52,6 +52,20 @@ impl GdtSlot {
     }
 }
 
+/// A CPU's TSS, written each time the CPU starts, before its GDT names it.
+/// (Not a `Once`: an AP that is INITed while building it, because the boot
+/// CPU gave up on it, would leave a `Once` half-done for good.)
+pub struct TssSlot(UnsafeCell<TaskStateSegment>);
+
+// SAFETY: as for GdtSlot: written only by its own CPU while it starts.
+unsafe impl Sync for TssSlot {}
+
+impl TssSlot {
+    pub const fn new() -> TssSlot {
+        TssSlot(UnsafeCell::new(TaskStateSegment::new()))
+    }
+}
+
 /// The tops of a CPU's IST stacks (stacks grow down).
 pub struct IstStacks {
     pub double_fault: VirtAddr,
@@ -83,13 +97,17 @@ pub fn boot_cpu_ist_stacks() -> IstStacks {
 
 /// Builds this CPU's TSS and GDT inside its per-CPU data and loads them.
 pub fn init_this_cpu(percpu: &'static PerCpu, stacks: IstStacks) {
-    let tss = percpu.tss.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stacks.double_fault;
-        tss.interrupt_stack_table[NMI_IST_INDEX as usize] = stacks.nmi;
-        tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
-        tss
-    });
+    let mut new_tss = TaskStateSegment::new();
+    new_tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stacks.double_fault;
+    new_tss.interrupt_stack_table[NMI_IST_INDEX as usize] = stacks.nmi;
+    new_tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
+    let tss_slot = percpu.tss.0.get();
+    // SAFETY: see TssSlot: this CPU is starting and alone touches its slot; a
+    // TSS loaded before is not in use any more (INIT, then the trampoline).
+    let tss: &'static TaskStateSegment = unsafe {
+        tss_slot.write(new_tss);
+        &*tss_slot
+    };
     let mut gdt = GlobalDescriptorTable::new();
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());

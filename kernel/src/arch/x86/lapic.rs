@@ -11,7 +11,7 @@
 //! [`LocalApic`] hides the difference; the mode is chosen once from CPUID and is
 //! the same on every CPU.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::instructions::interrupts;
@@ -197,6 +197,27 @@ impl LocalApic {
     pub fn end_of_interrupt(&self) {
         self.write(Register::EndOfInterrupt, 0);
     }
+
+    /// Ends every interrupt in service on this CPU: one EOI clears the
+    /// highest-priority bit of the in-service register (11.8.5), so EOI until
+    /// the eight ISR registers (0x100-0x170, Table 11-1) are all clear. For the
+    /// panic path: a panic inside an interrupt handler never reaches its EOI,
+    /// and the vector in service would block every interrupt of its class or
+    /// lower (the panic path's own timer included).
+    pub fn end_all_in_service(&self) {
+        let in_service = |i: u32| match self.mode {
+            // SAFETY: as in read(): an ISR register of the mapped APIC page.
+            Mode::XApic => unsafe { (self.mmio + (0x100 + 0x10 * i) as u64).as_ptr::<u32>().read_volatile() },
+            // SAFETY: MSRs 0x810-0x817 are the ISR in x2APIC mode (Table 11-6).
+            Mode::X2Apic => unsafe { Msr::new(X2APIC_MSR_BASE + 0x10 + i).read() as u32 },
+        };
+        for _ in 0..256 {
+            if (0..8).all(|i| in_service(i) == 0) {
+                return;
+            }
+            self.end_of_interrupt();
+        }
+    }
 }
 
 /// The local APIC interface. Panics if called before `init_boot_cpu()`.
@@ -224,28 +245,21 @@ pub fn init_boot_cpu(force_xapic: bool) -> &'static LocalApic {
     };
     let lapic = LAPIC.call_once(|| LocalApic { mode, mmio });
     init_this_cpu();
+    // Checked on the boot CPU only: an AP must not log before it is online
+    // (it may be INITed at any instruction, and must not hold the console lock).
+    let cpuid_id = cpu::initial_apic_id();
+    if lapic.id() != cpuid_id {
+        log::warn!("lapic: APIC id register says {} but CPUID says {}", lapic.id(), cpuid_id);
+    }
     lapic
 }
-
-static WARNED_ABOUT_ID: AtomicBool = AtomicBool::new(false);
 
 /// Enables this CPU's local APIC in the chosen mode and puts its local vector
 /// table in a known state: LINT0 (where the PIC's ExtINT would arrive) masked,
 /// LINT1 delivering NMIs, the error and timer interrupts masked until used.
 pub fn init_this_cpu() {
     let lapic = get();
-    let msr_base = Msr::new(IA32_APIC_BASE);
-    // SAFETY: IA32_APIC_BASE exists; setting EN (and EXTD for x2APIC) follows the
-    // legal transition xAPIC -> x2APIC of SDM 11.12.5, Figure 11-27 "Local x2APIC
-    // State Transitions"; the base address bits are kept as they are.
-    unsafe {
-        let mut msr = msr_base;
-        let mut base = msr.read() | APIC_BASE_ENABLE;
-        if lapic.mode == Mode::X2Apic {
-            base |= APIC_BASE_X2APIC;
-        }
-        msr.write(base);
-    }
+    enter_mode_on_this_cpu();
     lapic.write(Register::SpuriousVector, SVR_APIC_ENABLE | SPURIOUS_VECTOR as u32);
     lapic.write(Register::TaskPriority, 0);
     lapic.write(Register::LvtLint0, LVT_MASKED);
@@ -256,10 +270,24 @@ pub fn init_this_cpu() {
     lapic.write(Register::ErrorStatus, 0);
     let _ = lapic.read(Register::ErrorStatus);
     lapic.end_of_interrupt();
+}
 
-    let cpuid_id = cpu::initial_apic_id();
-    if lapic.id() != cpuid_id && !WARNED_ABOUT_ID.swap(true, Ordering::Relaxed) {
-        log::warn!("lapic: APIC id register says {} but CPUID says {}", lapic.id(), cpuid_id);
+/// Puts this CPU's local APIC in the mode every CPU uses, enabled. A CPU out
+/// of reset or INIT is in xAPIC mode; the others may use x2APIC, whose
+/// registers (MSRs) this CPU could not reach before this. Also for the panic
+/// path of an AP that panics before `init_this_cpu()`.
+pub fn enter_mode_on_this_cpu() {
+    let lapic = get();
+    let mut msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists; setting EN (and EXTD for x2APIC) follows the
+    // legal transition xAPIC -> x2APIC of SDM 11.12.5, Figure 11-27 "Local x2APIC
+    // State Transitions"; the base address bits are kept as they are.
+    unsafe {
+        let mut base = msr.read() | APIC_BASE_ENABLE;
+        if lapic.mode == Mode::X2Apic {
+            base |= APIC_BASE_X2APIC;
+        }
+        msr.write(base);
     }
 }
 
