@@ -10,23 +10,33 @@
 //! (which `hlt` with IF=0 still wakes for; SDM Vol. 2A, HLT). To every other
 //! CPU that is the same as a CPU spinning with interrupts off, but under an
 //! emulator it leaves the host's cores to the CPUs being measured.
+//!
+//! The helper thread runs on CPU 0. A cross-CPU call made from CPU 0 in
+//! `ipi_wait=spin` mode to the slow CPU therefore never returns: CPU 0 spins
+//! with preemption off, waiting for a CPU whose window only CPU 0's helper can
+//! end. That is spin mode's hazard in miniature; with the injector, make
+//! spin-mode calls from other CPUs (as `bench=tlb` does).
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
 use crate::sched::{Builder, JoinHandle, Priority};
 
-/// Set by the slow CPU while it is in its interrupts-off window.
-static WINDOW_OPEN: AtomicBool = AtomicBool::new(false);
-/// Set by the timer thread to end the window; the slow CPU clears both.
-static CLOSE_WINDOW: AtomicBool = AtomicBool::new(false);
+/// Windows are numbered. The slow thread opens window n (OPENED = n) and
+/// closes it (CLOSED = n); the timer thread asks for window n to close
+/// (CLOSE_REQUESTED = n). Numbers, not flags: a timer thread that runs late
+/// (its CPU busy for longer than the 1 ms between windows) must not mistake
+/// the next window for the one it was closing, and leave it open for good.
+static OPENED: AtomicU64 = AtomicU64::new(0);
+static CLOSED: AtomicU64 = AtomicU64::new(0);
+static CLOSE_REQUESTED: AtomicU64 = AtomicU64::new(0);
 /// The CPU that runs the injector (NMIs elsewhere are not ours).
 static SLOW_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Called by the NMI handler: true if the NMI is the injector's. Its only job
-/// is to end the `hlt`; the slow CPU then looks at CLOSE_WINDOW itself. On the
+/// is to end the `hlt`; the slow CPU then looks at CLOSE_REQUESTED itself. On the
 /// slow CPU every NMI is taken as the injector's: it repeats them until the
 /// window is closed, so one may arrive after another already ended it.
 pub fn nmi_ends_irqoff_window() -> bool {
@@ -50,20 +60,18 @@ impl IrqOffInjector {
                     // Its CPU was parked and the thread moved: the NMIs that end
                     // a window go to `cpu`, so a window here would never end.
                     log::warn!("fault: the irqoff thread left CPU {cpu}; the injector stops");
-                    WINDOW_OPEN.store(false, Ordering::Release);
                     return;
                 }
                 interrupts::disable();
-                WINDOW_OPEN.store(true, Ordering::Release);
-                // Halt until the timer thread asks to close the window. An NMI
-                // that lands between the check and the hlt is no loss: the
-                // timer thread sends another every 100 us until WINDOW_OPEN is
-                // false, which only this thread makes it.
-                while !CLOSE_WINDOW.load(Ordering::Acquire) {
+                let window = OPENED.load(Ordering::Relaxed) + 1;
+                OPENED.store(window, Ordering::Release);
+                // Halt until the timer thread asks for this window to close. An
+                // NMI that lands between the check and the hlt is no loss: the
+                // timer thread sends one every 100 us until CLOSED says so.
+                while CLOSE_REQUESTED.load(Ordering::Acquire) < window {
                     x86_64::instructions::hlt();
                 }
-                CLOSE_WINDOW.store(false, Ordering::Relaxed);
-                WINDOW_OPEN.store(false, Ordering::Release);
+                CLOSED.store(window, Ordering::Release);
                 interrupts::enable();
                 crate::sched::sleep_ns(1_000_000);
             }
@@ -71,14 +79,18 @@ impl IrqOffInjector {
         let stop3 = stop.clone();
         let apic_id = crate::smp::cpus()[cpu].apic_id;
         let timer = Builder::new("irqoff-timer").priority(Priority::RealTime(3)).pin(0).spawn(move || {
-            while !stop3.load(Ordering::Acquire) || WINDOW_OPEN.load(Ordering::Acquire) {
-                if !WINDOW_OPEN.load(Ordering::Acquire) {
+            loop {
+                let window = OPENED.load(Ordering::Acquire);
+                if window == CLOSED.load(Ordering::Acquire) {
+                    if stop3.load(Ordering::Acquire) {
+                        return;
+                    }
                     crate::sched::sleep_ns(100_000);
                     continue;
                 }
                 crate::sched::sleep_ns(irqoff_us * 1000);
-                CLOSE_WINDOW.store(true, Ordering::Release);
-                while WINDOW_OPEN.load(Ordering::Acquire) {
+                CLOSE_REQUESTED.store(window, Ordering::Release);
+                while CLOSED.load(Ordering::Acquire) < window {
                     crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
                     crate::sched::sleep_ns(100_000);
                 }
