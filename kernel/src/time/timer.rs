@@ -48,8 +48,15 @@ pub fn calibrate() -> u64 {
     rates[1]
 }
 
+/// The initial count for a timer `ns` nanoseconds long, between 1 and the
+/// 32-bit register's maximum (about 68 s at 62.5 MHz). The product is taken in
+/// 128 bits: in 64 bits, `ns * ticks_per_ms()` overflows once `ns` passes
+/// about 2^64 / 62500, some 82 hours, and the scheduler asks for far longer
+/// (a sleeper whose deadline is `u64::MAX`, "no deadline"). A deadline beyond
+/// the maximum is not lost: the timer fires early, finds nothing due, and the
+/// scheduler arms it again for what is left.
 fn ticks_for_ns(ns: u64) -> u32 {
-    (ns * ticks_per_ms() / 1_000_000).clamp(1, u32::MAX as u64) as u32
+    (ns as u128 * ticks_per_ms() as u128 / 1_000_000).clamp(1, u32::MAX as u128) as u32
 }
 
 /// Interrupts this CPU `hz` times a second until `stop()`.
