@@ -339,7 +339,7 @@ pub fn yield_now() {
 
 /// Blocks the calling thread for at least `ns` nanoseconds.
 pub fn sleep_ns(ns: u64) {
-    let deadline = time::now_ns() + ns;
+    let deadline = time::now_ns().saturating_add(ns); // sleep_ns(u64::MAX) must not overflow
     let me = current();
     while time::now_ns() < deadline {
         interrupts::without_interrupts(|| {

@@ -193,6 +193,29 @@ fn preempt_tracer_records_the_longest_span() -> TestResult {
 }
 
 
+/// Deadlines far in the future must not overflow on their way to the timer:
+/// "wait forever, or until this happens" is written `join_until(u64::MAX)`.
+/// Such a deadline becomes a sleeper entry on the waiter's CPU, and when that
+/// CPU has nothing earlier to do, `program_timer()` turns it into a one-shot
+/// of about 584 years, whose count in timer ticks must be clamped, not
+/// computed with a multiplication that overflows (it did, and the kernel
+/// panicked with "attempt to multiply with overflow"). `sleep_ns()` had the
+/// same kind of bug in `now + ns`; a thread that sleeps that long can never be
+/// joined, so that one is fixed but not tested here.
+fn far_deadlines_do_not_overflow() -> TestResult {
+    let exits_soon = Builder::new("exits-soon").spawn(|| sleep_ns(10_000_000));
+    crate::ensure!(exits_soon.join_until(u64::MAX), "join_until(u64::MAX) reported a thread that exited as still running");
+    let event = Arc::new(Completion::new());
+    let event2 = event.clone();
+    let completer = Builder::new("completer").spawn(move || {
+        sleep_ns(10_000_000);
+        event2.complete();
+    });
+    crate::ensure!(event.wait_until(u64::MAX), "Completion::wait_until(u64::MAX) gave up");
+    completer.join();
+    Ok(())
+}
+
 fn crash_thread_stack_overflow() -> TestResult {
     Builder::new("stack-overflow").spawn(|| {
         crate::testing::overflow_the_stack(0);
@@ -209,4 +232,5 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest::new("spinlock_counter_under_contention", spinlock_counter_under_contention),
     KernelTest::new("sched_preempt_tracer_records_longest_span", preempt_tracer_records_the_longest_span),
     KernelTest::crash("crash_thread_stack_overflow", crash_thread_stack_overflow),
+    KernelTest::new("sched_far_deadlines_do_not_overflow", far_deadlines_do_not_overflow),
 ];
