@@ -24,8 +24,41 @@ fn spin_for_ns(ns: u64) {
 }
 
 /// A high-priority thread woken for a CPU where a low-priority thread spins
-/// without ever yielding must run within a bounded time.
+/// without ever yielding must run at once: the waker sends that CPU a
+/// reschedule IPI, whose handler switches to it.
+///
+/// What bound tells "at once" from "broken"? Not a number of milliseconds.
+/// If the IPI were lost, or its handler did not switch, the thread would
+/// still run, at the busy CPU's next timer interrupt: when the spinner's 10 ms
+/// time slice ends, or sooner. A bound of 50 ms passes that broken kernel,
+/// and even a bound of 5 ms passes it whenever the slice happens to end
+/// soon. Meanwhile a host that stops the virtual CPU delays a correct switch
+/// by as long as it likes. The bound that separates them is an event: the
+/// thread must run before the busy CPU takes a timer interrupt (its tick
+/// count is unchanged). Only the IPI can make that happen, whatever the
+/// host does. A host stall can still spoil an attempt (after the stall the
+/// timer may fire before the switch is done), and so can a time slice that
+/// ends within the attempt's fraction of a millisecond, so there are up to
+/// five attempts and one success passes. A broken IPI spoils every attempt.
 fn higher_priority_preempts_a_busy_thread() -> TestResult {
+    const ATTEMPTS: usize = 5;
+    let mut seen = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let (latency, ticks) = preempt_busy_cpu_once()?;
+        if ticks == 0 {
+            return Ok(());
+        }
+        seen.push((latency / 1000, ticks));
+    }
+    Err(alloc::format!(
+        "in {ATTEMPTS} attempts the high-priority thread never ran before the busy CPU's next timer interrupt: \
+         (latency in us, timer interrupts meanwhile) {seen:?}"
+    ))
+}
+
+/// One attempt: returns how long after its wake-up the high-priority thread
+/// ran, and how many timer interrupts the busy CPU took in between.
+fn preempt_busy_cpu_once() -> Result<(u64, u64), alloc::string::String> {
     let cpu = victim_cpu();
     let stop = Arc::new(AtomicBool::new(false));
     let spinning = Arc::new(AtomicBool::new(false));
@@ -39,19 +72,20 @@ fn higher_priority_preempts_a_busy_thread() -> TestResult {
     while !spinning.load(Ordering::Acquire) {
         sleep_ns(1_000_000);
     }
-    let ran_at = Arc::new(AtomicU64::new(0));
-    let ran_at2 = ran_at.clone();
+    let ran = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let ran2 = ran.clone();
+    let victim_ticks = &smp::cpus()[cpu].percpu.timer_ticks;
+    let ticks_before = victim_ticks.load(Ordering::Acquire);
     let started = time::now_ns();
     let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(cpu).spawn(move || {
-        ran_at2.store(time::now_ns(), Ordering::Release);
+        ran2.0.store(time::now_ns(), Ordering::Release);
+        ran2.1.store(percpu::this().timer_ticks.load(Ordering::Acquire), Ordering::Release);
     });
     let finished = high.join_until(time::now_ns() + 2 * SECOND);
     stop.store(true, Ordering::Release);
     low.join();
     crate::ensure!(finished, "the high-priority thread did not run within 2 s while a low one spun");
-    let latency = ran_at.load(Ordering::Acquire) - started;
-    crate::ensure!(latency < 50_000_000, "the high-priority thread ran only after {} us", latency / 1000);
-    Ok(())
+    Ok((ran.0.load(Ordering::Acquire) - started, ran.1.load(Ordering::Acquire) - ticks_before))
 }
 
 /// Three threads of different priorities become runnable together on this CPU
@@ -99,13 +133,35 @@ fn pinned_threads_all_run() -> TestResult {
     Ok(())
 }
 
+/// A sleep must never end early, and must end promptly.
+///
+/// "Never early" holds in every attempt: a host that stalls the CPU can only
+/// make a sleep longer. "Promptly" is the part a host stall can spoil, so it
+/// is asked of the best of up to three attempts: at most half a time slice
+/// (5 ms) late. Woken by its own timer, a sleeper is typically late by well
+/// under a millisecond here (plus the host's stall, if any). A sleeper that
+/// its timer failed to wake, left for some later event to find (another
+/// thread's time slice ending), or a timer running at half speed, would make
+/// it as late in every attempt.
 fn sleep_is_never_early() -> TestResult {
+    const ATTEMPTS: usize = 3;
+    const SLACK_NS: u64 = super::TIME_SLICE_NS / 2;
     for ns in [100_000u64, 1_000_000, 5_000_000, 20_000_000] {
-        let start = time::now_ns();
-        sleep_ns(ns);
-        let slept = time::now_ns() - start;
-        crate::ensure!(slept >= ns, "asked for {ns} ns, slept {slept} ns");
-        crate::ensure!(slept < ns + 200_000_000, "asked for {ns} ns, slept {slept} ns");
+        let mut slept_ns = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let start = time::now_ns();
+            sleep_ns(ns);
+            let slept = time::now_ns() - start;
+            crate::ensure!(slept >= ns, "asked for {ns} ns, slept {slept} ns");
+            slept_ns.push(slept);
+            if slept <= ns + SLACK_NS {
+                break;
+            }
+        }
+        crate::ensure!(
+            slept_ns.iter().any(|&slept| slept <= ns + SLACK_NS),
+            "asked for {ns} ns, and {ATTEMPTS} attempts were all over 5 ms late: slept {slept_ns:?} ns"
+        );
     }
     Ok(())
 }
