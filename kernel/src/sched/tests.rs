@@ -272,6 +272,76 @@ fn far_deadlines_do_not_overflow() -> TestResult {
     Ok(())
 }
 
+/// An unpinned thread woken while the CPU it last ran on is busy must be
+/// moved to an idle CPU (`cpu_for_wake`), not queued behind the busy thread.
+///
+/// Set up so that nothing is left to chance: the thread blocks on a
+/// completion; a thread pinned to the CPU it blocked on ("home") makes home
+/// busy, waits there until some other CPU is idle with nothing queued (the
+/// test thread, for one, is then asleep in `join_until`), and completes.
+/// The wake-up, done right there, must place the thread on another CPU.
+/// Only an unrelated wake-up at that very moment (an earlier wait's timeout
+/// firing on the idle CPU) could take the idle CPU first, so up to three
+/// attempts are made; a scheduler that does not move woken threads fails
+/// all three. (The cross-CPU call torture relies on this to move its
+/// unpinned threads between CPUs, but how often that happens there depends on
+/// timing, so this is where it is checked.)
+fn wake_moves_to_an_idle_cpu() -> TestResult {
+    if smp::cpus().len() < 2 {
+        return crate::testing::skip("needs 2 CPUs");
+    }
+    const ATTEMPTS: usize = 3;
+    let mut seen = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let migrations_before = super::migrations();
+        let (home, woke_on) = wake_while_home_is_busy()?;
+        if woke_on != home {
+            crate::ensure!(super::migrations() > migrations_before, "the thread moved, but no migration was counted");
+            return Ok(());
+        }
+        seen.push(home);
+    }
+    Err(alloc::format!("in {ATTEMPTS} attempts the woken thread stayed on its busy CPU (CPUs {seen:?}) while another was idle"))
+}
+
+/// One attempt: returns the CPU the thread blocked on and the one it woke on.
+fn wake_while_home_is_busy() -> Result<(usize, usize), alloc::string::String> {
+    let event = Arc::new(Completion::new());
+    let woke_on = Arc::new(AtomicUsize::new(usize::MAX));
+    let (event2, woke_on2) = (event.clone(), woke_on.clone());
+    let wanderer = Builder::new("wanderer").spawn(move || {
+        event2.wait();
+        woke_on2.store(percpu::cpu_number(), Ordering::Release);
+    });
+    // Blocked is set only by its wait (spawn made it Runnable before it
+    // returned); from then on, the CPU it last ran on stays put.
+    while wanderer.thread.state() != super::State::Blocked {
+        sleep_ns(100_000);
+    }
+    let home = wanderer.thread.last_cpu.load(Ordering::Relaxed);
+    let busy = Builder::new("busy-home").pin(home).spawn(move || {
+        // The condition cpu_for_wake() looks for, on a CPU other than home.
+        let other_cpu_idle = || {
+            smp::cpus().iter().any(|c| {
+                let sched = &c.percpu.sched;
+                c.number != home
+                    && c.state() == smp::ApState::Online
+                    && sched.started.load(Ordering::Acquire)
+                    && sched.current_rank.load(Ordering::Relaxed) == Priority::Idle.rank()
+                    && sched.run_queue.lock_irqsave().is_empty()
+            })
+        };
+        while !other_cpu_idle() {
+            core::hint::spin_loop();
+        }
+        event.complete();
+    });
+    let finished = wanderer.join_until(time::now_ns() + 5 * SECOND);
+    busy.join();
+    crate::ensure!(finished, "the woken thread did not finish within 5 s");
+    Ok((home, woke_on.load(Ordering::Acquire)))
+}
+
 fn crash_thread_stack_overflow() -> TestResult {
     Builder::new("stack-overflow").spawn(|| {
         crate::testing::overflow_the_stack(0);
@@ -289,4 +359,5 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest::new("sched_preempt_tracer_records_longest_span", preempt_tracer_records_the_longest_span),
     KernelTest::crash("crash_thread_stack_overflow", crash_thread_stack_overflow),
     KernelTest::new("sched_far_deadlines_do_not_overflow", far_deadlines_do_not_overflow),
+    KernelTest::new("sched_wake_moves_to_an_idle_cpu", wake_moves_to_an_idle_cpu),
 ];

