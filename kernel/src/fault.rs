@@ -56,13 +56,15 @@ impl IrqOffInjector {
         let stop2 = stop.clone();
         let slow = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
             while !stop2.load(Ordering::Acquire) {
+                interrupts::disable();
                 if crate::percpu::cpu_number() != cpu {
                     // Its CPU was parked and the thread moved: the NMIs that end
                     // a window go to `cpu`, so a window here would never end.
+                    // (Checked with interrupts off: no move after the check.)
+                    interrupts::enable();
                     log::warn!("fault: the irqoff thread left CPU {cpu}; the injector stops");
                     return;
                 }
-                interrupts::disable();
                 let window = OPENED.load(Ordering::Relaxed) + 1;
                 OPENED.store(window, Ordering::Release);
                 // Halt until the timer thread asks for this window to close. An

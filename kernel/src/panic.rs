@@ -181,7 +181,7 @@ fn panic(info: &PanicInfo) -> ! {
         crate::sched::preempt::disable();
     }
     if lapic::is_initialised() {
-        if preempt_count.is_none() {
+        if !lapic::in_common_mode_here() {
             // An AP in its first instructions: its APIC is still in the
             // reset (xAPIC) mode, and the NMIs below must use the others'.
             lapic::enter_mode_on_this_cpu();
@@ -385,7 +385,7 @@ impl fmt::Display for Backtrace {
 /// What happens after the report: `panic=`.
 fn finish() -> ! {
     let action = args::get().panic_action();
-    let no_interrupts_here = percpu::try_this().is_none();
+    let no_interrupts_here = !crate::arch::x86::idt::loaded_here() || percpu::try_this().is_none();
     if no_interrupts_here && matches!(action, PanicAction::Halt | PanicAction::Spin) {
         // An AP in its first instructions has no IDT yet: with interrupts on,
         // any interrupt would triple-fault. It halts with them off; the other

@@ -384,8 +384,11 @@ pub fn schedule() {
     let prev_thread = unsafe { &*prev };
     let next: Arc<Thread> = {
         let mut queue = cpu.run_queue.lock();
-        if prev_thread.state() == State::Running && prev != idle {
-            prev_thread.set_state(State::Runnable);
+        // Only a thread still Running goes back on this queue. One that was
+        // woken while it ran here (it had just set itself Blocked) is
+        // Runnable and already queued somewhere, maybe on another CPU that
+        // waits for it to leave this one: it must not be queued twice.
+        if prev != idle && prev_thread.try_transition(State::Running, State::Runnable) {
             // SAFETY: as above; the queue gets its own reference.
             queue.push(unsafe { Arc::increment_strong_count(prev); Arc::from_raw(prev) });
         }
@@ -398,8 +401,8 @@ pub fn schedule() {
         cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
         next
     };
-    next.set_state(State::Running);
     if Arc::as_ptr(&next) == prev as *const Thread {
+        next.set_state(State::Running);
         drop(next); // the queue's reference; `current` keeps its own
     } else {
         switch_to(cpu, prev, next);
@@ -422,6 +425,11 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     while next.on_cpu.load(Ordering::Acquire) {
         core::hint::spin_loop();
     }
+    // Running only now: until that CPU has left the thread, its schedule()
+    // must still see the state the wake-up set (Runnable), or it would take
+    // the thread for one it preempted and queue it a second time (Linux sets
+    // a task running under the same rule, after `on_cpu` clears).
+    next.set_state(State::Running);
     next.on_cpu.store(true, Ordering::Relaxed);
     if let Some(space) = &next.address_space {
         switch_address_space(cpu, me, space);

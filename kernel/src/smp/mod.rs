@@ -373,6 +373,11 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
     };
     wait_until(&called_in, running, timeout(released_at));
     give_up_on_stragglers(&called_in, released_at);
+    for cpu in called_in.iter().filter(|c| c.state() == ApState::Online && !crate::sched::is_started_on(c.number)) {
+        // Online (it won the race with the give-up), but its scheduler is not
+        // running yet: threads pinned to it until it is will move elsewhere.
+        log::warn!("smp: CPU {} is online but its scheduler did not start within {} ms", cpu.number, AP_TIMEOUT_MS);
+    }
     warp
 }
 

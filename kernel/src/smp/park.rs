@@ -92,8 +92,10 @@ fn park_this_cpu(number: usize) {
     crate::sched::evacuate_this_cpu();
     crate::smp::call::close_this_cpu();
     percpu::mark_offline();
-    me.park_request.store(NO_REQUEST, Ordering::Release);
+    // Parked before the request is cleared: the boot CPU, if it gave up
+    // waiting just now, sees either the request still claimed or the CPU parked.
     me.set_state(ApState::Parked);
+    me.park_request.store(NO_REQUEST, Ordering::Release);
     report_progress(me);
     cpu::halt_forever()
 }

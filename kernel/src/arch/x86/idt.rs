@@ -57,6 +57,14 @@ pub fn init_this_cpu() {
     IDT.load();
 }
 
+/// Whether this CPU has loaded the kernel's IDT (an AP in its first
+/// instructions has not: any interrupt would then triple-fault it).
+pub fn loaded_here() -> bool {
+    let loaded = x86_64::instructions::tables::sidt();
+    // (The boot CPU built and loaded the table long before anything can panic on an AP.)
+    loaded.base.as_u64() == &*IDT as *const InterruptDescriptorTable as u64
+}
+
 macro_rules! exception_handler {
     ($name:ident, $vector:expr, $mnemonic:expr, $description:expr) => {
         extern "x86-interrupt" fn $name(frame: InterruptStackFrame) {

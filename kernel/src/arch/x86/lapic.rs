@@ -272,6 +272,14 @@ pub fn init_this_cpu() {
     lapic.end_of_interrupt();
 }
 
+/// Whether this CPU's local APIC is in the mode every CPU uses (an AP that
+/// has not run `init_this_cpu()` yet is still in the reset xAPIC mode).
+pub fn in_common_mode_here() -> bool {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no effect.
+    let x2apic_here = unsafe { Msr::new(IA32_APIC_BASE).read() } & APIC_BASE_X2APIC != 0;
+    x2apic_here == (get().mode == Mode::X2Apic)
+}
+
 /// Puts this CPU's local APIC in the mode every CPU uses, enabled. A CPU out
 /// of reset or INIT is in xAPIC mode; the others may use x2APIC, whose
 /// registers (MSRs) this CPU could not reach before this. Also for the panic
