@@ -44,8 +44,8 @@ pub fn ticks_per_ms() -> u64 {
 /// came out too low, never too high, and a timer programmed with it is given
 /// too few ticks, so a one-shot fired early and the periodic timer ran fast.
 /// Under TCG an emulated register access is slow, and that version measured
-/// 62194 to 62329 kHz where QEMU's timer runs at exactly 62500 (this one:
-/// 62499 to 62501). Worse, a host stall between the first TSC read and the
+/// 62284 kHz where QEMU's timer runs at exactly 62500, and 62194 to 62329
+/// with the host stalling QEMU now and then (this one: 62499 to 62501). Worse, a host stall between the first TSC read and the
 /// write, or between the read and the last TSC read, counted in full: a
 /// 10 ms stall halved the rate. The median of three only outvotes one such
 /// window; the pairs leave nothing to outvote, and the median is kept as a
