@@ -8,7 +8,7 @@ use x86_64::structures::paging::PhysFrame;
 
 use x86_64::instructions::interrupts;
 
-use super::{ApState, SMP, report_progress, tsc_sync};
+use super::{ApState, SMP, wake_boot_cpu, tsc_sync};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::{gdt, idt, lapic};
 use crate::args::{self, Fault};
@@ -53,7 +53,7 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     if !me.advance(ApState::Alive, ApState::CalledIn) {
         cpu::halt_forever();
     }
-    report_progress(me);
+    wake_boot_cpu();
 
     // Sleep until the boot CPU releases this CPU into the TSC check (it sends
     // a wake IPI); interrupts stay off between the check and `sti; hlt`.
@@ -72,5 +72,5 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     percpu::mark_online();
     // The boot CPU is told only once the scheduler runs here: a thread pinned
     // to this CPU right after bring-up must find it taking threads.
-    crate::sched::become_idle(|| report_progress(me))
+    crate::sched::become_idle(wake_boot_cpu)
 }

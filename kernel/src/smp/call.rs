@@ -120,6 +120,14 @@ impl CallQueue {
         CallQueue { calls: SpinLock::new(VecDeque::new()), closed: AtomicBool::new(true) }
     }
 
+    /// Closes the queue (under its lock, so no call slips in after) and hands
+    /// back the calls it held.
+    fn close_and_take(&self) -> VecDeque<*const CallDescriptor> {
+        let mut calls = self.calls.lock_irqsave();
+        self.closed.store(true, Ordering::Relaxed);
+        core::mem::take(&mut *calls)
+    }
+
     fn holds(&self, descriptor: *const CallDescriptor) -> bool {
         self.calls.lock_irqsave().iter().any(|&d| core::ptr::eq(d, descriptor))
     }
@@ -201,13 +209,7 @@ pub fn on_call_interrupt() {
 /// already queued. A caller that finds the queue closed acknowledges the call
 /// itself (see `enqueue`), so no caller ever waits for a parked CPU.
 pub fn close_this_cpu() {
-    let queue = &percpu::this().calls;
-    let drained = {
-        let mut calls = queue.calls.lock_irqsave();
-        queue.closed.store(true, Ordering::Relaxed);
-        core::mem::take(&mut *calls)
-    };
-    for descriptor in drained {
+    for descriptor in percpu::this().calls.close_and_take() {
         CallDescriptor::run(descriptor);
     }
 }
@@ -215,13 +217,7 @@ pub fn close_this_cpu() {
 /// For an AP the boot CPU gave up on (and INITed) after it opened its queue:
 /// close it again, and acknowledge whatever was queued meanwhile, as offline.
 pub fn close_queue_of_failed(cpu: usize) {
-    let queue = queue_of(cpu);
-    let drained = {
-        let mut calls = queue.calls.lock_irqsave();
-        queue.closed.store(true, Ordering::Relaxed);
-        core::mem::take(&mut *calls)
-    };
-    for descriptor in drained {
+    for descriptor in queue_of(cpu).close_and_take() {
         CallDescriptor::acknowledge_offline(descriptor, cpu);
     }
 }

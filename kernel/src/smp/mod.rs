@@ -423,7 +423,7 @@ fn bring_up_here(mode: SmpMode) -> BringUp {
 }
 
 /// Wakes the boot CPU, which sleeps until this AP moves on to its next state.
-fn report_progress(_me: &Cpu) {
+fn wake_boot_cpu() {
     lapic::get().send_ipi(cpus()[0].apic_id, Ipi::Fixed(WAKE_VECTOR));
 }
 

@@ -23,7 +23,7 @@ use core::sync::atomic::Ordering;
 
 use x86_64::instructions::interrupts;
 
-use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus, on_boot_cpu, report_progress, wait_until};
+use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus, on_boot_cpu, wait_until, wake_boot_cpu};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::sched::{Builder, Priority};
 use crate::{percpu, time};
@@ -96,7 +96,7 @@ fn park_this_cpu(number: usize) {
     // waiting just now, sees either the request still claimed or the CPU parked.
     me.set_state(ApState::Parked);
     me.park_request.store(NO_REQUEST, Ordering::Release);
-    report_progress(me);
+    wake_boot_cpu();
     cpu::halt_forever()
 }
 
