@@ -68,6 +68,10 @@ pub enum Fault {
     /// `fault=skip_shootdown`: TLB shootdowns flush only the local CPU, to
     /// show that the TLB torture test catches the stale translations.
     SkipShootdown,
+    /// `fault=skip_lazy_catch_up`: a lazy CPU coming back into a space does
+    /// not check for shootdowns it was skipped for, to show that the torture
+    /// catches that too.
+    SkipLazyCatchUp,
 }
 
 /// Benchmarks run instead of the normal boot's end.
@@ -215,11 +219,15 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "fault",
-        accepted: "ap_stuck:CPU, ap_panic:CPU, skip_shootdown",
+        accepted: "ap_stuck:CPU, ap_panic:CPU, skip_shootdown, skip_lazy_catch_up",
         default: "none",
         set: |args, value| {
             if value == "skip_shootdown" {
                 args.fault = Some(Fault::SkipShootdown);
+                return true;
+            }
+            if value == "skip_lazy_catch_up" {
+                args.fault = Some(Fault::SkipLazyCatchUp);
                 return true;
             }
             let cpu_after = |prefix: &str| value.strip_prefix(prefix).and_then(|n| n.parse().ok());
@@ -244,11 +252,11 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter {
         key: "ipi_wait",
-        accepted: "preempt, spin",
+        accepted: "preempt, sleep, spin",
         default: "preempt",
         set: |args, value| {
             use crate::smp::call::WaitMode;
-            let options = [("preempt", WaitMode::Preempt), ("spin", WaitMode::Spin)];
+            let options = WaitMode::ALL.map(|mode| (mode.name(), mode));
             one_of(value, &options).map(|mode| args.ipi_wait = mode).is_some()
         },
     },

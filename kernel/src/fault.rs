@@ -22,6 +22,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
+use crate::mm::address_space::AddressSpace;
+use crate::sched::wait::Completion;
 use crate::sched::{Builder, JoinHandle, Priority};
 
 /// Windows are numbered. The slow thread opens window n (OPENED = n) and
@@ -34,6 +36,16 @@ static CLOSED: AtomicU64 = AtomicU64::new(0);
 static CLOSE_REQUESTED: AtomicU64 = AtomicU64::new(0);
 /// The CPU that runs the injector (NMIs elsewhere are not ours).
 static SLOW_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The slow thread completes `WINDOW_OPENED` as it opens a window and
+/// `WINDOW_CLOSED` once it has closed it, so the timer thread sleeps until
+/// there is something to do. (It used to poll every 100 us: 10,000 wake-ups a
+/// second that kept CPU 0's vCPU, and a host core, busy during every benchmark.)
+static WINDOW_OPENED: Completion = Completion::new();
+static WINDOW_CLOSED: Completion = Completion::new();
+
+/// How long the timer thread waits for a window to close before it sends
+/// another NMI (the first may have arrived before the slow CPU's `hlt`).
+const NMI_RETRY_NS: u64 = 1_000_000;
 
 /// Called by the NMI handler: true if the NMI is the injector's. Its only job
 /// is to end the `hlt`; the slow CPU then looks at CLOSE_REQUESTED itself. On the
@@ -50,64 +62,91 @@ pub struct IrqOffInjector {
 }
 
 impl IrqOffInjector {
-    pub fn start(cpu: usize, irqoff_us: u64) -> IrqOffInjector {
+    /// Starts the injector on `cpu`. With `space`, the slow thread runs in
+    /// that address space, so the slow CPU is a busy CPU of the space (a
+    /// shootdown target) while its window is open; between windows it sleeps
+    /// and the CPU goes lazy, as a real one would.
+    pub fn start(cpu: usize, irqoff_us: u64, space: Option<Arc<AddressSpace>>) -> IrqOffInjector {
         SLOW_CPU.store(cpu, Ordering::Release);
         let stop = Arc::new(AtomicBool::new(false));
+        let mut slow = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu);
+        if let Some(space) = space {
+            slow = slow.address_space(space);
+        }
         let stop2 = stop.clone();
-        let slow = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
-            while !stop2.load(Ordering::Acquire) {
-                interrupts::disable();
-                if crate::percpu::cpu_number() != cpu {
-                    // Its CPU was parked and the thread moved: the NMIs that end
-                    // a window go to `cpu`, so a window here would never end.
-                    // (Checked with interrupts off: no move after the check.)
-                    interrupts::enable();
-                    log::warn!("fault: the irqoff thread left CPU {cpu}; the injector stops");
-                    return;
-                }
-                let window = OPENED.load(Ordering::Relaxed) + 1;
-                OPENED.store(window, Ordering::Release);
-                // Halt until the timer thread asks for this window to close. An
-                // NMI that lands between the check and the hlt is no loss: the
-                // timer thread sends one every 100 us until CLOSED says so.
-                while CLOSE_REQUESTED.load(Ordering::Acquire) < window {
-                    x86_64::instructions::hlt();
-                }
-                CLOSED.store(window, Ordering::Release);
-                interrupts::enable();
-                crate::sched::sleep_ns(1_000_000);
-            }
-        });
-        let stop3 = stop.clone();
+        let slow = slow.spawn(move || run_windows(cpu, &stop2));
         let apic_id = crate::smp::cpus()[cpu].apic_id;
-        let timer = Builder::new("irqoff-timer").priority(Priority::RealTime(3)).pin(0).spawn(move || {
-            loop {
-                let window = OPENED.load(Ordering::Acquire);
-                if window == CLOSED.load(Ordering::Acquire) {
-                    if stop3.load(Ordering::Acquire) {
-                        return;
-                    }
-                    crate::sched::sleep_ns(100_000);
-                    continue;
-                }
-                crate::sched::sleep_ns(irqoff_us * 1000);
-                CLOSE_REQUESTED.store(window, Ordering::Release);
-                while CLOSED.load(Ordering::Acquire) < window {
-                    crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
-                    crate::sched::sleep_ns(100_000);
-                }
-            }
-        });
+        let stop3 = stop.clone();
+        let timer = Builder::new("irqoff-timer")
+            .priority(Priority::RealTime(3))
+            .pin(0)
+            .spawn(move || end_windows(apic_id, irqoff_us, &stop3));
         log::info!("fault: cpu{cpu} runs with interrupts off for {irqoff_us} us at a time");
         IrqOffInjector { stop, threads: [slow, timer] }
     }
 
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
+        // The timer thread may be waiting for a window that will not open.
+        WINDOW_OPENED.complete();
         for thread in self.threads {
             thread.join();
         }
         SLOW_CPU.store(usize::MAX, Ordering::Release);
+    }
+}
+
+/// The slow thread: open a window (interrupts off, `hlt` until asked to
+/// close), close it, run normally for 1 ms, again.
+fn run_windows(cpu: usize, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        let window = OPENED.load(Ordering::Relaxed) + 1;
+        interrupts::disable();
+        if crate::percpu::cpu_number() != cpu {
+            // Its CPU was parked and the thread moved: the NMIs that end
+            // a window go to `cpu`, so a window here would never end.
+            // (Checked with interrupts off: no move after the check.)
+            interrupts::enable();
+            log::warn!("fault: the irqoff thread left CPU {cpu}; the injector stops");
+            CLOSED.store(OPENED.load(Ordering::Relaxed), Ordering::Release);
+            WINDOW_CLOSED.complete();
+            return;
+        }
+        OPENED.store(window, Ordering::Release);
+        // Waking a thread on another CPU is fine with interrupts off (an
+        // interrupt handler does the same).
+        WINDOW_OPENED.complete();
+        // Halt until the timer thread asks for this window to close. An
+        // NMI that lands between the check and the hlt is no loss: the
+        // timer thread repeats it until CLOSED says so.
+        while CLOSE_REQUESTED.load(Ordering::Acquire) < window {
+            x86_64::instructions::hlt();
+        }
+        CLOSED.store(window, Ordering::Release);
+        interrupts::enable();
+        WINDOW_CLOSED.complete();
+        crate::sched::sleep_ns(1_000_000);
+    }
+}
+
+/// The timer thread: for each window, sleep for its length, then end it with
+/// NMIs until the slow thread says it is closed.
+fn end_windows(apic_id: u32, irqoff_us: u64, stop: &AtomicBool) {
+    loop {
+        WINDOW_OPENED.wait();
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        crate::sched::sleep_ns(irqoff_us * 1000);
+        let window = OPENED.load(Ordering::Acquire);
+        if window == CLOSED.load(Ordering::Acquire) {
+            continue; // not open after all (the thread moved away): nothing to end
+        }
+        CLOSE_REQUESTED.store(window, Ordering::Release);
+        while CLOSED.load(Ordering::Acquire) < window {
+            crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
+            WINDOW_CLOSED.wait_until(crate::time::now_ns() + NMI_RETRY_NS);
+        }
     }
 }
 
@@ -124,5 +163,5 @@ pub fn start_from_args() {
         log::warn!("fault: irqoff_cpu={cpu} is not a CPU other than 0 here ({cpus} CPUs); no injector");
         return;
     }
-    core::mem::forget(IrqOffInjector::start(cpu, args.irqoff_us));
+    core::mem::forget(IrqOffInjector::start(cpu, args.irqoff_us, None));
 }

@@ -37,6 +37,7 @@ pub struct PerCpu {
     pub sched: crate::sched::CpuScheduler,
     /// Cross-CPU calls waiting to run here; see `smp::call`.
     pub calls: crate::smp::call::CallQueue,
+    pub tlb: crate::mm::lazy_tlb::CpuTlbState,
     /// Where this CPU was when a waiter last asked (by NMI); see `smp::stuck_cpu`.
     pub rip_sample: crate::smp::stuck_cpu::RipSample,
     /// Local APIC timer interrupts taken on this CPU.
@@ -72,6 +73,7 @@ impl PerCpu {
             preempt_off_max_caller: AtomicU64::new(0),
             sched: crate::sched::CpuScheduler::new(),
             calls: crate::smp::call::CallQueue::new(),
+            tlb: crate::mm::lazy_tlb::CpuTlbState::new(),
             rip_sample: crate::smp::stuck_cpu::RipSample::new(),
             timer_ticks: AtomicU64::new(0),
             timer_one_shot_ready: core::sync::atomic::AtomicBool::new(false),

@@ -11,8 +11,9 @@
 //! must reach (Linux: `mm_cpumask`). A CPU joins the set before it loads CR3
 //! and leaves it after it has loaded another, so a change made while the bit
 //! is clear cannot be in that CPU's TLB. Kernel threads do not switch CR3:
-//! like Linux's lazy TLB mode, they borrow whatever was loaded, and the CPU
-//! stays in that space's set.
+//! they borrow whatever was loaded, and the CPU stays in that space's set,
+//! lazily (see `lazy_tlb`). `tlb_gen` counts the space's TLB-visible changes,
+//! so a lazy CPU that comes back can tell whether it missed one.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +32,9 @@ use crate::sync::SpinLock;
 pub struct AddressSpace {
     level4: PhysFrame,
     active: AtomicU64,
+    /// Bumped by every shootdown of this space, after its page-table change
+    /// (Linux: `mm->context.tlb_gen`).
+    tlb_gen: AtomicU64,
     /// Serialises edits of the page tables.
     edit: SpinLock<()>,
 }
@@ -64,12 +68,24 @@ impl AddressSpace {
                 new[i] = kernel[i].clone();
             }
         }
-        AddressSpace { level4, active: AtomicU64::new(0), edit: SpinLock::new(()) }
+        AddressSpace { level4, active: AtomicU64::new(0), tlb_gen: AtomicU64::new(0), edit: SpinLock::new(()) }
     }
 
     /// The CPUs where this space is loaded (see the module comment).
     pub fn active_cpus(&self) -> CpuSet {
         CpuSet(self.active.load(Ordering::SeqCst))
+    }
+
+    /// The space's latest TLB generation.
+    pub fn tlb_gen(&self) -> u64 {
+        self.tlb_gen.load(Ordering::Acquire)
+    }
+
+    /// Starts a new TLB generation, after a page-table change whose
+    /// shootdown follows; returns it. A full barrier: the change is visible
+    /// before the new number, and the number before anything read after.
+    pub fn next_tlb_gen(&self) -> u64 {
+        self.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     fn edit<R>(&self, f: impl FnOnce(&mut OffsetPageTable<'static>) -> R) -> R {
@@ -124,18 +140,23 @@ impl AddressSpace {
         }))
     }
 
-    /// Loads this space on this CPU: joins `active_cpus` first, then writes CR3.
+    /// Loads this space on this CPU: joins `active_cpus` first, reads the
+    /// TLB generation, then writes CR3, which flushes the lower half's
+    /// translations; returns the generation the TLB is now up to date with.
     ///
     /// # Safety
     /// Interrupts are off, and `previous` is the space this CPU had loaded (if any).
-    pub unsafe fn load(&self, cpu: usize, previous: Option<&AddressSpace>) {
+    pub unsafe fn load(&self, cpu: usize, previous: Option<&AddressSpace>) -> u64 {
         self.active.fetch_or(1 << cpu, Ordering::SeqCst);
+        // After joining: a change this read misses sees us in the set.
+        let generation = self.tlb_gen.load(Ordering::SeqCst);
         // SAFETY: the upper half matches the kernel's, so the running code and
         // stack stay mapped across the switch.
         unsafe { Cr3::write(self.level4, Cr3Flags::empty()) };
         if let Some(previous) = previous {
             previous.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
         }
+        generation
     }
 }
 
@@ -223,7 +244,7 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
         .join();
         seen.push((cpu.number, value.load(Ordering::Acquire)));
     }
-    crate::smp::call::call_on_many(crate::smp::call::CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space)
+    crate::smp::call::call_on_many(crate::smp::call::CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload)
         .map_err(|e| alloc::format!("{e:?}"))?;
     // SAFETY: only this test used the page.
     let unmapped = unsafe { super::paging::unmap(page) };

@@ -9,6 +9,7 @@
 pub mod address_space;
 pub mod frame;
 pub mod heap;
+pub mod lazy_tlb;
 pub mod layout;
 pub mod paging;
 pub mod stack;

@@ -10,7 +10,9 @@
 //! or written through the stale entry, so it must not be reused before then.
 //!
 //! As Linux's arch/x86/mm/tlb.c does:
-//! - only the CPUs in the address space's `active_cpus` are asked;
+//! - only the CPUs in the address space's `active_cpus` are asked, and of
+//!   those only the ones not in lazy mode (see `lazy_tlb`: a lazy CPU checks
+//!   the space's TLB generation when it comes back, and flushes then);
 //! - up to `FLUSH_CEILING` pages are flushed one by one with INVLPG, a larger
 //!   range with a full flush (reloading CR3), which is cheaper than many INVLPGs;
 //! - the local flush runs while the remote CPUs work on theirs.
@@ -20,10 +22,13 @@
 //! second) is reported, and waited for. A parked target needs no flush: it
 //! is restarted with INIT, which empties its TLB, before it runs again.
 
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
 use x86_64::VirtAddr;
 use x86_64::instructions::tlb;
 
 use super::address_space::AddressSpace;
+use super::lazy_tlb;
 use crate::smp::call::{CpuSet, CrossCall};
 
 /// Linux's `tlb_single_page_flush_ceiling`.
@@ -40,30 +45,57 @@ pub fn flush_local(start: VirtAddr, pages: usize) {
     }
 }
 
-/// Flushes `pages` pages from `start` of `space` on every CPU where it is
-/// loaded, and returns once they all have.
+static FLUSH_IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+static FLUSH_IPIS_SAVED: AtomicU64 = AtomicU64::new(0);
+
+/// Flush requests sent to other CPUs by address-space shootdowns, and those
+/// not sent because the CPU was lazy, since boot.
+pub fn flush_ipi_counts() -> (u64, u64) {
+    (FLUSH_IPIS_SENT.load(Ordering::Relaxed), FLUSH_IPIS_SAVED.load(Ordering::Relaxed))
+}
+
+/// Flushes `pages` pages from `start` of `space` on every CPU that uses it
+/// (lazy CPUs catch up later: see `lazy_tlb`), and returns once they all have.
+/// The caller has changed the page tables already.
 pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
-    let flush = || flush_local(start, pages);
+    // Set before the call is queued anywhere (the queueing publishes it).
+    let request_gen = AtomicU64::new(0);
+    let flush = || {
+        let generation = request_gen.load(Ordering::Relaxed);
+        lazy_tlb::flush_for(space, generation, || flush_local(start, pages));
+    };
     let call = CrossCall::new("tlb_flush_range", &flush);
     let skip_remote = crate::args::get().fault == Some(crate::args::Fault::SkipShootdown);
     // Err(Offline) only names parked CPUs, which need no flush (see above).
     let _ = call.run(
         |me| {
-            // The page-table change must be visible before the set is read: a
-            // CPU joining the set meanwhile either is in what we read or loads
-            // CR3 after the change (it joins with a SeqCst RMW before loading).
-            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            // The new generation comes after the page-table change and before
+            // the reads of the set and of each CPU's lazy flag (a full
+            // barrier, and the fence makes it one for the relaxed reads too):
+            // a CPU joining the set meanwhile, or leaving lazy mode, either is
+            // seen here or sees the new generation (lazy_tlb's comment).
+            request_gen.store(space.next_tlb_gen(), Ordering::Relaxed);
+            fence(Ordering::SeqCst);
             let mut targets = space.active_cpus();
             targets.remove(me);
+            let lazy = targets.iter().filter(|&cpu| lazy_tlb::is_lazy(cpu)).fold(CpuSet::default(), |mut set, cpu| {
+                set.insert(cpu);
+                set
+            });
+            for cpu in lazy.iter() {
+                targets.remove(cpu);
+            }
             if skip_remote {
                 targets = CpuSet::default(); // fault injection: the bug the torture must catch
             }
+            FLUSH_IPIS_SENT.fetch_add(targets.len() as u64, Ordering::Relaxed);
+            FLUSH_IPIS_SAVED.fetch_add(lazy.len() as u64, Ordering::Relaxed);
             targets
         },
         // Only this CPU changes its own bit, and it cannot move meanwhile.
         |me| {
             if space.active_cpus().contains(me) {
-                flush_local(start, pages);
+                x86_64::instructions::interrupts::without_interrupts(flush);
             }
         },
     );

@@ -1,12 +1,22 @@
 //! `bench=tlb`: what a slow CPU does to a high-priority thread on a CPU that
-//! is waiting for TLB shootdowns, with spinning and with preemptible waits; and
-//! what a shootdown costs by number of target CPUs and of pages.
+//! is waiting for TLB shootdowns, in each wait mode against the same thread
+//! with no shootdown running (the limit); and what a shootdown costs by number
+//! of busy and of lazy target CPUs and of pages.
 //!
-//! Setup (4 CPUs or more): one address space, loaded on CPUs 1..=3 (and left
-//! loaded there by their idle threads). CPU 3 is the slow CPU (`irqoff_us=`, default 20 ms of
-//! interrupts off at a time). On CPU 1 a Normal thread flushes a page of the
-//! space in a loop, and a real-time thread sleeps on a timer and measures how
-//! late it runs. Both wait modes run in the same boot, one after the other.
+//! Setup (4 CPUs or more): one address space. CPU 3 is the slow CPU: the
+//! injector's thread runs there in the space, with interrupts off for
+//! `irqoff_us=` (default 20 ms) at a time, then sleeps 1 ms (so the CPU is a
+//! busy target during a window, and lazy between windows). On CPU 2 a thread
+//! of the space waits in `hlt`: a busy target that answers at once and costs
+//! the host nothing. On CPU 1 a Normal thread flushes a page of the space in a
+//! loop, and a real-time thread sleeps on a timer and measures how late it
+//! runs. CPU 0 runs the injector's timer thread. Each mode is measured in
+//! `ROUNDS` rounds; the benchmark prints the pooled percentiles and the median
+//! of the per-round p99s. Between modes the runner (if it is ours) prints what
+//! the host did to QEMU's threads meanwhile (the `HOSTSTAT` lines).
+//!
+//! Targets are idle or halted, never spinning: on a 2-core host a spinning
+//! vCPU takes a host core, and an IPI to it waits until the host runs it.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -27,18 +37,55 @@ use crate::{smp, time};
 
 const BASE: u64 = 0x0000_0050_0000_0000;
 const PAGES: usize = 64;
-const WAKE_SAMPLES: usize = 300;
+const ROUNDS: usize = 5;
+const SAMPLES_PER_ROUND: usize = 100;
 const DEFAULT_IRQOFF_US: u64 = 20_000;
+const INITIATOR: usize = 1;
+const HALTED_TARGET: usize = 2;
+const SLOW_CPU: usize = 3;
 
 fn page(i: usize) -> VirtAddr {
     VirtAddr::new(BASE + i as u64 * 4096)
 }
 
-/// Loads `space` on each of `cpus`: a thread in the space runs there, reads
-/// it once and exits. The CPU keeps the space loaded afterwards (its idle
-/// thread borrows it: lazy TLB), so it stays a shootdown target while it
-/// sleeps in `hlt`, costing the host no CPU time.
-fn load_on(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) {
+/// Threads of `space`, one pinned to each of `cpus`, that wait in `hlt` with
+/// interrupts on until stopped: each keeps its CPU a busy (not lazy) CPU of
+/// the space while its vCPU sleeps in the host.
+struct HaltedThreads {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle>,
+}
+
+impl HaltedThreads {
+    fn start(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) -> HaltedThreads {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = cpus
+            .map(|cpu| {
+                let stop = stop.clone();
+                Builder::new("halted").pin(cpu).address_space(space.clone()).spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        x86_64::instructions::hlt();
+                    }
+                })
+            })
+            .collect();
+        HaltedThreads { stop, threads }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        for thread in self.threads {
+            // Any interrupt ends the hlt; a call that does nothing will do.
+            let cpu = thread.thread.affinity().unwrap_or(0);
+            let _ = call::call_on(cpu, "wake_halted", &|| {});
+            thread.join();
+        }
+    }
+}
+
+/// Makes each of `cpus` lazy in `space`: a thread of the space runs there
+/// once and exits, and the idle thread keeps the space loaded.
+fn make_lazy(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) {
     let threads: Vec<JoinHandle> = cpus
         .map(|cpu| {
             Builder::new("loader").pin(cpu).address_space(space.clone()).spawn(|| {
@@ -54,34 +101,39 @@ fn load_on(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) {
 
 /// Makes every CPU leave `space` (load the kernel's tables).
 fn unload_everywhere() {
-    let _ = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space);
+    let _ = call::call_on_many(CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload);
 }
 
+/// What the real-time thread saw in one mode (None: the limit, no shootdowns).
 struct ModeResult {
+    name: &'static str,
+    /// Every sample, sorted.
     latencies_us: Vec<u64>,
+    round_p99s_us: Vec<u64>,
     shootdowns: u64,
     longest_preempt_off_us: u64,
     longest_from: u64,
 }
 
-fn measure_mode(space: &Arc<AddressSpace>, initiator: usize, mode: WaitMode) -> ModeResult {
-    call::set_wait_mode(mode);
-    preempt::reset_tracer();
-    let stop = Arc::new(AtomicBool::new(false));
-    let shootdowns = Arc::new(AtomicU64::new(0));
-    let flusher = {
-        let (stop, shootdowns, space2) = (stop.clone(), shootdowns.clone(), space.clone());
-        Builder::new("flusher").pin(initiator).address_space(space.clone()).spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                tlb::shootdown(&space2, page(0), 1);
-                shootdowns.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
-    let latencies = Arc::new(crate::sync::SpinLock::new(Vec::with_capacity(WAKE_SAMPLES)));
+impl ModeResult {
+    fn p99(&self) -> u64 {
+        percentile(&self.latencies_us, 99)
+    }
+
+    fn round_p99_median(&self) -> u64 {
+        let mut p99s = self.round_p99s_us.clone();
+        p99s.sort_unstable();
+        p99s[p99s.len() / 2]
+    }
+}
+
+/// One round: the real-time thread sleeps `SAMPLES_PER_ROUND` times on the
+/// initiator and records how late it woke, in microseconds.
+fn wake_up_round() -> Vec<u64> {
+    let latencies = Arc::new(crate::sync::SpinLock::new(Vec::with_capacity(SAMPLES_PER_ROUND)));
     let latencies2 = latencies.clone();
-    Builder::new("timer-woken").priority(Priority::RealTime(3)).pin(initiator).spawn(move || {
-        for i in 0..WAKE_SAMPLES {
+    Builder::new("timer-woken").priority(Priority::RealTime(3)).pin(INITIATOR).spawn(move || {
+        for i in 0..SAMPLES_PER_ROUND {
             let delay = 2_000_000 + (i as u64 % 5) * 300_000;
             let deadline = time::now_ns() + delay;
             sleep_ns(delay);
@@ -89,26 +141,116 @@ fn measure_mode(space: &Arc<AddressSpace>, initiator: usize, mode: WaitMode) -> 
         }
     })
     .join();
-    let span = preempt::longest_spans()[initiator];
+    core::mem::take(&mut *latencies.lock())
+}
+
+fn measure_mode(space: &Arc<AddressSpace>, mode: Option<WaitMode>) -> ModeResult {
+    let name = mode.map_or("limit", WaitMode::name);
+    if let Some(mode) = mode {
+        call::set_wait_mode(mode);
+    }
+    crate::println!("HOSTSTAT begin tlb.{name}");
+    preempt::reset_tracer();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shootdowns = Arc::new(AtomicU64::new(0));
+    let flusher = mode.map(|_| {
+        let (stop, shootdowns, space2) = (stop.clone(), shootdowns.clone(), space.clone());
+        Builder::new("flusher").pin(INITIATOR).address_space(space.clone()).spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                tlb::shootdown(&space2, page(0), 1);
+                shootdowns.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
+    let mut latencies_us = Vec::new();
+    let mut round_p99s_us = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut round = wake_up_round();
+        round.sort_unstable();
+        round_p99s_us.push(percentile(&round, 99));
+        latencies_us.extend(round);
+    }
+    let span = preempt::longest_spans()[INITIATOR];
     stop.store(true, Ordering::Release);
-    flusher.join();
-    let mut latencies_us = core::mem::take(&mut *latencies.lock());
+    if let Some(flusher) = flusher {
+        flusher.join();
+    }
+    crate::println!("HOSTSTAT end tlb.{name}");
     latencies_us.sort_unstable();
     ModeResult {
+        name,
         latencies_us,
+        round_p99s_us,
         shootdowns: shootdowns.load(Ordering::Relaxed),
         longest_preempt_off_us: span.nanoseconds / 1000,
         longest_from: span.from,
     }
 }
 
-/// Average cost of a shootdown from CPU 0 to `targets` remote CPUs, `pages` pages.
-fn shootdown_cost_us(space: &Arc<AddressSpace>, targets: usize, pages: usize) -> u64 {
+fn print_mode(result: &ModeResult, irqoff_us: u64, accelerator: &str) {
+    let samples = &result.latencies_us;
+    crate::println!(
+        "BENCH tlb wake mode={} samples={} p50_us={} p99_us={} max_us={} round_p99_median_us={} shootdowns={} irqoff_us={irqoff_us} accel={accelerator}",
+        result.name,
+        samples.len(),
+        percentile(samples, 50),
+        result.p99(),
+        samples[samples.len() - 1],
+        result.round_p99_median(),
+        result.shootdowns
+    );
+    let from = crate::symbols::lookup(result.longest_from).map(|(n, _)| n).unwrap_or("?");
+    crate::println!(
+        "BENCH tlb preempt_off mode={} cpu={INITIATOR} max_us={} from={} accel={accelerator}",
+        result.name,
+        result.longest_preempt_off_us,
+        Demangled(from)
+    );
+}
+
+/// `a / b` with one decimal, as text.
+fn ratio(a: u64, b: u64) -> alloc::string::String {
+    let x10 = a * 10 / b.max(1);
+    alloc::format!("{}.{}", x10 / 10, x10 % 10)
+}
+
+/// The wake-up latency of the real-time thread, in the limit and each mode.
+fn wake_up_latencies(space: &Arc<AddressSpace>, accelerator: &str) {
+    let irqoff_us = match crate::args::get().irqoff_us {
+        0 => DEFAULT_IRQOFF_US,
+        us => us,
+    };
+    let halted = HaltedThreads::start(space, [HALTED_TARGET].into_iter());
+    let injector = IrqOffInjector::start(SLOW_CPU, irqoff_us, Some(space.clone()));
+    let modes = [None, Some(WaitMode::Spin), Some(WaitMode::Preempt), Some(WaitMode::Sleep)];
+    let results: Vec<ModeResult> = modes.into_iter().map(|mode| measure_mode(space, mode)).collect();
+    injector.stop();
+    halted.stop();
+    call::set_wait_mode(crate::args::get().ipi_wait);
+    for result in &results {
+        print_mode(result, irqoff_us, accelerator);
+    }
+    let [limit, spin, preempt, sleep] = [0, 1, 2, 3].map(|i| results[i].p99());
+    crate::println!(
+        "BENCH tlb wake p99 ratio spin/preempt={} spin/sleep={} preempt/limit={} sleep/limit={} accel={accelerator}",
+        ratio(spin, preempt),
+        ratio(spin, sleep),
+        ratio(preempt, limit),
+        ratio(sleep, limit)
+    );
+}
+
+/// Average cost of a shootdown from CPU 0 of `pages` pages, with `busy` CPUs
+/// running threads of the space (halted) and `lazy` CPUs that ran one before;
+/// and how many flush IPIs each shootdown sent and saved.
+fn shootdown_cost(space: &Arc<AddressSpace>, busy: usize, lazy: usize, pages: usize) -> (u64, u64, u64) {
     unload_everywhere();
-    load_on(space, 1..=targets);
+    make_lazy(space, busy + 1..=busy + lazy);
+    let halted = HaltedThreads::start(space, 1..=busy);
     let rounds = 200u64;
     let elapsed = Arc::new(AtomicU64::new(0));
     let (elapsed2, space2) = (elapsed.clone(), space.clone());
+    let (sent_before, saved_before) = tlb::flush_ipi_counts();
     Builder::new("measure").pin(0).address_space(space.clone()).spawn(move || {
         let start = time::now_ns();
         for _ in 0..rounds {
@@ -117,7 +259,21 @@ fn shootdown_cost_us(space: &Arc<AddressSpace>, targets: usize, pages: usize) ->
         elapsed2.store(time::now_ns() - start, Ordering::Release);
     })
     .join();
-    elapsed.load(Ordering::Acquire) / rounds / 1000
+    let (sent, saved) = tlb::flush_ipi_counts();
+    halted.stop();
+    (elapsed.load(Ordering::Acquire) / rounds / 1000, (sent - sent_before) / rounds, (saved - saved_before) / rounds)
+}
+
+fn shootdown_costs(space: &Arc<AddressSpace>, cpus: usize, accelerator: &str) {
+    for pages in [1, tlb::FLUSH_CEILING + 1] {
+        let how = if pages > tlb::FLUSH_CEILING { "full flush" } else { "invlpg per page" };
+        for (busy, lazy) in (0..cpus).map(|busy| (busy, 0)).chain((1..cpus).map(|lazy| (0, lazy))) {
+            let (cost, sent, saved) = shootdown_cost(space, busy, lazy, pages);
+            crate::println!(
+                "BENCH tlb cost busy={busy} lazy={lazy} pages={pages} ({how}) avg_us={cost} ipis_sent={sent} ipis_saved={saved} accel={accelerator}"
+            );
+        }
+    }
 }
 
 pub fn run() {
@@ -132,45 +288,12 @@ pub fn run() {
         let frame = frame::allocate().expect("out of frames");
         space.map(Page::containing_address(page(i)), frame).expect("map");
     }
-    let (initiator, slow) = (1, 3);
-    let irqoff_us = match crate::args::get().irqoff_us {
-        0 => DEFAULT_IRQOFF_US,
-        us => us,
-    };
-    load_on(&space, [2, slow].into_iter());
-    let injector = IrqOffInjector::start(slow, irqoff_us);
-    let mut p99 = [0u64; 2];
-    for (i, mode) in [WaitMode::Spin, WaitMode::Preempt].into_iter().enumerate() {
-        let result = measure_mode(&space, initiator, mode);
-        let name = if mode == WaitMode::Spin { "spin" } else { "preempt" };
-        let samples = &result.latencies_us;
-        p99[i] = percentile(samples, 99);
-        crate::println!(
-            "BENCH tlb wake mode={name} samples={} p50_us={} p99_us={} max_us={} shootdowns={} irqoff_us={irqoff_us} accel={accelerator}",
-            samples.len(),
-            percentile(samples, 50),
-            p99[i],
-            samples[samples.len() - 1],
-            result.shootdowns
-        );
-        let from = crate::symbols::lookup(result.longest_from).map(|(n, _)| n).unwrap_or("?");
-        crate::println!(
-            "BENCH tlb preempt_off mode={name} cpu={initiator} max_us={} from={} accel={accelerator}",
-            result.longest_preempt_off_us,
-            Demangled(from)
-        );
-    }
-    let ratio_x10 = p99[0] * 10 / p99[1].max(1);
-    crate::println!("BENCH tlb wake p99 ratio spin/preempt={}.{} accel={accelerator}", ratio_x10 / 10, ratio_x10 % 10);
-    injector.stop();
-    call::set_wait_mode(crate::args::get().ipi_wait);
-    for targets in 1..cpus {
-        let cost = shootdown_cost_us(&space, targets, 1);
-        crate::println!("BENCH tlb cost targets={targets} pages=1 avg_us={cost} accel={accelerator}");
-    }
-    for pages in [1, tlb::FLUSH_CEILING, tlb::FLUSH_CEILING + 1, PAGES] {
-        let cost = shootdown_cost_us(&space, cpus - 1, pages);
-        let how = if pages > tlb::FLUSH_CEILING { "full flush" } else { "invlpg per page" };
-        crate::println!("BENCH tlb cost targets={} pages={pages} ({how}) avg_us={cost} accel={accelerator}", cpus - 1);
-    }
+    wake_up_latencies(&space, accelerator);
+    shootdown_costs(&space, cpus, accelerator);
+    let (sent, saved) = tlb::flush_ipi_counts();
+    crate::println!(
+        "BENCH tlb ipis sent={sent} saved_by_lazy={saved} lazy_catch_up_flushes={} accel={accelerator}",
+        super::lazy_tlb::catch_up_flushes()
+    );
+    unload_everywhere();
 }

@@ -1,5 +1,6 @@
-//! Tests of TLB shootdown: a torture test that catches stale translations, and
-//! a check that kernel-wide flushes reach every CPU.
+//! Tests of TLB shootdown: a torture test that catches stale translations
+//! (lazy CPUs coming back into the space included), and a check that
+//! kernel-wide flushes reach every CPU.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -90,7 +91,9 @@ impl Torture {
     }
 
     /// One thread's share: remap its own pages (with a shootdown each) and
-    /// read everybody's.
+    /// read everybody's. Now and then it sleeps, so its CPU goes lazy (the
+    /// idle thread borrows the space, and shootdowns skip the CPU), then
+    /// comes back and reads at once: a missed catch-up is a stale read.
     fn run(&self, cpu: usize, cpus: usize, rounds: u64) {
         let mut random = Random::new(cpu as u64 + 1);
         let pages = cpus * PAGES_PER_CPU;
@@ -108,6 +111,12 @@ impl Torture {
             unsafe { frame::free(old) };
             for _ in 0..2 {
                 self.check(random.next() as usize % pages);
+            }
+            if random.next() % 16 == 0 {
+                crate::sched::sleep_ns(random.next() % 200_000);
+                for _ in 0..4 {
+                    self.check(random.next() as usize % pages);
+                }
             }
         }
     }
@@ -132,6 +141,8 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
         shootdowns: AtomicU64::new(0),
     });
     let rounds = total.div_ceil(cpus as u64);
+    let (sent_before, saved_before) = tlb::flush_ipi_counts();
+    let catch_ups_before = super::lazy_tlb::catch_up_flushes();
     let threads: Vec<_> = (0..cpus)
         .map(|cpu| {
             let state = state.clone();
@@ -141,8 +152,15 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
     for thread in threads {
         thread.join();
     }
+    let (sent, saved) = tlb::flush_ipi_counts();
+    let catch_ups = super::lazy_tlb::catch_up_flushes() - catch_ups_before;
+    log::info!(
+        "test: tlb torture ({mode:?}): {} flush IPIs sent, {} saved by lazy CPUs, {catch_ups} catch-up flushes",
+        sent - sent_before,
+        saved - saved_before
+    );
     // Every CPU leaves the space, so it can be freed with its frames.
-    call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space)
+    call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload)
         .map_err(|e| alloc::format!("unload: {e:?}"))?;
     for page in 0..pages {
         if let Some(frame) = space.unmap(Page::containing_address(page_address(page))) {
@@ -154,11 +172,16 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
     if let Some(message) = state.first_failure.lock().take() {
         return Err(alloc::format!("{} failures in {mode:?} mode; first: {message}", state.failures.load(Ordering::Acquire)));
     }
+    // The lazy path must have been taken, or the torture proved nothing about it.
+    if cpus > 1 && crate::args::get().fault.is_none() {
+        crate::ensure!(saved > saved_before, "{mode:?}: no shootdown skipped a lazy CPU");
+        crate::ensure!(catch_ups > 0, "{mode:?}: no lazy CPU came back to a changed space");
+    }
     Ok(state.shootdowns.load(Ordering::Acquire))
 }
 
 fn tlb_torture() -> TestResult {
-    for mode in [WaitMode::Spin, WaitMode::Preempt] {
+    for mode in WaitMode::ALL {
         let done = torture(mode, TORTURE_SHOOTDOWNS)?;
         crate::ensure!(done >= TORTURE_SHOOTDOWNS, "only {done} shootdowns in {mode:?} mode");
         log::info!("test: tlb_torture: {done} shootdowns in {mode:?} mode, no stale read");
@@ -167,7 +190,7 @@ fn tlb_torture() -> TestResult {
 }
 
 fn tlb_torture_short() -> TestResult {
-    for mode in [WaitMode::Spin, WaitMode::Preempt] {
+    for mode in WaitMode::ALL {
         torture(mode, 4000)?;
     }
     Ok(())
@@ -229,7 +252,7 @@ fn shootdown_waits_for_a_deaf_cpu() -> TestResult {
         return crate::testing::skip("needs 3 CPUs");
     }
     let (deaf, initiator) = (cpus - 1, 1);
-    for mode in [WaitMode::Preempt, WaitMode::Spin] {
+    for mode in [WaitMode::Preempt, WaitMode::Sleep, WaitMode::Spin] {
         call::set_wait_mode(mode);
         let result = deaf_cpu_round(deaf, initiator, mode);
         call::set_wait_mode(crate::args::get().ipi_wait);
@@ -303,7 +326,7 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     let (reports, replaced) = outcome.lock().take().ok_or("the initiator recorded nothing")?;
     // SAFETY: the shootdown returned, so every target flushed; nothing maps the frame.
     unsafe { frame::free(replaced) };
-    let leave = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::sched::unload_address_space);
+    let leave = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload);
     if let Some(frame) = space.unmap(Page::containing_address(page_address(0))) {
         // SAFETY: no CPU has the space loaded any more.
         unsafe { frame::free(frame) };
@@ -312,10 +335,10 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     crate::ensure!(leave.is_ok(), "{mode:?}: leaving the space failed");
     let seen = read_after.load(Ordering::Acquire);
     crate::ensure!(seen == 1, "{mode:?}: the deaf CPU read generation {seen} after waking: a stale translation");
-    if mode == WaitMode::Preempt {
+    if mode != WaitMode::Spin {
         crate::ensure!(
             ran_during_wait.load(Ordering::Acquire),
-            "preempt mode: the real-time thread did not run on the waiting CPU during the shootdown"
+            "{mode:?} mode: the real-time thread did not run on the waiting CPU during the shootdown"
         );
     }
     Ok(())

@@ -59,9 +59,6 @@ pub struct CpuScheduler {
     need_resched: AtomicBool,
     /// Threads sleeping on this CPU, with their deadlines (clock ns).
     sleepers: SpinLock<Vec<(u64, Arc<Thread>)>>,
-    /// The address space loaded in CR3 (one strong reference), or null for
-    /// the kernel's own tables.
-    loaded_space: AtomicPtr<AddressSpace>,
     /// Set while something else (bring-up, timer tests) owns the local timer.
     timer_lent: AtomicBool,
     /// The CPU runs threads and takes new ones: set when its scheduler
@@ -78,7 +75,6 @@ impl CpuScheduler {
             idle: AtomicPtr::new(core::ptr::null_mut()),
             need_resched: AtomicBool::new(false),
             sleepers: SpinLock::new(Vec::new()),
-            loaded_space: AtomicPtr::new(core::ptr::null_mut()),
             timer_lent: AtomicBool::new(false),
             started: AtomicBool::new(false),
         }
@@ -131,12 +127,7 @@ pub fn init_boot_cpu(name: &str) {
 pub fn become_idle(started: impl FnOnce()) -> ! {
     // A restarted AP runs on the kernel's tables again (ap_entry loaded them):
     // forget the space it had loaded before it was parked, and leave its set.
-    let stale = this_cpu().loaded_space.swap(core::ptr::null_mut(), Ordering::Relaxed);
-    if !stale.is_null() {
-        // SAFETY: the reference stored when that space was loaded.
-        let space = unsafe { Arc::from_raw(stale) };
-        space.forget_cpu(percpu::cpu_number());
-    }
+    crate::mm::lazy_tlb::forget_after_restart();
     let idle = Arc::new(Thread::new(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, State::Running));
     this_cpu().need_resched.store(false, Ordering::Relaxed);
     start_on_this_cpu(idle.clone(), idle);
@@ -350,6 +341,35 @@ pub fn sleep_ns(ns: u64) {
     }
 }
 
+/// Blocks the calling thread until some CPU calls `wake` on it, or until
+/// `deadline_ns`. The waker makes `woken()` true and then calls `wake`; this
+/// thread marks itself Blocked and then looks at `woken()`, with a full fence
+/// on each side between the store and the load. So a wake-up is never lost:
+/// either this thread sees `woken()`, or the waker sees it Blocked and queues
+/// it. Returns on a wake-up, at the deadline, or at once if `woken()` already
+/// holds; the caller checks its condition again.
+pub fn block_until(woken: &dyn Fn() -> bool, deadline_ns: u64) {
+    let me = current();
+    let sleeper_on = interrupts::without_interrupts(|| {
+        me.set_state(State::Blocked);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        // If the waker got to `wake` first, we are Runnable and queued
+        // already: we must go through schedule() as any woken thread does.
+        if woken() && me.try_transition(State::Blocked, State::Running) {
+            return None;
+        }
+        add_sleeper(deadline_ns, me.clone());
+        Some(percpu::cpu_number())
+    });
+    if let Some(cpu) = sleeper_on {
+        schedule();
+        // Woken before the deadline: take the timer entry back (from the CPU
+        // it was added on; this thread may have moved since), so it neither
+        // wakes this thread later for nothing nor piles up.
+        cpu_scheduler(cpu).sleepers.lock_irqsave().retain(|(_, thread)| !Arc::ptr_eq(thread, &me));
+    }
+}
+
 /// Registers `thread` to be woken at `deadline` by this CPU's timer.
 fn add_sleeper(deadline: u64, thread: Arc<Thread>) {
     interrupts::without_interrupts(|| {
@@ -431,9 +451,7 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     // a task running under the same rule, after `on_cpu` clears).
     next.set_state(State::Running);
     next.on_cpu.store(true, Ordering::Relaxed);
-    if let Some(space) = &next.address_space {
-        switch_address_space(cpu, me, space);
-    }
+    crate::mm::lazy_tlb::switch_to(next.address_space.as_ref());
     // SAFETY: on_cpu was false, so the last switch away from `next` stored its rsp.
     let load = unsafe { *next.saved_rsp.get() };
     cpu.current.store(Arc::into_raw(next) as *mut Thread, Ordering::Relaxed);
@@ -442,38 +460,6 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     // is released only by finish_switch, after we are off this stack).
     let replaced = unsafe { switch::switch((*prev).saved_rsp.get(), load, prev) };
     finish_switch(replaced);
-}
-
-/// Loads `space` unless it is loaded already. Threads without an address space
-/// leave CR3 alone (lazy TLB), so only a thread with a different space pays.
-fn switch_address_space(cpu: &CpuScheduler, me: usize, space: &Arc<AddressSpace>) {
-    let loaded = cpu.loaded_space.load(Ordering::Relaxed);
-    if core::ptr::eq(loaded, Arc::as_ptr(space)) {
-        return;
-    }
-    // SAFETY: interrupts are off; `loaded` is this CPU's current space, kept
-    // alive by the reference `loaded_space` holds.
-    unsafe { space.load(me, loaded.as_ref()) };
-    cpu.loaded_space.store(Arc::into_raw(space.clone()) as *mut AddressSpace, Ordering::Relaxed);
-    if !loaded.is_null() {
-        // SAFETY: the reference stored when it was loaded.
-        drop(unsafe { Arc::from_raw(loaded) });
-    }
-}
-
-/// Leaves any address space this CPU has loaded and goes back to the kernel's
-/// tables, so the space can be freed. The caller must not run in that space.
-pub fn unload_address_space() {
-    interrupts::without_interrupts(|| {
-        let cpu = this_cpu();
-        let loaded = cpu.loaded_space.swap(core::ptr::null_mut(), Ordering::Relaxed);
-        if !loaded.is_null() {
-            // SAFETY: the reference stored when it was loaded; the kernel's own
-            // tables are those the boot CPU started with.
-            let space = unsafe { Arc::from_raw(loaded) };
-            unsafe { crate::mm::address_space::load_kernel_tables(crate::mm::paging::kernel_level4(), percpu::cpu_number(), &space) };
-        }
-    });
 }
 
 /// For a CPU about to park (interrupts off, on its parker thread): take no
@@ -498,7 +484,7 @@ pub fn evacuate_this_cpu() {
     for (_, thread) in sleepers {
         wake(&thread);
     }
-    unload_address_space();
+    crate::mm::lazy_tlb::unload();
     time::timer::stop();
 }
 

@@ -19,6 +19,11 @@
 //!   because the waiter touches no per-CPU state while it waits: the target set
 //!   and the descriptor are on its own stack, which moves with it, and the
 //!   call queues belong to the targets, not to the caller's CPU.
+//! - `sleep`: as `preempt`, but after spinning for `SPIN_BEFORE_SLEEP_NS` the
+//!   waiter blocks, and the target whose acknowledgement is the last wakes it.
+//!   Beyond Linux, whose preemptible wait still spins: during a long wait the
+//!   CPU runs threads of any priority, or halts (under an emulator, that hands
+//!   the host core to the vCPUs that have work).
 //!
 //! A call is never abandoned. A target with interrupts off for a long time
 //! (or a vCPU the host does not run) delays the caller, but giving up on it
@@ -35,31 +40,56 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::sched::preempt;
+use crate::sched::{self, Thread, preempt};
 use crate::sync::SpinLock;
 use crate::{percpu, time};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum WaitMode {
     Preempt,
     Spin,
+    Sleep,
 }
 
-static SPIN_MODE: AtomicBool = AtomicBool::new(false);
+impl WaitMode {
+    pub const ALL: [WaitMode; 3] = [WaitMode::Spin, WaitMode::Preempt, WaitMode::Sleep];
+
+    /// The name `ipi_wait=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitMode::Preempt => "preempt",
+            WaitMode::Spin => "spin",
+            WaitMode::Sleep => "sleep",
+        }
+    }
+}
+
+static WAIT_MODE: AtomicU8 = AtomicU8::new(WaitMode::Preempt as u8);
 
 pub fn set_wait_mode(mode: WaitMode) {
-    SPIN_MODE.store(mode == WaitMode::Spin, Ordering::Relaxed);
+    WAIT_MODE.store(mode as u8, Ordering::Relaxed);
 }
 
 pub fn wait_mode() -> WaitMode {
-    if SPIN_MODE.load(Ordering::Relaxed) { WaitMode::Spin } else { WaitMode::Preempt }
+    match WAIT_MODE.load(Ordering::Relaxed) {
+        1 => WaitMode::Spin,
+        2 => WaitMode::Sleep,
+        _ => WaitMode::Preempt,
+    }
 }
+
+/// How long a `sleep`-mode waiter spins before it blocks: a few IPI round
+/// trips to an idle CPU (about 10-30 us under TCG here), so a call that is
+/// answered at once costs no context switch, and one that waits for a slow
+/// CPU costs only this much spinning.
+pub const SPIN_BEFORE_SLEEP_NS: u64 = 50_000;
 
 /// A set of CPUs by number (this kernel manages at most 64).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,6 +179,12 @@ pub struct CallDescriptor {
     offline: AtomicU64,
     /// Owned by the targets (a call nobody waits for): the last frees it.
     on_heap: bool,
+    /// A `sleep`-mode waiter, which the last target wakes (else null).
+    waiter: AtomicPtr<Thread>,
+    /// Set by the last target once it has woken the waiter: its last touch
+    /// of the descriptor. A sleeping waiter leaves only after this, not after
+    /// `pending` reaches zero, so the descriptor outlives the wake-up.
+    waiter_woken: AtomicBool,
 }
 
 impl CallDescriptor {
@@ -160,6 +196,8 @@ impl CallDescriptor {
             acknowledged: AtomicU64::new(0),
             offline: AtomicU64::new(0),
             on_heap,
+            waiter: AtomicPtr::new(core::ptr::null_mut()),
+            waiter_woken: AtomicBool::new(false),
         }
     }
 
@@ -184,12 +222,41 @@ impl CallDescriptor {
     fn acknowledge(descriptor: *const CallDescriptor, cpu: usize) {
         // SAFETY: as in run(): still pending, so still alive.
         let call = unsafe { &*descriptor };
-        let on_heap = call.on_heap; // read before the acknowledgement: afterwards it may be gone
+        // Read before the acknowledgement: afterwards the descriptor may be gone.
+        let (on_heap, waiter) = (call.on_heap, call.waiter.load(Ordering::Relaxed));
         call.acknowledged.fetch_or(1 << cpu, Ordering::Relaxed);
-        if call.pending.fetch_sub(1, Ordering::AcqRel) == 1 && on_heap {
+        if call.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if on_heap {
             // SAFETY: nobody waits for a heap call; we were its last target.
             drop(unsafe { Box::from_raw(descriptor as *mut HeapCall) });
+        } else if !waiter.is_null() {
+            // SAFETY: a sleeping waiter stays (and so does the descriptor)
+            // until `waiter_woken`, which only we set, below.
+            unsafe { Self::wake_waiter(call, waiter) };
         }
+    }
+
+    /// The last target wakes a `sleep`-mode waiter.
+    ///
+    /// # Safety
+    /// `call` is alive and `waiter` is its waiting thread, still waiting.
+    unsafe fn wake_waiter(call: &CallDescriptor, waiter: *mut Thread) {
+        // Our own reference: once `waiter_woken` is set the waiter may return,
+        // and its thread exit, before `wake` below has finished with it.
+        // SAFETY: the waiter's thread is alive (it waits), so the pointer,
+        // taken from its Arc, may gain a reference.
+        let thread = unsafe {
+            alloc::sync::Arc::increment_strong_count(waiter);
+            alloc::sync::Arc::from_raw(waiter)
+        };
+        // The waiter's side of this handshake is in sched::block_until: it
+        // marks itself Blocked and then reads this flag, with a fence
+        // between; here the flag is stored and then its state read (in wake).
+        call.waiter_woken.store(true, Ordering::Release);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        sched::wake(&thread);
     }
 }
 
@@ -304,6 +371,12 @@ impl<'f> CrossCall<'f> {
         self.descriptor.pending.store(remote.len(), Ordering::Release);
         self.descriptor.acknowledged.store(0, Ordering::Relaxed);
         self.descriptor.offline.store(0, Ordering::Relaxed);
+        let mode = wait_mode();
+        let waiter = (mode == WaitMode::Sleep && remote.len() > 0).then(sched::current);
+        self.descriptor.waiter_woken.store(false, Ordering::Relaxed);
+        // Published to the targets by the enqueue (under their queue's lock).
+        let waiter_ptr = waiter.as_ref().map_or(core::ptr::null(), alloc::sync::Arc::as_ptr);
+        self.descriptor.waiter.store(waiter_ptr as *mut Thread, Ordering::Relaxed);
         enqueue_all(remote, &self.descriptor);
         local(me);
         if targets.contains(me) {
@@ -312,11 +385,10 @@ impl<'f> CrossCall<'f> {
                 unsafe { (*self.descriptor.function)() }
             });
         }
-        let spin = wait_mode() == WaitMode::Spin;
-        if !spin {
+        if mode != WaitMode::Spin {
             preempt::enable();
         }
-        PendingCall { call: self, remote, spin, started_by: me }
+        PendingCall { call: self, remote, mode, started_by: me, _waiter: waiter }
     }
 }
 
@@ -324,8 +396,10 @@ impl<'f> CrossCall<'f> {
 struct PendingCall<'c, 'f> {
     call: &'c CrossCall<'f>,
     remote: CpuSet,
-    spin: bool,
+    mode: WaitMode,
     started_by: usize,
+    /// In `sleep` mode, the waiting thread, named in the descriptor.
+    _waiter: Option<alloc::sync::Arc<Thread>>,
 }
 
 static STUCK_REPORTS: AtomicU64 = AtomicU64::new(0);
@@ -347,20 +421,38 @@ impl PendingCall<'_, '_> {
         let started = time::now_ns();
         let mut next_report = started + STUCK_AFTER_MS * 1_000_000;
         let mut reported = false;
-        while descriptor.pending.load(Ordering::Acquire) != 0 {
+        let sleep_at = started + SPIN_BEFORE_SLEEP_NS;
+        while !self.done() {
             let now = time::now_ns();
             if now >= next_report {
                 self.report_stuck((now - started) / 1_000_000);
                 reported = true;
                 next_report = now + REPORT_EVERY_MS * 1_000_000;
             }
-            core::hint::spin_loop();
+            // (A caller that holds preemption off itself cannot sleep: it spins.)
+            if self.mode == WaitMode::Sleep && now >= sleep_at && preempt::count() == 0 {
+                // Until the last target wakes us, or it is time to report.
+                sched::block_until(&|| self.done(), next_report);
+            } else {
+                core::hint::spin_loop();
+            }
         }
         if reported {
             log::warn!("xcall: '{}' from cpu{} completed after {} ms", descriptor.name, self.started_by, (time::now_ns() - started) / 1_000_000);
         }
-        if self.spin {
+        if self.mode == WaitMode::Spin {
             preempt::enable();
+        }
+    }
+
+    /// Every target has acknowledged, and (in `sleep` mode) the last one is
+    /// done waking us: the descriptor is ours alone again.
+    fn done(&self) -> bool {
+        let descriptor = &self.call.descriptor;
+        if descriptor.waiter.load(Ordering::Relaxed).is_null() {
+            descriptor.pending.load(Ordering::Acquire) == 0
+        } else {
+            descriptor.waiter_woken.load(Ordering::Acquire)
         }
     }
 

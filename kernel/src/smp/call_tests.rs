@@ -83,7 +83,7 @@ fn caller(counts: Arc<Counts>, seed: u64, calls: usize) {
 /// callers are preempted and threads move between CPUs. Every call must run
 /// exactly as often as it has targets, only on its targets.
 fn cross_call_torture() -> TestResult {
-    for mode in [WaitMode::Spin, WaitMode::Preempt] {
+    for mode in WaitMode::ALL {
         call::set_wait_mode(mode);
         let cpus = smp::cpus().len();
         let counts = Arc::new(Counts {
@@ -179,15 +179,16 @@ fn unresponsive_cpu_is_reported_and_waited_for() -> TestResult {
 }
 
 /// While a low-priority thread waits for a slow CPU, a high-priority thread
-/// woken by the timer on the same CPU must run during the wait in preempt mode,
-/// and only after it in spin mode.
+/// woken by the timer on the same CPU must run during the wait in preempt and
+/// sleep modes, and only after it in spin mode. In sleep mode the waiter must
+/// be asleep (Blocked) by then, not spinning.
 fn preempt_wait_lets_higher_priority_run() -> TestResult {
     let cpus = smp::cpus().len();
     if cpus < 3 {
         return crate::testing::skip("needs 3 CPUs");
     }
     let (slow, initiator) = (cpus - 1, 1);
-    for mode in [WaitMode::Preempt, WaitMode::Spin] {
+    for mode in [WaitMode::Preempt, WaitMode::Sleep, WaitMode::Spin] {
         call::set_wait_mode(mode);
         // 2 s: the high thread's 50 ms sleep ends inside the wait even if the
         // host stalls this test's vCPUs for a second or more.
@@ -206,23 +207,32 @@ fn preempt_wait_lets_higher_priority_run() -> TestResult {
             sleep_ns(100_000);
         }
         let saw_waiting = Arc::new(AtomicBool::new(false));
+        let saw_blocked = Arc::new(AtomicBool::new(false));
         let late_by = Arc::new(AtomicU64::new(0));
-        let (waiting3, saw2, late2) = (waiting.clone(), saw_waiting.clone(), late_by.clone());
+        let (waiting3, saw2, blocked2, late2) = (waiting.clone(), saw_waiting.clone(), saw_blocked.clone(), late_by.clone());
+        let waiter = low.thread.clone();
         let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(initiator).spawn(move || {
             let deadline = time::now_ns() + 50_000_000;
             sleep_ns(50_000_000);
             late2.store(time::now_ns() - deadline, Ordering::Release);
             saw2.store(waiting3.load(Ordering::Acquire), Ordering::Release);
+            blocked2.store(waiter.state() == crate::sched::State::Blocked, Ordering::Release);
         });
         high.join();
         low.join();
         blocker.join();
         let (saw, late_us) = (saw_waiting.load(Ordering::Acquire), late_by.load(Ordering::Acquire) / 1000);
         match mode {
-            WaitMode::Preempt => {
-                crate::ensure!(saw, "preempt mode: the high-priority thread ran only after the wait ({late_us} us late)");
+            WaitMode::Preempt | WaitMode::Sleep => {
+                crate::ensure!(saw, "{mode:?} mode: the high-priority thread ran only after the wait ({late_us} us late)");
             }
             WaitMode::Spin => crate::ensure!(!saw, "spin mode: the high-priority thread ran during a spinning wait"),
+        }
+        let blocked = saw_blocked.load(Ordering::Acquire);
+        if mode == WaitMode::Sleep {
+            crate::ensure!(blocked, "sleep mode: the waiter was not asleep 50 ms into the wait");
+        } else {
+            crate::ensure!(!blocked, "{mode:?} mode: the waiter was asleep, not spinning");
         }
     }
     call::set_wait_mode(crate::args::get().ipi_wait);
