@@ -622,10 +622,26 @@ fn the_tlb_torture_catches_a_missing_shootdown() {
 }
 
 #[test]
+fn the_tlb_torture_catches_a_lazy_cpu_that_does_not_catch_up() {
+    // As above: a lazy CPU that skips its catch-up keeps a stale translation,
+    // and the torture reads it when the CPU comes back into the space.
+    let run = (0..3)
+        .map(|_| boot(Firmware::Bios, 4, &["test=tlb_torture_short", "fault=skip_lazy_catch_up"]))
+        .find(|run| run.outcome == Outcome::KernelFailure)
+        .expect("three boots with fault=skip_lazy_catch_up passed the torture");
+    run.expect_line("test tlb_torture_short ... FAILED (");
+    assert!(
+        run.serial.contains("after the shootdown for generation") || run.serial.contains("read the frame of page"),
+        "the failure is not a stale read; {}",
+        run.explain()
+    );
+}
+
+#[test]
 fn bad_ipi_and_fault_arguments_are_warned_about() {
     boot(Firmware::Bios, 2, &["ipi_wait=sometimes", "irqoff_us=0", "then=exit"])
         .expect(Outcome::KernelSuccess)
-        .expect_line("warning: kernel argument ipi_wait=sometimes is not valid (accepted: preempt, spin)")
+        .expect_line("warning: kernel argument ipi_wait=sometimes is not valid (accepted: preempt, sleep, spin)")
         .expect_line("warning: kernel argument irqoff_us=0 is not valid (accepted: microseconds from 1 to 10000000)");
 }
 

@@ -379,7 +379,7 @@ kernel args (key=value words, read by the kernel through QEMU's fw_cfg):
                                         fault injection: CPU N never reports alive / panics
                                         before its per-CPU data exists / TLB shootdowns skip
                                         remote CPUs (the torture must fail)
-  ipi_wait=preempt|spin                 how cross-CPU calls wait (default: preempt)
+  ipi_wait=sleep|preempt|spin           how cross-CPU calls wait (default: sleep)
   irqoff_us=N  irqoff_cpu=C             CPU C (default: the last) runs with interrupts off
                                         N us (up to 10 s) at a time: a slow CPU
   bench=smp|sched|tlb                   bring-up, scheduler, or shootdown benchmarks

@@ -124,7 +124,7 @@ impl Args {
         tsc_reliable: false,
         fault: None,
         bench: None,
-        ipi_wait: crate::smp::call::WaitMode::Preempt,
+        ipi_wait: crate::smp::call::WaitMode::Sleep,
         irqoff_us: 0,
         irqoff_cpu: None,
     };
@@ -253,7 +253,7 @@ const PARAMETERS: &[Parameter] = &[
     Parameter {
         key: "ipi_wait",
         accepted: "preempt, sleep, spin",
-        default: "preempt",
+        default: "sleep",
         set: |args, value| {
             use crate::smp::call::WaitMode;
             let options = WaitMode::ALL.map(|mode| (mode.name(), mode));

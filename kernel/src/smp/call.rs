@@ -12,14 +12,14 @@
 //! - `spin`: preemption stays disabled from the enqueue to the last
 //!   acknowledgement, as in Linux before 2026. A slow target (interrupts off)
 //!   keeps the caller's CPU from running anything else, even a real-time thread.
-//! - `preempt` (default): only choosing the targets, enqueuing and kicking
+//! - `preempt`: only choosing the targets, enqueuing and kicking
 //!   happen with preemption disabled. The wait itself is preemptible, as in
 //!   Chuyi Zhou's series: a higher-priority thread that wakes on this CPU runs
 //!   at once, and the waiter may even continue on another CPU. That is safe
 //!   because the waiter touches no per-CPU state while it waits: the target set
 //!   and the descriptor are on its own stack, which moves with it, and the
 //!   call queues belong to the targets, not to the caller's CPU.
-//! - `sleep`: as `preempt`, but after spinning for `SPIN_BEFORE_SLEEP_NS` the
+//! - `sleep` (default): as `preempt`, but after spinning for `SPIN_BEFORE_SLEEP_NS` the
 //!   waiter blocks, and the target whose acknowledgement is the last wakes it.
 //!   Beyond Linux, whose preemptible wait still spins: during a long wait the
 //!   CPU runs threads of any priority, or halts (under an emulator, that hands
@@ -71,7 +71,7 @@ impl WaitMode {
     }
 }
 
-static WAIT_MODE: AtomicU8 = AtomicU8::new(WaitMode::Preempt as u8);
+static WAIT_MODE: AtomicU8 = AtomicU8::new(WaitMode::Sleep as u8);
 
 pub fn set_wait_mode(mode: WaitMode) {
     WAIT_MODE.store(mode as u8, Ordering::Relaxed);
