@@ -375,10 +375,11 @@ kernel args (key=value words, read by the kernel through QEMU's fw_cfg):
   maxcpus=N                             start at most N CPUs, the boot CPU included
   init_udelay=US                        wait after INIT before SIPI (default: 10000, as the SDM asks)
   tsc=check|reliable                    run or skip the TSC synchronisation check at bring-up
-  fault=ap_stuck:N|ap_panic:N|skip_shootdown
+  fault=ap_stuck:N|ap_panic:N|skip_shootdown|skip_lazy_catch_up
                                         fault injection: CPU N never reports alive / panics
                                         before its per-CPU data exists / TLB shootdowns skip
-                                        remote CPUs (the torture must fail)
+                                        remote CPUs / lazy CPUs skip their catch-up
+                                        flush (the torture must fail)
   ipi_wait=sleep|preempt|spin           how cross-CPU calls wait (default: sleep)
   irqoff_us=N  irqoff_cpu=C             CPU C (default: the last) runs with interrupts off
                                         N us (up to 10 s) at a time: a slow CPU
