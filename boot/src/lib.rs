@@ -179,8 +179,11 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
     // snapshot=on: the image is never written, so runs can share it in parallel.
     command.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
     command.args(["-smp", &config.cpus.to_string(), "-m", &config.memory]);
+    // Name QEMU's threads (`CPU 1/TCG`, `worker`...) so that the host can tell them apart.
+    command.args(["-name", "debug-threads=on"]);
     match config.accelerator {
-        Accelerator::Tcg => command.args(["-accel", "tcg", "-cpu", "max"]),
+        // One host thread per vCPU (QEMU's default for x86 on x86, made explicit).
+        Accelerator::Tcg => command.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
         Accelerator::Kvm => {
             if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
                 return Err(SetupError("--kvm: /dev/kvm is missing or not accessible to this user".into()));
@@ -480,6 +483,14 @@ mod tests {
         let position = args.iter().position(|a| a == "-fw_cfg").expect("no -fw_cfg");
         assert_eq!(args[position + 1], "name=opt/kernel/args,string=test=a,,b log=debug");
         assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
+    }
+
+    #[test]
+    fn tcg_is_multi_threaded_and_threads_are_named() {
+        let command = qemu_command(&RunConfig::default()).unwrap();
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(4).any(|w| w == ["-accel", "tcg,thread=multi", "-cpu", "max"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-name", "debug-threads=on"]), "{args:?}");
     }
 
     #[test]
