@@ -141,7 +141,9 @@ pub fn run() {
     let injector = IrqOffInjector::start(slow, irqoff_us);
     let mut p99 = [0u64; 2];
     for (i, mode) in [WaitMode::Spin, WaitMode::Preempt].into_iter().enumerate() {
+        crate::host_stats::begin(if mode == WaitMode::Spin { "tlb.spin" } else { "tlb.preempt" });
         let result = measure_mode(&space, initiator, mode);
+        crate::host_stats::end(if mode == WaitMode::Spin { "tlb.spin" } else { "tlb.preempt" });
         let name = if mode == WaitMode::Spin { "spin" } else { "preempt" };
         let samples = &result.latencies_us;
         p99[i] = percentile(samples, 99);
