@@ -621,6 +621,38 @@ fn the_tlb_torture_catches_a_missing_shootdown() {
     );
 }
 
+/// The runner's `HOST LABEL` lines that follow `HOSTSTAT end LABEL` (see
+/// boot/src/host_stats.rs): the block must come right after the kernel's line.
+fn host_block<'a>(run: &'a Run, label: &str) -> Vec<&'a str> {
+    let end = format!("HOSTSTAT end {label}");
+    let mut lines = run.serial.lines().skip_while(|l| *l != end);
+    assert!(lines.next().is_some(), "no line {end:?}; {}", run.explain());
+    let prefix = format!("HOST {label} ");
+    lines.take_while(|l| l.starts_with(&prefix)).collect()
+}
+
+#[test]
+fn bench_tlb_shows_what_the_host_did_to_each_vcpu_thread() {
+    // About 30 s on a 2-core host: the four measured phases take about 6 s, the cost table the rest.
+    let run = boot(Firmware::Bios, 4, &["bench=tlb"]);
+    run.expect(Outcome::KernelSuccess).expect_line("BENCH tlb wake p99 ratio spin/preempt=");
+    for label in ["tlb.limit", "tlb.spin", "tlb.preempt", "tlb.sleep"] {
+        let block = host_block(&run, label);
+        let explain = || format!("HOST block for {label}: {block:#?}; {}", run.explain());
+        assert!(block.len() >= 6, "too short; {}", explain());
+        assert!(block[0].contains(" wall_ms=") && block[0].contains(" host_busy="), "{}", explain());
+        assert!(block[0].ends_with("threads: multi-threaded TCG, 4 vCPU threads"), "{}", explain());
+        for cpu in 0..4 {
+            let lines = block.iter().filter(|l| l.contains(&format!("thread=\"CPU {cpu}/TCG\" run_ms="))).count();
+            assert_eq!(lines, 1, "CPU {cpu}/TCG is not on exactly one line; {}", explain());
+        }
+        assert!(block.iter().any(|l| l.contains("(main loop) run_ms=")), "{}", explain());
+        let summary = block.last().unwrap();
+        assert!(summary.starts_with(&format!("HOST {label} vcpus: busiest run=")), "{}", explain());
+        assert!(summary.contains(", others run<=") && summary.contains("; main loop run="), "{}", explain());
+    }
+}
+
 #[test]
 fn the_tlb_torture_catches_a_lazy_cpu_that_does_not_catch_up() {
     // As above: a lazy CPU that skips its catch-up keeps a stale translation,

@@ -7,7 +7,13 @@
 //!
 //! Kernel arguments travel through QEMU's fw_cfg device as the file
 //! `opt/kernel/args`, so they change without rebuilding the disk image.
+//!
+//! The serial output always comes through a pipe, even when it is shown, so
+//! that the runner can answer the kernel's `HOSTSTAT` lines with what the host
+//! did to QEMU's threads meanwhile (see [`host_stats`]).
 
+pub mod host_stats;
+pub mod wakeup_probe;
 pub mod panic_bench;
 
 use std::io::{Read, Write};
@@ -179,8 +185,11 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
     // snapshot=on: the image is never written, so runs can share it in parallel.
     command.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
     command.args(["-smp", &config.cpus.to_string(), "-m", &config.memory]);
+    // Name QEMU's threads (`CPU 1/TCG`, `worker`...) so host_stats can tell them apart.
+    command.args(["-name", "debug-threads=on"]);
     match config.accelerator {
-        Accelerator::Tcg => command.args(["-accel", "tcg", "-cpu", "max"]),
+        // One host thread per vCPU (QEMU's default for x86 on x86, made explicit).
+        Accelerator::Tcg => command.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
         Accelerator::Kvm => {
             if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
                 return Err(SetupError("--kvm: /dev/kvm is missing or not accessible to this user".into()));
@@ -221,9 +230,8 @@ pub fn describe(config: &RunConfig) -> String {
     )
 }
 
-fn spawn(mut command: Command, capture_serial: bool) -> Result<Child, SetupError> {
-    command.stdin(Stdio::null()).stderr(Stdio::piped());
-    command.stdout(if capture_serial { Stdio::piped() } else { Stdio::inherit() });
+fn spawn(mut command: Command) -> Result<Child, SetupError> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.spawn().map_err(|error| {
         let program = command.get_program().to_string_lossy().into_owned();
         if error.kind() == std::io::ErrorKind::NotFound {
@@ -260,24 +268,87 @@ fn echo_to_stderr(bytes: &[u8]) {
     let _ = std::io::stderr().write_all(bytes);
 }
 
+/// Where the serial output goes: a buffer for the caller to read, or, when it
+/// is not captured, this process's stdout as it arrives.
+struct SerialSink(Option<Arc<Mutex<Vec<u8>>>>);
+
+impl SerialSink {
+    fn write(&self, bytes: &[u8]) {
+        match &self.0 {
+            Some(buffer) => buffer.lock().unwrap().extend_from_slice(bytes),
+            None => {
+                let _ = std::io::stdout().write_all(bytes);
+            }
+        }
+    }
+
+    fn flush(&self) {
+        if self.0.is_none() {
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+/// The start of the current line, enough to recognise a `HOSTSTAT` line.
+const LINE_KEPT: usize = 256;
+
+/// Passes the serial output on as it arrives: whole lines one at a time, and
+/// the part of a line that has no newline yet at once, so nothing waits. After
+/// a `HOSTSTAT end` line it adds the runner's `HOST` lines.
+fn pump_serial(mut source: impl Read, sink: SerialSink, mut watcher: host_stats::Watcher) {
+    let mut chunk = [0u8; 4096];
+    let mut line = Vec::new();
+    while let Ok(n) = source.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        let mut rest = &chunk[..n];
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(newline + 1);
+            keep_line_start(&mut line, head);
+            // The snapshot is taken before the line is shown: a slow terminal must not delay it.
+            let added = watcher.line(&String::from_utf8_lossy(&line));
+            sink.write(head);
+            for text in added {
+                sink.write(format!("{text}\n").as_bytes());
+            }
+            line.clear();
+            rest = tail;
+        }
+        keep_line_start(&mut line, rest);
+        sink.write(rest);
+        sink.flush();
+    }
+}
+
+fn keep_line_start(line: &mut Vec<u8>, bytes: &[u8]) {
+    let room = LINE_KEPT.saturating_sub(line.len());
+    line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
 /// A QEMU process started by [`RunningQemu::start`], with its output being collected.
 pub struct RunningQemu {
     child: Child,
     started: Instant,
-    serial: Option<(Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>)>,
+    /// The captured serial output (None when it is shown instead), and its reader.
+    serial: (Option<Arc<Mutex<Vec<u8>>>>, thread::JoinHandle<()>),
     stderr: (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>),
 }
 
 impl RunningQemu {
     /// Starts QEMU. With `capture_serial` the kernel's serial output is
-    /// collected instead of shown; QEMU's own stderr is always kept (and shown
-    /// when the serial output is), for the error report.
+    /// collected instead of shown on stdout; either way the runner's `HOST`
+    /// lines are part of it. QEMU's own stderr is always kept (and shown when
+    /// the serial output is), for the error report.
     pub fn start(config: &RunConfig, capture_serial: bool) -> Result<RunningQemu, SetupError> {
-        let mut child = spawn(qemu_command(config)?, capture_serial)?;
+        let mut child = spawn(qemu_command(config)?)?;
         let echo = (!capture_serial).then_some(echo_to_stderr as fn(&[u8]));
         let stderr = collect(child.stderr.take().unwrap(), echo);
-        let serial = child.stdout.take().map(|stdout| collect(stdout, None));
-        Ok(RunningQemu { child, started: Instant::now(), serial, stderr })
+        let buffer = capture_serial.then(|| Arc::new(Mutex::new(Vec::new())));
+        let (stdout, sink) = (child.stdout.take().unwrap(), SerialSink(buffer.clone()));
+        let watcher = host_stats::Watcher::new(child.id());
+        let reader = thread::spawn(move || pump_serial(stdout, sink, watcher));
+        Ok(RunningQemu { child, started: Instant::now(), serial: (buffer, reader), stderr })
     }
 
     pub fn pid(&self) -> u32 {
@@ -286,7 +357,7 @@ impl RunningQemu {
 
     /// The serial output so far (empty when it is not captured).
     pub fn serial_text(&self) -> String {
-        self.serial.as_ref().map(|(buffer, _)| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()).unwrap_or_default()
+        self.serial.0.as_ref().map(|buffer| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()).unwrap_or_default()
     }
 
     /// Waits until the serial output contains `text`; false if QEMU ended or
@@ -323,13 +394,9 @@ impl RunningQemu {
         };
         let (stderr, stderr_reader) = self.stderr;
         let _ = stderr_reader.join();
-        let serial_text = match self.serial {
-            Some((buffer, reader)) => {
-                let _ = reader.join();
-                String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
-            }
-            None => String::new(),
-        };
+        let (buffer, reader) = self.serial;
+        let _ = reader.join();
+        let serial_text = buffer.map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned()).unwrap_or_default();
         let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
         let outcome = match status {
             None => Outcome::TimedOut,
@@ -385,6 +452,10 @@ kernel args (key=value words, read by the kernel through QEMU's fw_cfg):
                                         N us (up to 10 s) at a time: a slow CPU
   bench=smp|sched|tlb                   bring-up, scheduler, or shootdown benchmarks
   apic=auto|xapic                       force the xAPIC (MMIO) interface
+
+serial output goes to stdout as it arrives; after a kernel's `HOSTSTAT end LABEL`
+line the runner adds `HOST LABEL` lines: how long each QEMU thread ran and waited
+for a host core since `HOSTSTAT begin LABEL` (see docs/runner.md).
 
 exit status: 0 kernel success, 1 kernel failure (a failed test or a panic that
 exits), 2 QEMU failed, 3 guest reset or powered off, 124 timeout.
@@ -481,6 +552,42 @@ mod tests {
         let position = args.iter().position(|a| a == "-fw_cfg").expect("no -fw_cfg");
         assert_eq!(args[position + 1], "name=opt/kernel/args,string=test=a,,b log=debug");
         assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
+    }
+
+    #[test]
+    fn tcg_is_multi_threaded_and_threads_are_named() {
+        let command = qemu_command(&RunConfig::default()).unwrap();
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(4).any(|w| w == ["-accel", "tcg,thread=multi", "-cpu", "max"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-name", "debug-threads=on"]), "{args:?}");
+    }
+
+    /// Hands out its chunks one `read` at a time, as a pipe might.
+    struct Chunks(Vec<&'static [u8]>);
+
+    impl Read for Chunks {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.0.remove(0);
+            out[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn serial_passes_through_unchanged_with_host_lines_after_each_end() {
+        let chunks = vec![&b"boot\r\nHOSTST"[..], b"AT begin a\r\nBENCH x=1\r\nHOSTSTAT end a\r", b"\nnext\r\npartial"];
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        // No such process: the HOST line says the figures are unavailable.
+        pump_serial(Chunks(chunks), SerialSink(Some(buffer.clone())), host_stats::Watcher::new(u32::MAX));
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let (before, after) = text.split_once("HOSTSTAT end a\r\n").unwrap();
+        assert_eq!(before, "boot\r\nHOSTSTAT begin a\r\nBENCH x=1\r\n");
+        let (host, rest) = after.split_once('\n').unwrap();
+        assert!(host.starts_with("HOST a unavailable: cannot read /proc/"), "{host}");
+        assert_eq!(rest, "next\r\npartial");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod arch;
 mod args;
 mod console;
 mod fault;
+mod host_stats;
 mod logger;
 mod mm;
 mod panic;

@@ -149,7 +149,7 @@ fn measure_mode(space: &Arc<AddressSpace>, mode: Option<WaitMode>) -> ModeResult
     if let Some(mode) = mode {
         call::set_wait_mode(mode);
     }
-    crate::println!("HOSTSTAT begin tlb.{name}");
+    crate::host_stats::begin(&alloc::format!("tlb.{name}"));
     preempt::reset_tracer();
     let stop = Arc::new(AtomicBool::new(false));
     let shootdowns = Arc::new(AtomicU64::new(0));
@@ -175,7 +175,7 @@ fn measure_mode(space: &Arc<AddressSpace>, mode: Option<WaitMode>) -> ModeResult
     if let Some(flusher) = flusher {
         flusher.join();
     }
-    crate::println!("HOSTSTAT end tlb.{name}");
+    crate::host_stats::end(&alloc::format!("tlb.{name}"));
     latencies_us.sort_unstable();
     ModeResult {
         name,
