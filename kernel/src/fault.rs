@@ -42,10 +42,17 @@ static SLOW_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// second that kept CPU 0's vCPU, and a host core, busy during every benchmark.)
 static WINDOW_OPENED: Completion = Completion::new();
 static WINDOW_CLOSED: Completion = Completion::new();
+/// Set by the slow thread when it has stopped for good: the timer thread's
+/// cue to stop too.
+static SLOW_THREAD_DONE: AtomicBool = AtomicBool::new(false);
 
 /// How long the timer thread waits for a window to close before it sends
-/// another NMI (the first may have arrived before the slow CPU's `hlt`).
-const NMI_RETRY_NS: u64 = 1_000_000;
+/// another NMI (the first may have arrived before the slow CPU's `hlt`): a
+/// quarter of the window, from 50 us to 1 ms, so a lost NMI stretches a short
+/// window by little.
+fn nmi_retry_ns(irqoff_us: u64) -> u64 {
+    (irqoff_us * 1000 / 4).clamp(50_000, 1_000_000)
+}
 
 /// Called by the NMI handler: true if the NMI is the injector's. Its only job
 /// is to end the `hlt`; the slow CPU then looks at CLOSE_REQUESTED itself. On the
@@ -68,6 +75,7 @@ impl IrqOffInjector {
     /// and the CPU goes lazy, as a real one would.
     pub fn start(cpu: usize, irqoff_us: u64, space: Option<Arc<AddressSpace>>) -> IrqOffInjector {
         SLOW_CPU.store(cpu, Ordering::Release);
+        SLOW_THREAD_DONE.store(false, Ordering::Release);
         let stop = Arc::new(AtomicBool::new(false));
         let mut slow = Builder::new("irqoff").priority(Priority::RealTime(3)).pin(cpu);
         if let Some(space) = space {
@@ -76,19 +84,16 @@ impl IrqOffInjector {
         let stop2 = stop.clone();
         let slow = slow.spawn(move || run_windows(cpu, &stop2));
         let apic_id = crate::smp::cpus()[cpu].apic_id;
-        let stop3 = stop.clone();
-        let timer = Builder::new("irqoff-timer")
-            .priority(Priority::RealTime(3))
-            .pin(0)
-            .spawn(move || end_windows(apic_id, irqoff_us, &stop3));
+        let timer =
+            Builder::new("irqoff-timer").priority(Priority::RealTime(3)).pin(0).spawn(move || end_windows(apic_id, irqoff_us));
         log::info!("fault: cpu{cpu} runs with interrupts off for {irqoff_us} us at a time");
         IrqOffInjector { stop, threads: [slow, timer] }
     }
 
+    /// Asks the slow thread to stop; it finishes its window first, and the
+    /// timer thread leaves only after it (see `end_windows`).
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
-        // The timer thread may be waiting for a window that will not open.
-        WINDOW_OPENED.complete();
         for thread in self.threads {
             thread.join();
         }
@@ -99,6 +104,13 @@ impl IrqOffInjector {
 /// The slow thread: open a window (interrupts off, `hlt` until asked to
 /// close), close it, run normally for 1 ms, again.
 fn run_windows(cpu: usize, stop: &AtomicBool) {
+    open_and_close_windows(cpu, stop);
+    // The timer thread may now leave: no window of ours will open again.
+    SLOW_THREAD_DONE.store(true, Ordering::Release);
+    WINDOW_OPENED.complete();
+}
+
+fn open_and_close_windows(cpu: usize, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         let window = OPENED.load(Ordering::Relaxed) + 1;
         interrupts::disable();
@@ -116,9 +128,10 @@ fn run_windows(cpu: usize, stop: &AtomicBool) {
         // Waking a thread on another CPU is fine with interrupts off (an
         // interrupt handler does the same).
         WINDOW_OPENED.complete();
-        // Halt until the timer thread asks for this window to close. An
-        // NMI that lands between the check and the hlt is no loss: the
-        // timer thread repeats it until CLOSED says so.
+        // Halt until the timer thread asks for this window to close. An NMI
+        // that lands between the check and the hlt is lost, but the timer
+        // thread repeats it until CLOSED says so: the window runs long by
+        // one retry interval (nmi_retry_ns), no more.
         while CLOSE_REQUESTED.load(Ordering::Acquire) < window {
             x86_64::instructions::hlt();
         }
@@ -131,21 +144,24 @@ fn run_windows(cpu: usize, stop: &AtomicBool) {
 
 /// The timer thread: for each window, sleep for its length, then end it with
 /// NMIs until the slow thread says it is closed.
-fn end_windows(apic_id: u32, irqoff_us: u64, stop: &AtomicBool) {
+fn end_windows(apic_id: u32, irqoff_us: u64) {
     loop {
         WINDOW_OPENED.wait();
-        if stop.load(Ordering::Acquire) {
-            return;
+        // Only once the slow thread has finished may this one leave: a
+        // window it opened just before it saw `stop` must still be ended,
+        // or the slow CPU would stay deaf for good.
+        if OPENED.load(Ordering::Acquire) == CLOSED.load(Ordering::Acquire) {
+            if SLOW_THREAD_DONE.load(Ordering::Acquire) {
+                return;
+            }
+            continue; // not open after all (the thread moved away, or a stale count)
         }
         crate::sched::sleep_ns(irqoff_us * 1000);
         let window = OPENED.load(Ordering::Acquire);
-        if window == CLOSED.load(Ordering::Acquire) {
-            continue; // not open after all (the thread moved away): nothing to end
-        }
         CLOSE_REQUESTED.store(window, Ordering::Release);
         while CLOSED.load(Ordering::Acquire) < window {
             crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
-            WINDOW_CLOSED.wait_until(crate::time::now_ns() + NMI_RETRY_NS);
+            WINDOW_CLOSED.wait_until(crate::time::now_ns() + nmi_retry_ns(irqoff_us));
         }
     }
 }

@@ -141,7 +141,9 @@ pub fn flush_for(space: &AddressSpace, request_gen: u64, flush_range: impl FnOnc
     }
     let local = state.loaded_gen.load(Ordering::Relaxed);
     let latest = space.tlb_gen();
-    if local >= latest {
+    // Up to date, or at least with this request (a newer change's initiator
+    // sends its own request, or finds us lazy and we catch up).
+    if local >= latest || request_gen <= local {
         return;
     }
     if request_gen == local + 1 && request_gen == latest {

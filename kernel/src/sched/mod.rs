@@ -349,6 +349,10 @@ pub fn sleep_ns(ns: u64) {
 /// it. Returns on a wake-up, at the deadline, or at once if `woken()` already
 /// holds; the caller checks its condition again.
 pub fn block_until(woken: &dyn Fn() -> bool, deadline_ns: u64) {
+    assert!(
+        interrupts::are_enabled() && preempt::count() == 0 && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0,
+        "block_until() where the thread may not sleep (interrupts off, preemption off, or in an interrupt)"
+    );
     let me = current();
     let sleeper_on = interrupts::without_interrupts(|| {
         me.set_state(State::Blocked);

@@ -4,9 +4,11 @@
 //! pointer to it on each target CPU's call queue and sends that CPU a
 //! CALL_FUNCTION IPI (only if its queue was empty: IPIs coalesce). Each target
 //! runs the function in its IPI handler and decrements the call's `pending`
-//! count; that decrement is the target's last touch of the descriptor. The
-//! caller waits until `pending` is zero, and only then may its stack frame,
-//! and the descriptor in it, go away.
+//! count; that decrement is the target's last touch of the descriptor (in
+//! `sleep` mode the last target also wakes the waiter and then sets
+//! `waiter_woken`, its last touch). The caller waits until `pending` is zero
+//! (in `sleep` mode, until `waiter_woken`), and only then may its stack
+//! frame, and the descriptor in it, go away.
 //!
 //! How the caller waits is the point of this module (`ipi_wait=`):
 //! - `spin`: preemption stays disabled from the enqueue to the last
@@ -179,7 +181,9 @@ pub struct CallDescriptor {
     offline: AtomicU64,
     /// Owned by the targets (a call nobody waits for): the last frees it.
     on_heap: bool,
-    /// A `sleep`-mode waiter, which the last target wakes (else null).
+    /// A `sleep`-mode waiter, which the last target wakes (else null). The
+    /// pointer carries a reference of its own (`Arc::into_raw`), which the
+    /// waiter takes back once the wait is over.
     waiter: AtomicPtr<Thread>,
     /// Set by the last target once it has woken the waiter: its last touch
     /// of the descriptor. A sleeping waiter leaves only after this, not after
@@ -233,28 +237,31 @@ impl CallDescriptor {
             drop(unsafe { Box::from_raw(descriptor as *mut HeapCall) });
         } else if !waiter.is_null() {
             // SAFETY: a sleeping waiter stays (and so does the descriptor)
-            // until `waiter_woken`, which only we set, below.
-            unsafe { Self::wake_waiter(call, waiter) };
+            // until `waiter_woken`, which only we set, in wake_waiter.
+            unsafe { Self::wake_waiter(descriptor, waiter) };
         }
     }
 
     /// The last target wakes a `sleep`-mode waiter.
     ///
     /// # Safety
-    /// `call` is alive and `waiter` is its waiting thread, still waiting.
-    unsafe fn wake_waiter(call: &CallDescriptor, waiter: *mut Thread) {
+    /// `descriptor` is alive and `waiter` is its waiting thread, still waiting.
+    unsafe fn wake_waiter(descriptor: *const CallDescriptor, waiter: *mut Thread) {
         // Our own reference: once `waiter_woken` is set the waiter may return,
         // and its thread exit, before `wake` below has finished with it.
-        // SAFETY: the waiter's thread is alive (it waits), so the pointer,
-        // taken from its Arc, may gain a reference.
+        // SAFETY: `waiter` came from Arc::into_raw, and the reference it
+        // carries is only given back after `waiter_woken`, so it is alive.
         let thread = unsafe {
             alloc::sync::Arc::increment_strong_count(waiter);
             alloc::sync::Arc::from_raw(waiter)
         };
+        // The last use of the descriptor: afterwards its frame may be gone.
+        // (A raw pointer, not a reference, so nothing claims it lives longer.)
+        // SAFETY: alive until this store, per the contract above.
+        unsafe { (*descriptor).waiter_woken.store(true, Ordering::Release) };
         // The waiter's side of this handshake is in sched::block_until: it
         // marks itself Blocked and then reads this flag, with a fence
         // between; here the flag is stored and then its state read (in wake).
-        call.waiter_woken.store(true, Ordering::Release);
         core::sync::atomic::fence(Ordering::SeqCst);
         sched::wake(&thread);
     }
@@ -341,8 +348,9 @@ impl<'f> CrossCall<'f> {
     pub fn new(name: &'static str, function: &'f (dyn Fn() + Sync)) -> CrossCall<'f> {
         let function: *const (dyn Fn() + Sync + 'f) = function;
         // SAFETY: only the lifetime is erased: the descriptor cannot outlive 'f
-        // (CrossCall borrows it), and targets use it only while it is pending,
-        // which ends before the CrossCall can be dropped (PendingCall waits).
+        // (CrossCall borrows it), and targets use it only until their last
+        // touch (see the module comment), which comes before the CrossCall
+        // can be dropped (PendingCall waits for it).
         let function: *const (dyn Fn() + Sync) = unsafe { core::mem::transmute(function) };
         CrossCall { descriptor: CallDescriptor::new(name, function, 0, false), _function: core::marker::PhantomData }
     }
@@ -372,11 +380,13 @@ impl<'f> CrossCall<'f> {
         self.descriptor.acknowledged.store(0, Ordering::Relaxed);
         self.descriptor.offline.store(0, Ordering::Relaxed);
         let mode = wait_mode();
-        let waiter = (mode == WaitMode::Sleep && remote.len() > 0).then(sched::current);
+        // A caller that holds preemption off itself (a count above our own 1)
+        // cannot block: it spins, and names no waiter.
+        let sleeps = mode == WaitMode::Sleep && remote.len() > 0 && preempt::count() == 1;
         self.descriptor.waiter_woken.store(false, Ordering::Relaxed);
         // Published to the targets by the enqueue (under their queue's lock).
-        let waiter_ptr = waiter.as_ref().map_or(core::ptr::null(), alloc::sync::Arc::as_ptr);
-        self.descriptor.waiter.store(waiter_ptr as *mut Thread, Ordering::Relaxed);
+        let waiter = if sleeps { alloc::sync::Arc::into_raw(sched::current()) } else { core::ptr::null() };
+        self.descriptor.waiter.store(waiter as *mut Thread, Ordering::Relaxed);
         enqueue_all(remote, &self.descriptor);
         local(me);
         if targets.contains(me) {
@@ -388,7 +398,7 @@ impl<'f> CrossCall<'f> {
         if mode != WaitMode::Spin {
             preempt::enable();
         }
-        PendingCall { call: self, remote, mode, started_by: me, _waiter: waiter }
+        PendingCall { call: self, remote, mode, started_by: me }
     }
 }
 
@@ -398,8 +408,6 @@ struct PendingCall<'c, 'f> {
     remote: CpuSet,
     mode: WaitMode,
     started_by: usize,
-    /// In `sleep` mode, the waiting thread, named in the descriptor.
-    _waiter: Option<alloc::sync::Arc<Thread>>,
 }
 
 static STUCK_REPORTS: AtomicU64 = AtomicU64::new(0);
@@ -429,8 +437,7 @@ impl PendingCall<'_, '_> {
                 reported = true;
                 next_report = now + REPORT_EVERY_MS * 1_000_000;
             }
-            // (A caller that holds preemption off itself cannot sleep: it spins.)
-            if self.mode == WaitMode::Sleep && now >= sleep_at && preempt::count() == 0 {
+            if self.sleeps() && now >= sleep_at {
                 // Until the last target wakes us, or it is time to report.
                 sched::block_until(&|| self.done(), next_report);
             } else {
@@ -440,19 +447,30 @@ impl PendingCall<'_, '_> {
         if reported {
             log::warn!("xcall: '{}' from cpu{} completed after {} ms", descriptor.name, self.started_by, (time::now_ns() - started) / 1_000_000);
         }
+        if self.sleeps() {
+            let waiter = descriptor.waiter.swap(core::ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: the reference start() put in the descriptor; every
+            // target is done with it (done() held).
+            drop(unsafe { alloc::sync::Arc::from_raw(waiter) });
+        }
         if self.mode == WaitMode::Spin {
             preempt::enable();
         }
+    }
+
+    /// Whether this wait blocks after its first `SPIN_BEFORE_SLEEP_NS`.
+    fn sleeps(&self) -> bool {
+        !self.call.descriptor.waiter.load(Ordering::Relaxed).is_null()
     }
 
     /// Every target has acknowledged, and (in `sleep` mode) the last one is
     /// done waking us: the descriptor is ours alone again.
     fn done(&self) -> bool {
         let descriptor = &self.call.descriptor;
-        if descriptor.waiter.load(Ordering::Relaxed).is_null() {
-            descriptor.pending.load(Ordering::Acquire) == 0
-        } else {
+        if self.sleeps() {
             descriptor.waiter_woken.load(Ordering::Acquire)
+        } else {
+            descriptor.pending.load(Ordering::Acquire) == 0
         }
     }
 
