@@ -370,7 +370,14 @@ pub fn block_until(woken: &dyn Fn() -> bool, deadline_ns: u64) {
         // Woken before the deadline: take the timer entry back (from the CPU
         // it was added on; this thread may have moved since), so it neither
         // wakes this thread later for nothing nor piles up.
-        cpu_scheduler(cpu).sleepers.lock_irqsave().retain(|(_, thread)| !Arc::ptr_eq(thread, &me));
+        interrupts::without_interrupts(|| {
+            cpu_scheduler(cpu).sleepers.lock().retain(|(_, thread)| !Arc::ptr_eq(thread, &me));
+            // Still here: the timer need not fire for the entry just taken.
+            // (Elsewhere, that CPU's timer fires once for nothing.)
+            if cpu == percpu::cpu_number() {
+                program_timer();
+            }
+        });
     }
 }
 
