@@ -68,6 +68,7 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::acpi::madt::TESTS,
     crate::arch::x86::lapic::TESTS,
     crate::smp::TESTS,
+    crate::smp::cpu_set::TESTS,
     crate::smp::park::TESTS,
     crate::sched::tests::TESTS,
     crate::smp::call_tests::TESTS,

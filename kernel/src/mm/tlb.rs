@@ -24,7 +24,8 @@ use x86_64::VirtAddr;
 use x86_64::instructions::tlb;
 
 use super::address_space::AddressSpace;
-use crate::smp::call::{CpuSet, CrossCall};
+use crate::smp::CpuSet;
+use crate::smp::call::CrossCall;
 
 /// Linux's `tlb_single_page_flush_ceiling`.
 pub const FLUSH_CEILING: usize = 33;
@@ -56,7 +57,7 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
             let mut targets = space.active_cpus();
             targets.remove(me);
             if skip_remote {
-                targets = CpuSet::default(); // fault injection: the bug the torture must catch
+                targets = CpuSet::new(); // fault injection: the bug the torture must catch
             }
             targets
         },

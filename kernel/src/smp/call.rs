@@ -39,6 +39,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
+use super::cpu_set::{AtomicCpuSet, CpuSet};
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::sched::preempt;
@@ -59,44 +60,6 @@ pub fn set_wait_mode(mode: WaitMode) {
 
 pub fn wait_mode() -> WaitMode {
     if SPIN_MODE.load(Ordering::Relaxed) { WaitMode::Spin } else { WaitMode::Preempt }
-}
-
-/// A set of CPUs by number (this kernel manages at most 64).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuSet(pub u64);
-
-impl CpuSet {
-    pub fn single(cpu: usize) -> CpuSet {
-        CpuSet(1 << cpu)
-    }
-
-    pub fn all_online() -> CpuSet {
-        let mut set = CpuSet::default();
-        for cpu in super::cpus().iter().filter(|c| c.state() == super::ApState::Online) {
-            set.insert(cpu.number);
-        }
-        set
-    }
-
-    pub fn insert(&mut self, cpu: usize) {
-        self.0 |= 1 << cpu;
-    }
-
-    pub fn remove(&mut self, cpu: usize) {
-        self.0 &= !(1 << cpu);
-    }
-
-    pub fn contains(self, cpu: usize) -> bool {
-        cpu < 64 && self.0 & (1 << cpu) != 0
-    }
-
-    pub fn len(self) -> usize {
-        self.0.count_ones() as usize
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..64).filter(move |&cpu| self.contains(cpu))
-    }
 }
 
 /// One CPU's queue of calls to run; lives in its `PerCpu`.
@@ -144,9 +107,9 @@ pub struct CallDescriptor {
     /// Targets that have not finished the call yet.
     pending: AtomicUsize,
     /// The targets that finished, for reports about the ones that did not.
-    acknowledged: AtomicU64,
+    acknowledged: AtomicCpuSet,
     /// The targets that were offline: acknowledged without running the call.
-    offline: AtomicU64,
+    offline: AtomicCpuSet,
     /// Owned by the targets (a call nobody waits for): the last frees it.
     on_heap: bool,
 }
@@ -157,8 +120,8 @@ impl CallDescriptor {
             name,
             function,
             pending: AtomicUsize::new(pending),
-            acknowledged: AtomicU64::new(0),
-            offline: AtomicU64::new(0),
+            acknowledged: AtomicCpuSet::new(),
+            offline: AtomicCpuSet::new(),
             on_heap,
         }
     }
@@ -176,7 +139,7 @@ impl CallDescriptor {
     /// `cpu` is offline and will not run the call: acknowledged on its behalf.
     fn acknowledge_offline(descriptor: *const CallDescriptor, cpu: usize) {
         // SAFETY: still pending (this acknowledgement is outstanding), so alive.
-        unsafe { &*descriptor }.offline.fetch_or(1 << cpu, Ordering::Relaxed);
+        unsafe { &*descriptor }.offline.insert(cpu, Ordering::Relaxed);
         Self::acknowledge(descriptor, cpu);
     }
 
@@ -185,7 +148,7 @@ impl CallDescriptor {
         // SAFETY: as in run(): still pending, so still alive.
         let call = unsafe { &*descriptor };
         let on_heap = call.on_heap; // read before the acknowledgement: afterwards it may be gone
-        call.acknowledged.fetch_or(1 << cpu, Ordering::Relaxed);
+        call.acknowledged.insert(cpu, Ordering::Relaxed);
         if call.pending.fetch_sub(1, Ordering::AcqRel) == 1 && on_heap {
             // SAFETY: nobody waits for a heap call; we were its last target.
             drop(unsafe { Box::from_raw(descriptor as *mut HeapCall) });
@@ -290,8 +253,8 @@ impl<'f> CrossCall<'f> {
     pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Offline> {
         self.start(choose, local).wait();
         // Every target has acknowledged: the descriptor is ours alone again.
-        let offline = CpuSet(self.descriptor.offline.load(Ordering::Relaxed));
-        if offline.len() == 0 { Ok(()) } else { Err(Offline { cpus: offline }) }
+        let offline = self.descriptor.offline.load(Ordering::Relaxed);
+        if offline.is_empty() { Ok(()) } else { Err(Offline { cpus: offline }) }
     }
 
     fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
@@ -302,8 +265,8 @@ impl<'f> CrossCall<'f> {
         let mut remote = targets;
         remote.remove(me);
         self.descriptor.pending.store(remote.len(), Ordering::Release);
-        self.descriptor.acknowledged.store(0, Ordering::Relaxed);
-        self.descriptor.offline.store(0, Ordering::Relaxed);
+        self.descriptor.acknowledged.clear(Ordering::Relaxed);
+        self.descriptor.offline.clear(Ordering::Relaxed);
         enqueue_all(remote, &self.descriptor);
         local(me);
         if targets.contains(me) {
@@ -368,7 +331,7 @@ impl PendingCall<'_, '_> {
     /// call, and where it is (its RIP, sampled with an NMI).
     fn report_stuck(&self, waited_ms: u64) {
         let descriptor = &self.call.descriptor;
-        let acknowledged = CpuSet(descriptor.acknowledged.load(Ordering::Relaxed));
+        let acknowledged = descriptor.acknowledged.load(Ordering::Relaxed);
         for cpu in self.remote.iter().filter(|&cpu| !acknowledged.contains(cpu)) {
             STUCK_REPORTS.fetch_add(1, Ordering::Relaxed);
             let state = if queue_of(cpu).holds(descriptor) { "not started: interrupts off?" } else { "still running it" };

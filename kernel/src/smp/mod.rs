@@ -23,6 +23,7 @@ pub mod bench;
 pub mod park;
 pub mod call;
 pub mod call_tests;
+pub mod cpu_set;
 pub mod stuck_cpu;
 mod timeline;
 mod trampoline;
@@ -45,6 +46,7 @@ use crate::args::{self, SmpMode};
 use crate::mm::stack::KernelStack;
 use crate::percpu::{self, PerCpu};
 use crate::time;
+pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 pub use park::park_all;
 use trampoline::{ApStartEntry, Trampoline};
 
@@ -177,13 +179,17 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
             lapic::get().mode().name()
         );
     }
-    // CPU sets are 64-bit masks (smp::call::CpuSet).
-    const MAX_CPUS: usize = 64;
+    // CPU sets have room for MAX_CPUS (see cpu_set.rs for the choice).
     if enabled.len() > MAX_CPUS {
-        log::warn!("smp: {} CPUs enabled; this kernel manages at most {MAX_CPUS}", enabled.len());
+        log::warn!(
+            "smp: the firmware lists {} startable CPUs, more than this kernel's MAX_CPUS ({MAX_CPUS}, smp/cpu_set.rs); \
+             managing the first {MAX_CPUS} and leaving {} out",
+            enabled.len(),
+            enabled.len() - MAX_CPUS
+        );
     }
     let wanted = args.max_cpus.unwrap_or(usize::MAX).min(enabled.len()).min(MAX_CPUS);
-    if wanted < enabled.len() {
+    if wanted < enabled.len().min(MAX_CPUS) {
         log::info!("smp: maxcpus={}: not starting {} of the {} enabled CPUs", wanted, enabled.len() - wanted, enabled.len());
     }
     let mut cpus = Vec::with_capacity(wanted);
