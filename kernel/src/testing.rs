@@ -67,7 +67,7 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::time::timer::TESTS,
     crate::acpi::madt::TESTS,
     crate::arch::x86::lapic::TESTS,
-    crate::smp::TESTS,
+    crate::smp::tests::TESTS,
     crate::smp::cpu_set::TESTS,
     crate::smp::park::TESTS,
     crate::sched::tests::TESTS,
