@@ -49,6 +49,7 @@ use crate::percpu::{self, PerCpu};
 use crate::time;
 pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 pub use park::park_all;
+pub use timeline::Phases;
 use trampoline::{ApStartEntry, Trampoline};
 
 /// Kernel stack of an AP's boot thread (its idle loop, later the scheduler's).
@@ -155,13 +156,15 @@ pub struct BringUp {
     pub mode: SmpMode,
     /// CPUs online afterwards, the boot CPU included.
     pub online: usize,
-    /// CPUs that were meant to be online, the boot CPU included.
+    /// CPUs that were meant to be online: the boot CPU and the APs chosen.
     pub wanted: usize,
     pub elapsed_ns: u64,
     /// TSC at the start, the base of the timeline.
     pub start_tsc: u64,
     /// Worst TSC warp seen by the synchronisation check, in cycles (None: skipped).
     pub tsc_warp: Option<u64>,
+    /// Where the time went.
+    pub phases: Phases,
 }
 
 /// Prepares every AP's stack and per-CPU data, installs the trampoline, and
@@ -193,6 +196,7 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     if wanted < enabled.len().min(MAX_CPUS) {
         log::info!("smp: maxcpus={}: not starting {} of the {} enabled CPUs", wanted, enabled.len() - wanted, enabled.len());
     }
+    let memory_before = memory_in_use();
     let mut cpus = Vec::with_capacity(wanted);
     // Numbered in MADT order (the boot CPU first), without the CPUs left out.
     for (number, entry) in enabled[..wanted].iter().enumerate() {
@@ -230,6 +234,19 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     }
     let result = bring_up(args.smp);
     report(&result);
+    let (heap, frames) = memory_in_use();
+    log::debug!(
+        "smp: {} CPUs took {} KiB of heap and {} KiB of frames (per-CPU data, stacks, idle threads)",
+        result.wanted,
+        (heap - memory_before.0) / 1024,
+        (frames - memory_before.1) * 4
+    );
+}
+
+/// (heap bytes in use, frames in use): what bring-up costs, for the log.
+fn memory_in_use() -> (usize, usize) {
+    let (free, total) = crate::mm::frame::counts();
+    (crate::mm::heap::used(), total - free)
 }
 
 /// Builds the table each AP searches for its APIC id and installs the
@@ -270,7 +287,7 @@ pub fn report(result: &BringUp) {
         }
         None => log::info!("smp: TSC check skipped (tsc=reliable)"),
     }
-    timeline::print(result.start_tsc);
+    timeline::print(result.start_tsc, &result.phases);
 }
 
 fn delay_after_sipi() {
@@ -362,8 +379,9 @@ fn give_up_on_stragglers(targets: &[&Cpu], waiting_since: u64) {
 }
 
 /// Kicks `targets`, waits for them to call in, runs the TSC check with all
-/// that did, and waits for them to go online.
-fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
+/// that did, and waits for them to go online. Returns the TSC check's worst
+/// warp and where the time went.
+fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> (Option<u64>, Phases) {
     let timeout = |since: u64| since + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
     let kicked_at = rdtsc();
     kick(trampoline, targets);
@@ -385,7 +403,7 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> Option<u64> {
         // running yet: threads pinned to it until it is will move elsewhere.
         log::warn!("smp: CPU {} is online but its scheduler did not start within {} ms", cpu.number, AP_TIMEOUT_MS);
     }
-    warp
+    (warp, Phases::of(targets, kicked_at, rdtsc()))
 }
 
 /// Runs `f` on the boot CPU: bring-up and parking are driven from there (the
@@ -402,31 +420,40 @@ fn on_boot_cpu<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
 
 /// Brings every AP that is not online up, in `mode`.
 pub fn bring_up(mode: SmpMode) -> BringUp {
-    on_boot_cpu(move || bring_up_here(mode))
+    bring_up_first(mode, usize::MAX)
 }
 
-fn bring_up_here(mode: SmpMode) -> BringUp {
+/// Brings up those of the APs numbered 1 to `count` that are not online:
+/// `bench=smp` times bring-ups of different sizes.
+pub fn bring_up_first(mode: SmpMode, count: usize) -> BringUp {
+    on_boot_cpu(move || bring_up_here(mode, count))
+}
+
+fn bring_up_here(mode: SmpMode, count: usize) -> BringUp {
     let smp = SMP.get().expect("smp::bring_up() before smp::init()");
-    let targets: Vec<&Cpu> = smp.cpus[1..].iter().filter(|c| c.state() != ApState::Online).collect();
+    let chosen = &smp.cpus[1..smp.cpus.len().min(count.saturating_add(1))];
+    let targets: Vec<&Cpu> = chosen.iter().filter(|c| c.state() != ApState::Online).collect();
     let start_tsc = rdtsc();
     let worse = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let mut worst_warp = None;
+    let (mut worst_warp, mut phases) = (None, Phases::default());
     if let Some(trampoline) = &smp.trampoline {
-        match mode {
-            SmpMode::Parallel => worst_warp = start(trampoline, &targets),
-            SmpMode::Serial => {
-                for cpu in &targets {
-                    worst_warp = worse(worst_warp, start(trampoline, core::slice::from_ref(cpu)));
-                }
-            }
+        // Parallel: one group of every target. Serial: one group per target.
+        let groups: Vec<&[&Cpu]> = match mode {
+            SmpMode::Parallel => alloc::vec![&targets[..]],
+            SmpMode::Serial => targets.iter().map(core::slice::from_ref).collect(),
+        };
+        for group in groups {
+            let (warp, spent) = start(trampoline, group);
+            worst_warp = worse(worst_warp, warp);
+            phases.add(&spent);
         }
     }
     let elapsed_ns = time::tsc_to_ns(rdtsc() - start_tsc);
     let online = smp.cpus.iter().filter(|c| c.state() == ApState::Online).count();
-    BringUp { mode, online, wanted: smp.cpus.len(), elapsed_ns, start_tsc, tsc_warp: worst_warp }
+    BringUp { mode, online, wanted: 1 + chosen.len(), elapsed_ns, start_tsc, tsc_warp: worst_warp, phases }
 }
 
 /// Wakes the boot CPU, which sleeps until this AP moves on to its next state.
