@@ -388,16 +388,20 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> (Option<u64>, Phases) {
     wait_until(targets, |cpu| !matches!(cpu.state(), ApState::Kicked | ApState::Alive), timeout(kicked_at));
     give_up_on_stragglers(targets, kicked_at);
     let called_in: Vec<&Cpu> = targets.iter().copied().filter(|c| c.state() == ApState::CalledIn).collect();
-    let released_at = rdtsc();
     let warp = tsc_sync::run_with(&called_in, |cpu| cpu.set_state_and_wake(ApState::Released));
+    // The timeout counts from the end of the check, not from the release: with
+    // far more CPUs than host cores, every CPU spinning in the check must be
+    // run by the host once more after its end to leave it, which can take
+    // longer than the timeout (docs/smp.md) without any CPU being stuck.
+    let checked_at = rdtsc();
     // Done: online with its scheduler running (or failed).
     let running = |cpu: &Cpu| match cpu.state() {
         ApState::Released => false,
         ApState::Online => crate::sched::is_started_on(cpu.number),
         _ => true,
     };
-    wait_until(&called_in, running, timeout(released_at));
-    give_up_on_stragglers(&called_in, released_at);
+    wait_until(&called_in, running, timeout(checked_at));
+    give_up_on_stragglers(&called_in, checked_at);
     for cpu in called_in.iter().filter(|c| c.state() == ApState::Online && !crate::sched::is_started_on(c.number)) {
         // Online (it won the race with the give-up), but its scheduler is not
         // running yet: threads pinned to it until it is will move elsewhere.
