@@ -26,12 +26,27 @@ use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::PhysAddr;
 
 use super::frame;
-use crate::smp::call::CpuSet;
+use crate::smp::{AtomicCpuSet, CpuSet};
 use crate::sync::SpinLock;
 
 pub struct AddressSpace {
     level4: PhysFrame,
-    active: AtomicU64,
+    /// `active_cpus`, changed with SeqCst atomic read-modify-writes. The set
+    /// is a bitmap of several words, and reading it is not a snapshot of all
+    /// of them at one instant; the join-before-CR3 / leave-after protocol does
+    /// not need one. It is a promise about each CPU alone, and each CPU's bit
+    /// lives in one word, which that CPU changes with one locked instruction
+    /// (`LOCK OR` to join, `LOCK AND` to leave), a full barrier on x86. A
+    /// shootdown's `next_tlb_gen` (a `LOCK XADD`) and fence come after its
+    /// page-table store, so the store is visible everywhere before it reads
+    /// any word. For a joining CPU's word,
+    /// that read comes either after the locked OR, and sees the bit, or before
+    /// it, and then the store was visible before the OR, so the joiner's CR3
+    /// load and table walks, which follow its OR, see the new entry. A
+    /// leaving CPU clears its bit only after its CR3 write (which dropped the
+    /// space's translations), so a clear bit read in any word is safe to skip.
+    /// Other CPUs' updates of other words change none of this.
+    active: AtomicCpuSet,
     /// Bumped by every shootdown of this space, after its page-table change
     /// (Linux: `mm->context.tlb_gen`).
     tlb_gen: AtomicU64,
@@ -68,12 +83,12 @@ impl AddressSpace {
                 new[i] = kernel[i].clone();
             }
         }
-        AddressSpace { level4, active: AtomicU64::new(0), tlb_gen: AtomicU64::new(0), edit: SpinLock::new(()) }
+        AddressSpace { level4, active: AtomicCpuSet::new(), tlb_gen: AtomicU64::new(0), edit: SpinLock::new(()) }
     }
 
     /// The CPUs where this space is loaded (see the module comment).
     pub fn active_cpus(&self) -> CpuSet {
-        CpuSet(self.active.load(Ordering::SeqCst))
+        self.active.load(Ordering::SeqCst)
     }
 
     /// The space's latest TLB generation.
@@ -147,14 +162,14 @@ impl AddressSpace {
     /// # Safety
     /// Interrupts are off, and `previous` is the space this CPU had loaded (if any).
     pub unsafe fn load(&self, cpu: usize, previous: Option<&AddressSpace>) -> u64 {
-        self.active.fetch_or(1 << cpu, Ordering::SeqCst);
+        self.active.insert(cpu, Ordering::SeqCst);
         // After joining: a change this read misses sees us in the set.
         let generation = self.tlb_gen.load(Ordering::SeqCst);
         // SAFETY: the upper half matches the kernel's, so the running code and
         // stack stay mapped across the switch.
         unsafe { Cr3::write(self.level4, Cr3Flags::empty()) };
         if let Some(previous) = previous {
-            previous.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
+            previous.active.remove(cpu, Ordering::SeqCst);
         }
         generation
     }
@@ -164,7 +179,7 @@ impl AddressSpace {
     /// Removes `cpu` from the set without touching CR3: for a CPU that was
     /// restarted (INIT) and runs on the kernel's tables already.
     pub fn forget_cpu(&self, cpu: usize) {
-        self.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
+        self.active.remove(cpu, Ordering::SeqCst);
     }
 }
 
@@ -175,14 +190,14 @@ impl AddressSpace {
 pub unsafe fn load_kernel_tables(kernel: PhysFrame, cpu: usize, space: &AddressSpace) {
     // SAFETY: the kernel's tables map everything the kernel runs on.
     unsafe { Cr3::write(kernel, Cr3Flags::empty()) };
-    space.active.fetch_and(!(1 << cpu), Ordering::SeqCst);
+    space.active.remove(cpu, Ordering::SeqCst);
 }
 
 impl Drop for AddressSpace {
     /// Frees the lower half's page tables (not the frames they map: those
     /// belong to whoever mapped them) and the level-4 table.
     fn drop(&mut self) {
-        assert_eq!(self.active.load(Ordering::SeqCst), 0, "an address space was dropped while loaded");
+        assert!(self.active.load(Ordering::SeqCst).is_empty(), "an address space was dropped while loaded");
         fn free_tables(frame: PhysFrame, level: u8) {
             // SAFETY: a page table of this space, no longer reachable by any CPU.
             let entries = unsafe { &*table(frame) };
@@ -244,7 +259,7 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
         .join();
         seen.push((cpu.number, value.load(Ordering::Acquire)));
     }
-    crate::smp::call::call_on_many(crate::smp::call::CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload)
+    crate::smp::call::call_on_many(CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload)
         .map_err(|e| alloc::format!("{e:?}"))?;
     // SAFETY: only this test used the page.
     let unmapped = unsafe { super::paging::unmap(page) };

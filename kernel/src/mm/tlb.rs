@@ -29,7 +29,8 @@ use x86_64::instructions::tlb;
 
 use super::address_space::AddressSpace;
 use super::lazy_tlb;
-use crate::smp::call::{CpuSet, CrossCall};
+use crate::smp::CpuSet;
+use crate::smp::call::CrossCall;
 
 /// Linux's `tlb_single_page_flush_ceiling`.
 pub const FLUSH_CEILING: usize = 33;
@@ -76,17 +77,15 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
             // seen here or sees the new generation (lazy_tlb's comment).
             request_gen.store(space.next_tlb_gen(), Ordering::Relaxed);
             fence(Ordering::SeqCst);
-            let mut targets = space.active_cpus();
-            targets.remove(me);
-            let lazy = targets.iter().filter(|&cpu| lazy_tlb::is_lazy(cpu)).fold(CpuSet::default(), |mut set, cpu| {
-                set.insert(cpu);
-                set
-            });
-            for cpu in lazy.iter() {
-                targets.remove(cpu);
+            let mut active = space.active_cpus();
+            active.remove(me);
+            let mut lazy = CpuSet::default();
+            for cpu in active.iter().filter(|&cpu| lazy_tlb::is_lazy(cpu)) {
+                lazy.insert(cpu);
             }
+            let mut targets = active.difference(&lazy);
             if skip_remote {
-                targets = CpuSet::default(); // fault injection: the bug the torture must catch
+                targets = CpuSet::new(); // fault injection: the bug the torture must catch
             }
             FLUSH_IPIS_SENT.fetch_add(targets.len() as u64, Ordering::Relaxed);
             FLUSH_IPIS_SAVED.fetch_add(lazy.len() as u64, Ordering::Relaxed);

@@ -31,7 +31,8 @@ use crate::arch::x86::cpu;
 use crate::fault::IrqOffInjector;
 use crate::sched::bench::percentile;
 use crate::sched::{Builder, JoinHandle, Priority, preempt, sleep_ns};
-use crate::smp::call::{self, CpuSet, WaitMode};
+use crate::smp::CpuSet;
+use crate::smp::call::{self, WaitMode};
 use crate::symbols::Demangled;
 use crate::{smp, time};
 

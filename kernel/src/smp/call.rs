@@ -46,6 +46,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize
 
 use x86_64::instructions::interrupts;
 
+use super::cpu_set::{AtomicCpuSet, CpuSet};
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::sched::{self, Thread, preempt};
@@ -93,44 +94,6 @@ pub fn wait_mode() -> WaitMode {
 /// CPU costs only this much spinning.
 pub const SPIN_BEFORE_SLEEP_NS: u64 = 50_000;
 
-/// A set of CPUs by number (this kernel manages at most 64).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuSet(pub u64);
-
-impl CpuSet {
-    pub fn single(cpu: usize) -> CpuSet {
-        CpuSet(1 << cpu)
-    }
-
-    pub fn all_online() -> CpuSet {
-        let mut set = CpuSet::default();
-        for cpu in super::cpus().iter().filter(|c| c.state() == super::ApState::Online) {
-            set.insert(cpu.number);
-        }
-        set
-    }
-
-    pub fn insert(&mut self, cpu: usize) {
-        self.0 |= 1 << cpu;
-    }
-
-    pub fn remove(&mut self, cpu: usize) {
-        self.0 &= !(1 << cpu);
-    }
-
-    pub fn contains(self, cpu: usize) -> bool {
-        cpu < 64 && self.0 & (1 << cpu) != 0
-    }
-
-    pub fn len(self) -> usize {
-        self.0.count_ones() as usize
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..64).filter(move |&cpu| self.contains(cpu))
-    }
-}
-
 /// One CPU's queue of calls to run; lives in its `PerCpu`.
 pub struct CallQueue {
     calls: SpinLock<VecDeque<*const CallDescriptor>>,
@@ -176,9 +139,9 @@ pub struct CallDescriptor {
     /// Targets that have not finished the call yet.
     pending: AtomicUsize,
     /// The targets that finished, for reports about the ones that did not.
-    acknowledged: AtomicU64,
+    acknowledged: AtomicCpuSet,
     /// The targets that were offline: acknowledged without running the call.
-    offline: AtomicU64,
+    offline: AtomicCpuSet,
     /// Owned by the targets (a call nobody waits for): the last frees it.
     on_heap: bool,
     /// A `sleep`-mode waiter, which the last target wakes (else null). The
@@ -197,8 +160,8 @@ impl CallDescriptor {
             name,
             function,
             pending: AtomicUsize::new(pending),
-            acknowledged: AtomicU64::new(0),
-            offline: AtomicU64::new(0),
+            acknowledged: AtomicCpuSet::new(),
+            offline: AtomicCpuSet::new(),
             on_heap,
             waiter: AtomicPtr::new(core::ptr::null_mut()),
             waiter_woken: AtomicBool::new(false),
@@ -218,7 +181,7 @@ impl CallDescriptor {
     /// `cpu` is offline and will not run the call: acknowledged on its behalf.
     fn acknowledge_offline(descriptor: *const CallDescriptor, cpu: usize) {
         // SAFETY: still pending (this acknowledgement is outstanding), so alive.
-        unsafe { &*descriptor }.offline.fetch_or(1 << cpu, Ordering::Relaxed);
+        unsafe { &*descriptor }.offline.insert(cpu, Ordering::Relaxed);
         Self::acknowledge(descriptor, cpu);
     }
 
@@ -228,7 +191,7 @@ impl CallDescriptor {
         let call = unsafe { &*descriptor };
         // Read before the acknowledgement: afterwards the descriptor may be gone.
         let (on_heap, waiter) = (call.on_heap, call.waiter.load(Ordering::Relaxed));
-        call.acknowledged.fetch_or(1 << cpu, Ordering::Relaxed);
+        call.acknowledged.insert(cpu, Ordering::Relaxed);
         if call.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
@@ -365,8 +328,8 @@ impl<'f> CrossCall<'f> {
     pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Offline> {
         self.start(choose, local).wait();
         // Every target has acknowledged: the descriptor is ours alone again.
-        let offline = CpuSet(self.descriptor.offline.load(Ordering::Relaxed));
-        if offline.len() == 0 { Ok(()) } else { Err(Offline { cpus: offline }) }
+        let offline = self.descriptor.offline.load(Ordering::Relaxed);
+        if offline.is_empty() { Ok(()) } else { Err(Offline { cpus: offline }) }
     }
 
     fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
@@ -377,8 +340,8 @@ impl<'f> CrossCall<'f> {
         let mut remote = targets;
         remote.remove(me);
         self.descriptor.pending.store(remote.len(), Ordering::Release);
-        self.descriptor.acknowledged.store(0, Ordering::Relaxed);
-        self.descriptor.offline.store(0, Ordering::Relaxed);
+        self.descriptor.acknowledged.clear(Ordering::Relaxed);
+        self.descriptor.offline.clear(Ordering::Relaxed);
         let mode = wait_mode();
         // A caller that holds preemption off itself (a count above our own 1)
         // cannot block: it spins, and names no waiter.
@@ -478,7 +441,7 @@ impl PendingCall<'_, '_> {
     /// call, and where it is (its RIP, sampled with an NMI).
     fn report_stuck(&self, waited_ms: u64) {
         let descriptor = &self.call.descriptor;
-        let acknowledged = CpuSet(descriptor.acknowledged.load(Ordering::Relaxed));
+        let acknowledged = descriptor.acknowledged.load(Ordering::Relaxed);
         for cpu in self.remote.iter().filter(|&cpu| !acknowledged.contains(cpu)) {
             STUCK_REPORTS.fetch_add(1, Ordering::Relaxed);
             let state = if queue_of(cpu).holds(descriptor) { "not started: interrupts off?" } else { "still running it" };

@@ -7,7 +7,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
-use super::call::{self, CpuSet, WaitMode};
+use super::CpuSet;
+use super::call::{self, WaitMode};
 use crate::mm::tlb_tests::Random;
 use crate::sched::{Builder, Priority, sleep_ns};
 use crate::testing::{KernelTest, TestResult};
@@ -23,8 +24,8 @@ struct Counts {
 /// A random non-empty set of online CPUs.
 fn random_set(random: &mut Random) -> CpuSet {
     let online = CpuSet::all_online();
-    let set = CpuSet(random.next() & online.0);
-    if set.len() > 0 {
+    let set = CpuSet::from_words(core::array::from_fn(|_| random.next())).intersection(&online);
+    if !set.is_empty() {
         return set;
     }
     let nth = random.next() as usize % online.len();

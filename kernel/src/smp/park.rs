@@ -203,7 +203,7 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     back.join();
     crate::ensure!(seen.load(Ordering::Acquire) == 2, "the restarted CPU read generation {} after the shootdown", seen.load(Ordering::Acquire));
 
-    crate::smp::call::call_on_many(crate::smp::call::CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload)
+    crate::smp::call::call_on_many(crate::smp::CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload)
         .map_err(|e| alloc::format!("{e:?}"))?;
     if let Some(frame) = space.unmap(page) {
         retired.push(frame);
