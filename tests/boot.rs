@@ -618,6 +618,7 @@ fn the_tlb_torture_runs_100000_shootdowns_per_mode_on_sixteen_cpus() {
     .expect(Outcome::KernelSuccess)
     .expect_line("test: tlb_torture: 100000 shootdowns in Spin mode, no stale read")
     .expect_line("test: tlb_torture: 100000 shootdowns in Preempt mode, no stale read")
+    .expect_line("test: tlb_torture: 100000 shootdowns in Sleep mode, no stale read")
     .expect_line("1 passed, 0 failed");
 }
 
