@@ -91,6 +91,11 @@ impl AddressSpace {
         self.active.load(Ordering::SeqCst)
     }
 
+    /// Whether `cpu` has this space loaded (one word read, not the whole set).
+    pub fn is_active_on(&self, cpu: usize) -> bool {
+        self.active.contains(cpu, Ordering::SeqCst)
+    }
+
     /// The space's latest TLB generation.
     pub fn tlb_gen(&self) -> u64 {
         self.tlb_gen.load(Ordering::Acquire)

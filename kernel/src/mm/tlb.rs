@@ -93,7 +93,7 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
         },
         // Only this CPU changes its own bit, and it cannot move meanwhile.
         |me| {
-            if space.active_cpus().contains(me) {
+            if space.is_active_on(me) {
                 x86_64::instructions::interrupts::without_interrupts(flush);
             }
         },

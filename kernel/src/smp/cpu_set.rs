@@ -308,9 +308,12 @@ fn atomic_set_concurrent_updates() -> TestResult {
     use alloc::sync::Arc;
     let shared = Arc::new(AtomicCpuSet::new());
     let online = CpuSet::all_online();
-    // A CPU's number and the same number moved up by 64 and 128: with few CPUs
-    // the updates still fall in several words, and several CPUs share each.
-    let bits = |cpu: usize| [cpu, cpu + 64, cpu + 128];
+    // Each CPU owns three bits, its number and that number moved up by n and
+    // 2n (n CPUs): no two CPUs share a bit (a lost update would be hidden by
+    // another writer of the same bit), and with few CPUs the bits still fall
+    // in several words. With more than MAX_CPUS / 3 CPUs, one bit each.
+    let n = crate::smp::cpus().len();
+    let bits = move |cpu: usize| if 3 * n <= MAX_CPUS { [cpu, cpu + n, cpu + 2 * n] } else { [cpu; 3] };
     for round in 0..200 {
         let shared2 = shared.clone();
         let flip = move || {

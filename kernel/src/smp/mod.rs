@@ -238,8 +238,8 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     log::debug!(
         "smp: {} CPUs took {} KiB of heap and {} KiB of frames (per-CPU data, stacks, idle threads)",
         result.wanted,
-        (heap - memory_before.0) / 1024,
-        (frames - memory_before.1) * 4
+        heap.saturating_sub(memory_before.0) / 1024,
+        frames.saturating_sub(memory_before.1) * 4
     );
 }
 
