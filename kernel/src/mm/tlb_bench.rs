@@ -58,18 +58,24 @@ struct HaltedThreads {
 }
 
 impl HaltedThreads {
+    /// Returns once every thread runs (until then its CPU may still be lazy).
     fn start(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) -> HaltedThreads {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = cpus
+        let running = Arc::new(AtomicU64::new(0));
+        let threads: Vec<JoinHandle> = cpus
             .map(|cpu| {
-                let stop = stop.clone();
+                let (stop, running) = (stop.clone(), running.clone());
                 Builder::new("halted").pin(cpu).address_space(space.clone()).spawn(move || {
+                    running.fetch_add(1, Ordering::AcqRel);
                     while !stop.load(Ordering::Acquire) {
                         x86_64::instructions::hlt();
                     }
                 })
             })
             .collect();
+        while running.load(Ordering::Acquire) < threads.len() as u64 {
+            sleep_ns(100_000);
+        }
         HaltedThreads { stop, threads }
     }
 
