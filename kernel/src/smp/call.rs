@@ -88,11 +88,13 @@ pub fn wait_mode() -> WaitMode {
     }
 }
 
-/// How long a `sleep`-mode waiter spins before it blocks: a few IPI round
-/// trips to an idle CPU (about 10-30 us under TCG here), so a call that is
-/// answered at once costs no context switch, and one that waits for a slow
-/// CPU costs only this much spinning.
-pub const SPIN_BEFORE_SLEEP_NS: u64 = 50_000;
+/// How long a `sleep`-mode waiter spins before it blocks: longer than a call
+/// to a halted CPU takes (40-130 us under TCG here, `bench=tlb`'s cost
+/// lines), so a call that is answered at once costs no sleep and wake-up,
+/// and one that waits for a slow CPU costs only this much spinning. (At
+/// 50 us the waiter slept and was woken for most calls to a halted CPU:
+/// thousands of vCPU halts and host wake-ups a second, and a worse tail.)
+pub const SPIN_BEFORE_SLEEP_NS: u64 = 200_000;
 
 /// One CPU's queue of calls to run; lives in its `PerCpu`.
 pub struct CallQueue {
