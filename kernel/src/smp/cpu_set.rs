@@ -23,17 +23,18 @@
 //!
 //! **Cost.** Walking a set visits each word once and each member once
 //! ([`CpuSet::iter`] takes the lowest set bit with `trailing_zeros`, as
-//! Linux's `for_each_cpu` does with `find_next_bit`), so an empty word costs one
-//! test and 255 CPUs cost 4 words. What "all CPUs" really costs is the work
-//! done per member: a cross-CPU call to every CPU takes each target's queue
-//! lock and writes the ICR once per target (docs/smp.md measures it).
+//! Linux's `for_each_cpu` does with `find_next_bit`): an empty word costs one
+//! test, so any walk is 8 tests plus one step per member. What "all CPUs"
+//! really costs is the work done per member: a cross-CPU call to every CPU
+//! takes each target's queue lock and writes the ICR once per target
+//! (docs/smp.md measures it).
 //!
 //! **Atomic sets are not snapshots.** [`AtomicCpuSet::load`] reads the words
 //! one after another, so it is not the set as it was at one instant. No user
 //! needs that: each CPU's membership lives in exactly one word, changed only by
 //! atomic read-modify-writes on that word, so what holds for one CPU with a
 //! one-word mask (it joined before or after my read of its bit) still holds
-//! for each CPU of the bitmap (see `AddressSpace::load`).
+//! for each CPU of the bitmap (see `AddressSpace.active`).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -233,7 +233,7 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
         return;
     }
     let result = bring_up(args.smp);
-    report(&result);
+    timeline::report(&result);
     let (heap, frames) = memory_in_use();
     log::debug!(
         "smp: {} CPUs took {} KiB of heap and {} KiB of frames (per-CPU data, stacks, idle threads)",
@@ -264,30 +264,6 @@ fn install_trampoline(cpus: &[Cpu]) -> Option<Trampoline> {
         None => log::warn!("smp: no free page below 1 MiB for the AP trampoline; continuing with the boot CPU only"),
     }
     trampoline
-}
-
-/// Prints the summary line (always), the TSC check, and the timeline (debug).
-pub fn report(result: &BringUp) {
-    log::info!(
-        "smp: {} of {} CPUs online in {} us ({})",
-        result.online,
-        result.wanted,
-        result.elapsed_ns / 1000,
-        result.mode.name()
-    );
-    match result.tsc_warp {
-        Some(warp) => {
-            let message = alloc::format!(
-                "smp: TSC check: worst warp between CPUs {} cycles ({} ns) over {} us",
-                warp,
-                time::tsc_to_ns(warp),
-                tsc_sync::CHECK_DURATION_US
-            );
-            if warp == 0 { log::info!("{message}") } else { log::warn!("{message}: the TSCs are not synchronised") }
-        }
-        None => log::info!("smp: TSC check skipped (tsc=reliable)"),
-    }
-    timeline::print(result.start_tsc, &result.phases);
 }
 
 fn delay_after_sipi() {

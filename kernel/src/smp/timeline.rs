@@ -1,11 +1,12 @@
-//! The bring-up timeline: when each CPU reached each phase, printed at
-//! `log=debug` as a table of microseconds since the bring-up began, and
-//! where the time of a whole bring-up went, phase by phase.
+//! What a bring-up reports: the summary line, the TSC check's result, where
+//! the time went phase by phase, and the timeline, when each CPU reached each
+//! phase, printed at `log=debug` as a table of microseconds since the
+//! bring-up began.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{ApState, Cpu, PhaseTimes, cpus};
+use super::{ApState, BringUp, Cpu, PhaseTimes, cpus, tsc_sync};
 use crate::time;
 
 /// Where a bring-up's time went, in nanoseconds. The boot CPU starts a group
@@ -72,7 +73,31 @@ impl Phases {
     }
 }
 
-pub fn print(start_tsc: u64, phases: &Phases) {
+/// Prints the summary line (always), the TSC check, and the timeline (debug).
+pub fn report(result: &BringUp) {
+    log::info!(
+        "smp: {} of {} CPUs online in {} us ({})",
+        result.online,
+        result.wanted,
+        result.elapsed_ns / 1000,
+        result.mode.name()
+    );
+    match result.tsc_warp {
+        Some(warp) => {
+            let message = alloc::format!(
+                "smp: TSC check: worst warp between CPUs {} cycles ({} ns) over {} us",
+                warp,
+                time::tsc_to_ns(warp),
+                tsc_sync::CHECK_DURATION_US
+            );
+            if warp == 0 { log::info!("{message}") } else { log::warn!("{message}: the TSCs are not synchronised") }
+        }
+        None => log::info!("smp: TSC check skipped (tsc=reliable)"),
+    }
+    print(result.start_tsc, &result.phases);
+}
+
+fn print(start_tsc: u64, phases: &Phases) {
     if !log::log_enabled!(log::Level::Debug) {
         return;
     }
