@@ -25,13 +25,22 @@ impl Run {
     }
 
     fn expect_line(&self, text: &str) -> &Self {
-        assert!(self.serial.lines().any(|line| line.contains(text)), "no line contains {text:?}; {}", self.explain());
+        assert!(
+            self.serial.lines().any(|line| line.contains(text)),
+            "no line contains {text:?}; {}",
+            self.explain()
+        );
         self
     }
 
     /// Checks that `text` occurs exactly `times` times in the serial output.
     fn expect_count(&self, text: &str, times: usize) -> &Self {
-        assert_eq!(self.count(text), times, "{text:?} does not occur {times} times; {}", self.explain());
+        assert_eq!(
+            self.count(text),
+            times,
+            "{text:?} does not occur {times} times; {}",
+            self.explain()
+        );
         self
     }
 
@@ -69,7 +78,9 @@ fn cause_lines(serial: &str) -> Vec<&str> {
     serial
         .lines()
         .filter(|line| {
-            line.contains(" ... FAILED") || line.starts_with("---- kernel panic") || line.starts_with("panic: ")
+            line.contains(" ... FAILED")
+                || line.starts_with("---- kernel panic")
+                || line.starts_with("panic: ")
         })
         .collect()
 }
@@ -91,7 +102,8 @@ fn a_failure_names_its_cause_before_the_serial_output() {
 
 fn boot_with(config: RunConfig) -> Run {
     let config = RunConfig { timeout: Some(config.timeout.unwrap_or(TIMEOUT)), ..config };
-    let (outcome, serial) = boot::run(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
+    let (outcome, serial) =
+        boot::run(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
     Run { outcome, serial }
 }
 
@@ -99,7 +111,8 @@ fn boot_with(config: RunConfig) -> Run {
 /// two more seconds, then stops QEMU. The outcome is `TimedOut` if the kernel
 /// was still running (as a halted kernel should be).
 fn boot_until(config: RunConfig, text: &str) -> Run {
-    let mut qemu = boot::RunningQemu::start(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
+    let mut qemu = boot::RunningQemu::start(&config, true)
+        .unwrap_or_else(|error| panic!("cannot boot: {error}"));
     let seen = qemu.wait_for_output(text, TIMEOUT);
     std::thread::sleep(Duration::from_secs(2));
     let (outcome, serial) = qemu.finish(Some(Duration::ZERO)).unwrap();
@@ -123,7 +136,10 @@ fn expect_all_kernel_tests_pass(run: &Run) {
     let closing = run
         .serial
         .lines()
-        .find(|l| l.ends_with(" passed, 0 failed") || (l.contains(" passed, 0 failed, ") && l.ends_with(" skipped")))
+        .find(|l| {
+            l.ends_with(" passed, 0 failed")
+                || (l.contains(" passed, 0 failed, ") && l.ends_with(" skipped"))
+        })
         .unwrap_or_else(|| panic!("no closing line; {}", run.explain()));
     let passed: usize = closing.split(' ').next().unwrap().parse().unwrap();
     assert!(passed >= 10, "only {passed} kernel tests ran; {}", run.explain());
@@ -231,7 +247,9 @@ fn a_page_fault_is_reported_readably() {
 fn a_double_fault_from_stack_overflow_is_reported_from_its_ist_stack() {
     boot(Firmware::Bios, 1, &["test=crash_double_fault"])
         .expect(Outcome::KernelFailure)
-        .expect_line("double fault (on its IST stack) (#DF, vector 8), error code 0x0, at RIP 0xffff")
+        .expect_line(
+            "double fault (on its IST stack) (#DF, vector 8), error code 0x0, at RIP 0xffff",
+        )
         .expect_line("panic: context: cpu0, exception handler (vector 8)")
         // The faulting RIP is in the recursion, and CR2 is just below the stack pointer: the guard page.
         .expect_line("RIP 0xffff")
@@ -255,28 +273,37 @@ fn running_out_of_heap_is_a_clear_panic() {
 
 #[test]
 fn then_halt_idles_until_stopped() {
-    boot_until(RunConfig { cpus: 1, ..RunConfig::default() }, "boot: halting (then=halt)").expect(Outcome::TimedOut);
+    boot_until(RunConfig { cpus: 1, ..RunConfig::default() }, "boot: halting (then=halt)")
+        .expect(Outcome::TimedOut);
 }
 
 #[test]
 fn the_runner_timeout_kills_qemu_with_status_124() {
-    let run = boot_with(RunConfig { cpus: 1, timeout: Some(Duration::from_secs(3)), ..RunConfig::default() });
+    let run = boot_with(RunConfig {
+        cpus: 1,
+        timeout: Some(Duration::from_secs(3)),
+        ..RunConfig::default()
+    });
     run.expect(Outcome::TimedOut);
     assert_eq!(Outcome::TimedOut.exit_code(), 124);
 }
 
 #[test]
 fn qemu_failing_is_reported_with_its_own_message() {
-    let run = boot_with(RunConfig { qemu_args: vec!["-no-such-option".into()], ..RunConfig::default() });
+    let run =
+        boot_with(RunConfig { qemu_args: vec!["-no-such-option".into()], ..RunConfig::default() });
     match run.outcome {
-        Outcome::QemuFailed { message, .. } => assert!(message.contains("no-such-option"), "{message}"),
+        Outcome::QemuFailed { message, .. } => {
+            assert!(message.contains("no-such-option"), "{message}")
+        }
         other => panic!("expected QEMU to fail, got {other:?}"),
     }
 }
 
 #[test]
 fn a_missing_qemu_says_what_to_install() {
-    let config = RunConfig { qemu_binary: "/nonexistent/qemu-system-x86_64".into(), ..RunConfig::default() };
+    let config =
+        RunConfig { qemu_binary: "/nonexistent/qemu-system-x86_64".into(), ..RunConfig::default() };
     let error = boot::run(&config, true).expect_err("a missing QEMU must be a setup error");
     assert!(error.0.contains("apt-get install qemu-system-x86"), "{error}");
 }
@@ -309,7 +336,8 @@ fn expect_smp_summary(run: &Run, online: u32, wanted: u32, mode: &str) {
     );
 }
 
-const SMP_TESTS: &str = "test=smp_all_cpus_online,smp_percpu_holds_own_apic_id,smp_every_cpu_answers_an_ipi";
+const SMP_TESTS: &str =
+    "test=smp_all_cpus_online,smp_percpu_holds_own_apic_id,smp_every_cpu_answers_an_ipi";
 
 #[test]
 fn bios_eight_cpus_come_up_in_parallel() {
@@ -341,7 +369,11 @@ fn bios_255_cpus_come_up_in_parallel() {
 
 #[test]
 fn bios_255_cpus_come_up_serially_and_park_and_restart() {
-    let run = boot(Firmware::Bios, MANY_CPUS, &["smp=serial", &format!("{MANY_CPU_TESTS},smp_park_and_bring_up_again")]);
+    let run = boot(
+        Firmware::Bios,
+        MANY_CPUS,
+        &["smp=serial", &format!("{MANY_CPU_TESTS},smp_park_and_bring_up_again")],
+    );
     run.expect(Outcome::KernelSuccess).expect_line("7 passed, 0 failed");
     expect_smp_summary(&run, MANY_CPUS, MANY_CPUS, "serial");
 }
@@ -366,8 +398,12 @@ fn maxcpus_two_brings_up_exactly_two() {
 fn a_bad_maxcpus_is_warned_about() {
     boot(Firmware::Bios, 2, &["maxcpus=0", "smp=sideways", "then=exit"])
         .expect(Outcome::KernelSuccess)
-        .expect_line("warning: kernel argument maxcpus=0 is not valid (accepted: a number of CPUs from 1 up")
-        .expect_line("warning: kernel argument smp=sideways is not valid (accepted: parallel, serial)")
+        .expect_line(
+            "warning: kernel argument maxcpus=0 is not valid (accepted: a number of CPUs from 1 up",
+        )
+        .expect_line(
+            "warning: kernel argument smp=sideways is not valid (accepted: parallel, serial)",
+        )
         .expect_line("smp: 2 of 2 CPUs online in");
 }
 
@@ -410,7 +446,9 @@ fn gave_up_after_ms(run: &Run, warning: &str) -> u64 {
         .find_map(|line| line.split_once(warning))
         .and_then(|(_, rest)| rest.strip_suffix(" ms); continuing without it"))
         .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no line {warning:?} N ms); continuing without it; {}", run.explain()))
+        .unwrap_or_else(|| {
+            panic!("no line {warning:?} N ms); continuing without it; {}", run.explain())
+        })
 }
 
 #[test]
@@ -442,12 +480,17 @@ fn the_tsc_check_reports_its_worst_warp_unless_skipped() {
 
 /// The report's lines about the other CPUs, e.g. "panic:   cpu2 stopped by NMI at RIP ...".
 fn stopped_cpus(run: &Run) -> Vec<String> {
-    run.serial.lines().filter(|l| l.contains("panic:   cpu") && l.contains(" stopped")).map(String::from).collect()
+    run.serial
+        .lines()
+        .filter(|l| l.contains("panic:   cpu") && l.contains(" stopped"))
+        .map(String::from)
+        .collect()
 }
 
 #[test]
 fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
-    let config = RunConfig { cpus: 4, kernel_args: vec!["then=panic".into()], ..RunConfig::default() };
+    let config =
+        RunConfig { cpus: 4, kernel_args: vec!["then=panic".into()], ..RunConfig::default() };
     // panic=halt never exits: the run is stopped after the halt line, still halted.
     let run = boot_until(config, "panic: halting (sti; hlt)");
     run.expect(Outcome::TimedOut)
@@ -459,7 +502,12 @@ fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
         .expect_count("---- kernel panic", 1);
     assert_eq!(stopped_cpus(&run).len(), 3, "not 3 CPUs listed as stopped; {}", run.explain());
     let last = run.serial.lines().last().unwrap_or("");
-    assert_eq!(last, "panic: halting (sti; hlt)", "the report did not end with the halt line; {}", run.explain());
+    assert_eq!(
+        last,
+        "panic: halting (sti; hlt)",
+        "the report did not end with the halt line; {}",
+        run.explain()
+    );
 }
 
 /// Boots 4 CPUs with `kernel_args`, waits until the panic report ends with
@@ -478,15 +526,25 @@ fn assert_halt_is_quiet(kernel_args: &[&str]) {
     // test= a panic exits), and a panic= in `kernel_args` still wins, as the
     // kernel lets later words override earlier ones.
     let args = std::iter::once("panic=halt").chain(kernel_args.iter().copied());
-    let config = RunConfig { cpus: 4, kernel_args: args.map(String::from).collect(), ..RunConfig::default() };
-    let mut qemu = boot::RunningQemu::start(&config, true).unwrap_or_else(|error| panic!("cannot boot: {error}"));
+    let config = RunConfig {
+        cpus: 4,
+        kernel_args: args.map(String::from).collect(),
+        ..RunConfig::default()
+    };
+    let mut qemu = boot::RunningQemu::start(&config, true)
+        .unwrap_or_else(|error| panic!("cannot boot: {error}"));
     let halted = qemu.wait_for_output("panic: halting (sti; hlt)", TIMEOUT);
     let used = halted.then(|| boot::panic_bench::cpu_use(qemu.pid(), Duration::from_secs(3)));
     let (outcome, serial) = qemu.finish(Some(Duration::ZERO)).unwrap();
     let run = Run { outcome, serial };
     assert!(halted, "the kernel never printed the halt line; {}", run.explain());
-    let used = used.unwrap().unwrap_or_else(|error| panic!("cannot read QEMU's CPU time: {error}; {}", run.explain()));
-    eprintln!("halted with {kernel_args:?}: QEMU used {:.3}% of one host core", used.from_schedstat);
+    let used = used
+        .unwrap()
+        .unwrap_or_else(|error| panic!("cannot read QEMU's CPU time: {error}; {}", run.explain()));
+    eprintln!(
+        "halted with {kernel_args:?}: QEMU used {:.3}% of one host core",
+        used.from_schedstat
+    );
     assert!(
         used.from_schedstat < 10.0,
         "QEMU used {:.3}% of a host core after the halt line, expected under 10%; {}",
@@ -507,7 +565,9 @@ fn a_halted_panic_leaves_the_host_idle() {
 #[test]
 fn a_panic_storm_gives_one_report_and_lists_every_other_cpu() {
     let run = boot(Firmware::Bios, 4, &["test=crash_panic_storm"]);
-    run.expect(Outcome::KernelFailure).expect_line("panic: panic storm: cpu").expect_count("---- kernel panic", 1);
+    run.expect(Outcome::KernelFailure)
+        .expect_line("panic: panic storm: cpu")
+        .expect_count("---- kernel panic", 1);
     let owner: usize = run.serial.split("---- kernel panic on cpu").nth(1).unwrap()[..1]
         .parse()
         .unwrap_or_else(|_| panic!("no CPU number after 'kernel panic on cpu'; {}", run.explain()));
@@ -550,7 +610,11 @@ fn panic_with_a_timeout_reboots() {
 
 #[test]
 fn panic_spin_keeps_the_busy_loop_and_bad_values_are_refused() {
-    let config = RunConfig { cpus: 1, kernel_args: vec!["then=panic".into(), "panic=spin".into()], ..RunConfig::default() };
+    let config = RunConfig {
+        cpus: 1,
+        kernel_args: vec!["then=panic".into(), "panic=spin".into()],
+        ..RunConfig::default()
+    };
     boot_until(config, "panic: spinning (panic=spin").expect(Outcome::TimedOut);
     boot(Firmware::Bios, 1, &["panic=0", "then=exit"])
         .expect(Outcome::KernelSuccess)
@@ -565,12 +629,16 @@ spinlock_counter_under_contention,sched_preempt_tracer_records_longest_span";
 
 #[test]
 fn the_scheduler_tests_pass_on_eight_cpus() {
-    boot(Firmware::Bios, 8, &[SCHED_TESTS]).expect(Outcome::KernelSuccess).expect_line("7 passed, 0 failed");
+    boot(Firmware::Bios, 8, &[SCHED_TESTS])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("7 passed, 0 failed");
 }
 
 #[test]
 fn the_scheduler_tests_pass_on_one_cpu() {
-    boot(Firmware::Bios, 1, &[SCHED_TESTS]).expect(Outcome::KernelSuccess).expect_line("7 passed, 0 failed");
+    boot(Firmware::Bios, 1, &[SCHED_TESTS])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("7 passed, 0 failed");
 }
 
 #[test]
@@ -637,7 +705,8 @@ fn the_tlb_torture_catches_a_missing_shootdown() {
     }
     run.expect(Outcome::KernelFailure).expect_line("test tlb_torture_short ... FAILED (");
     assert!(
-        run.serial.contains("after the shootdown for generation") || run.serial.contains("read the frame of page"),
+        run.serial.contains("after the shootdown for generation")
+            || run.serial.contains("read the frame of page"),
         "the failure is not a stale read; {}",
         run.explain()
     );
@@ -662,18 +731,39 @@ fn bench_tlb_shows_what_the_host_did_to_each_vcpu_thread() {
         let block = host_block(&run, label);
         let explain = || format!("HOST block for {label}: {block:#?}; {}", run.explain());
         assert!(block.len() >= 6, "too short; {}", explain());
-        assert!(block[0].contains(" wall_ms=") && block[0].contains(" host_busy="), "{}", explain());
+        assert!(
+            block[0].contains(" wall_ms=") && block[0].contains(" host_busy="),
+            "{}",
+            explain()
+        );
         assert!(block[0].ends_with("threads: multi-threaded TCG, 4 vCPU threads"), "{}", explain());
         for cpu in 0..4 {
-            let lines = block.iter().filter(|l| l.contains(&format!("thread=\"CPU {cpu}/TCG\" run_ms="))).count();
+            let lines = block
+                .iter()
+                .filter(|l| l.contains(&format!("thread=\"CPU {cpu}/TCG\" run_ms=")))
+                .count();
             assert_eq!(lines, 1, "CPU {cpu}/TCG is not on exactly one line; {}", explain());
         }
         assert!(block.iter().any(|l| l.contains("(main loop) run_ms=")), "{}", explain());
-        let summary = block.iter().find(|l| l.starts_with(&format!("HOST {label} vcpus: busiest run="))).copied().unwrap_or_default();
-        assert!(summary.contains(", others run<=") && summary.contains("; main loop run="), "no vCPU summary; {}", explain());
+        let summary = block
+            .iter()
+            .find(|l| l.starts_with(&format!("HOST {label} vcpus: busiest run=")))
+            .copied()
+            .unwrap_or_default();
+        assert!(
+            summary.contains(", others run<=") && summary.contains("; main loop run="),
+            "no vCPU summary; {}",
+            explain()
+        );
         let probe = block.last().unwrap();
-        let expected = format!("HOST {label} host thread wake-up (the floor under any guest wake-up): samples=");
-        assert!(probe.starts_with(&expected) && probe.contains(" p99_us="), "no host wake-up line last; {}", explain());
+        let expected = format!(
+            "HOST {label} host thread wake-up (the floor under any guest wake-up): samples="
+        );
+        assert!(
+            probe.starts_with(&expected) && probe.contains(" p99_us="),
+            "no host wake-up line last; {}",
+            explain()
+        );
     }
 }
 
@@ -687,7 +777,8 @@ fn the_tlb_torture_catches_a_lazy_cpu_that_does_not_catch_up() {
         .expect("three boots with fault=skip_lazy_catch_up passed the torture");
     run.expect_line("test tlb_torture_short ... FAILED (");
     assert!(
-        run.serial.contains("after the shootdown for generation") || run.serial.contains("read the frame of page"),
+        run.serial.contains("after the shootdown for generation")
+            || run.serial.contains("read the frame of page"),
         "the failure is not a stale read; {}",
         run.explain()
     );
@@ -712,19 +803,29 @@ fn a_panic_with_ipis_pending_runs_nothing_after_the_report() {
     };
     let run = boot_until(config, "panic: halting (sti; hlt)");
     // Still halted when stopped: the canary would have exited QEMU with success.
-    run.expect(Outcome::TimedOut).expect_line("panic: panicking with a reschedule IPI and a call IPI pending");
-    run.expect_count("canary: a thread ran after the panic", 0).expect_count("xcall: a cross-CPU call ran after the panic", 0);
+    run.expect(Outcome::TimedOut)
+        .expect_line("panic: panicking with a reschedule IPI and a call IPI pending");
+    run.expect_count("canary: a thread ran after the panic", 0)
+        .expect_count("xcall: a cross-CPU call ran after the panic", 0);
     let last = run.serial.lines().last().unwrap_or("");
-    assert_eq!(last, "panic: halting (sti; hlt)", "something printed after the halt line; {}", run.explain());
+    assert_eq!(
+        last,
+        "panic: halting (sti; hlt)",
+        "something printed after the halt line; {}",
+        run.explain()
+    );
 }
 
 #[test]
 fn a_cpu_panicking_before_its_percpu_data_is_reported() {
-    let config = RunConfig { cpus: 4, kernel_args: vec!["fault=ap_panic:2".into()], ..RunConfig::default() };
+    let config =
+        RunConfig { cpus: 4, kernel_args: vec!["fault=ap_panic:2".into()], ..RunConfig::default() };
     let run = boot_until(config, "panic: halting (cli; hlt: this CPU has no interrupt table yet)");
     run.expect(Outcome::TimedOut)
         .expect_line("---- kernel panic on the CPU with APIC id 2 (no per-CPU data yet) ----")
-        .expect_line("panic: fault=ap_panic:2: panicking before this CPU's per-CPU data is installed")
+        .expect_line(
+            "panic: fault=ap_panic:2: panicking before this CPU's per-CPU data is installed",
+        )
         .expect_line("panic: context: an AP starting up, before its per-CPU data was installed")
         .expect_count("---- kernel panic", 1);
 }

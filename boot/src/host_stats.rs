@@ -76,7 +76,8 @@ pub fn parse_comm(text: &str) -> String {
 pub fn parse_proc_stat(text: &str) -> Option<HostCpu> {
     let mut lines = text.lines();
     let first = lines.next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = first.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let ticks: Vec<u64> =
+        first.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let total: u64 = ticks.iter().sum();
     let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
     let cpus = lines.take_while(|l| l.starts_with("cpu")).count();
@@ -89,7 +90,8 @@ pub fn parse_loadavg(text: &str) -> Option<f64> {
 }
 
 fn read_thread(task: &std::path::Path) -> Option<ThreadStat> {
-    let (run_ns, wait_ns, slices) = parse_schedstat(&std::fs::read_to_string(task.join("schedstat")).ok()?)?;
+    let (run_ns, wait_ns, slices) =
+        parse_schedstat(&std::fs::read_to_string(task.join("schedstat")).ok()?)?;
     let name = parse_comm(&std::fs::read_to_string(task.join("comm")).ok()?);
     Some(ThreadStat { name, run_ns, wait_ns, slices })
 }
@@ -141,7 +143,8 @@ impl ThreadDelta {
 /// QEMU names its vCPU threads `CPU N/TCG` (multi-threaded TCG), `CPU N/KVM`,
 /// or `ALL CPUs/TCG` (single-threaded TCG: one thread runs every vCPU).
 pub fn is_vcpu_thread(name: &str) -> bool {
-    name.starts_with("CPU ") && (name.ends_with("/TCG") || name.ends_with("/KVM")) || name == "ALL CPUs/TCG"
+    name.starts_with("CPU ") && (name.ends_with("/TCG") || name.ends_with("/KVM"))
+        || name == "ALL CPUs/TCG"
 }
 
 /// What happened between two snapshots.
@@ -194,7 +197,10 @@ pub fn interval(before: &Snapshot, after: &Snapshot) -> Interval {
         .map(|(&tid, now)| thread_delta(tid, after.pid, now, before.threads.get(&tid)))
         .collect();
     threads.sort_by(|a, b| b.run_ns.cmp(&a.run_ns).then(b.wait_ns.cmp(&a.wait_ns)));
-    let ended = before.threads.iter().filter(|(tid, b)| !after.threads.get(tid).is_some_and(|now| continues(b, now)));
+    let ended = before
+        .threads
+        .iter()
+        .filter(|(tid, b)| !after.threads.get(tid).is_some_and(|now| continues(b, now)));
     Interval {
         wall: after.taken.saturating_duration_since(before.taken),
         threads,
@@ -216,7 +222,8 @@ fn ms(ns: u64) -> u64 {
 
 /// Which threading the vCPU thread names show.
 pub fn vcpu_threading(threads: &[ThreadDelta]) -> String {
-    let named = |t: &&ThreadDelta, suffix: &str| t.name.starts_with("CPU ") && t.name.ends_with(suffix);
+    let named =
+        |t: &&ThreadDelta, suffix: &str| t.name.starts_with("CPU ") && t.name.ends_with(suffix);
     let count = |suffix: &str| threads.iter().filter(|t| named(t, suffix)).count();
     if threads.iter().any(|t| t.name == "ALL CPUs/TCG") {
         "single-threaded TCG (one thread runs every vCPU)".into()
@@ -238,7 +245,8 @@ fn count_of(n: usize, noun: &str) -> String {
 /// is the host's busy time that was not QEMU's: other processes, this runner.
 fn host_fields(host: HostCpu, qemu_ns: u64, wall_ns: u64) -> String {
     // Ticks are summed over all CPUs: as a time on one core, 100% is one host core.
-    let one_core_ns = |ticks: u64| (ticks as f64 * host.cpus as f64 / host.total as f64 * wall_ns as f64) as u64;
+    let one_core_ns =
+        |ticks: u64| (ticks as f64 * host.cpus as f64 / host.total as f64 * wall_ns as f64) as u64;
     let busy_ns = one_core_ns(host.busy);
     format!(
         " host_cpus={} host_busy={} qemu_run={} other={} steal={}",
@@ -289,8 +297,10 @@ fn idle_line(label: &str, idle: &[&ThreadDelta]) -> String {
             None => names.push((t.name.clone(), 1)),
         }
     }
-    let names: Vec<String> =
-        names.iter().map(|(n, c)| if *c == 1 { format!("\"{n}\"") } else { format!("{c} \"{n}\"") }).collect();
+    let names: Vec<String> = names
+        .iter()
+        .map(|(n, c)| if *c == 1 { format!("\"{n}\"") } else { format!("{c} \"{n}\"") })
+        .collect();
     format!(
         "HOST {label} {} (run and wait <{IDLE_PERCENT}% each: {}) run_ms={} wait_ms={}",
         count_of(idle.len(), "idle thread"),
@@ -310,7 +320,11 @@ fn summary(label: &str, iv: &Interval, wall_ns: u64) -> String {
             line += &format!("busiest run={} wait={}", pct(busiest.run_ns), pct(busiest.wait_ns));
             if !others.is_empty() {
                 let max = |f: fn(&&ThreadDelta) -> u64| others.iter().map(f).max().unwrap_or(0);
-                line += &format!(", others run<={} wait<={}", pct(max(|t| t.run_ns)), pct(max(|t| t.wait_ns)));
+                line += &format!(
+                    ", others run<={} wait<={}",
+                    pct(max(|t| t.run_ns)),
+                    pct(max(|t| t.wait_ns))
+                );
             }
         }
     }
@@ -326,7 +340,8 @@ fn summary(label: &str, iv: &Interval, wall_ns: u64) -> String {
 /// of the interval's wall time: 100% is one host core for the whole interval.
 pub fn report(label: &str, iv: &Interval) -> Vec<String> {
     let wall_ns = iv.wall.as_nanos().max(1) as u64;
-    let (idle, busy): (Vec<&ThreadDelta>, Vec<&ThreadDelta>) = iv.threads.iter().partition(|t| is_idle(t, wall_ns));
+    let (idle, busy): (Vec<&ThreadDelta>, Vec<&ThreadDelta>) =
+        iv.threads.iter().partition(|t| is_idle(t, wall_ns));
     let mut lines = vec![header(label, iv, wall_ns)];
     lines.extend(busy.iter().map(|t| thread_line(label, t, wall_ns)));
     if !idle.is_empty() {
@@ -334,7 +349,9 @@ pub fn report(label: &str, iv: &Interval) -> Vec<String> {
     }
     if iv.ended > 0 {
         let ended = count_of(iv.ended, "thread");
-        lines.push(format!("HOST {label} {ended} ended during the interval; their time is not counted"));
+        lines.push(format!(
+            "HOST {label} {ended} ended during the interval; their time is not counted"
+        ));
     }
     lines.push(summary(label, iv, wall_ns));
     lines
@@ -395,7 +412,8 @@ impl Watcher {
 
     fn end(&mut self, label: &str) -> Vec<String> {
         let after = snapshot(self.pid);
-        let probe = self.probes.remove(label).map(|probe| crate::wakeup_probe::line(label, &probe.stop()));
+        let probe =
+            self.probes.remove(label).map(|probe| crate::wakeup_probe::line(label, &probe.stop()));
         let mut lines = self.thread_report(label, after);
         lines.extend(probe);
         lines
@@ -403,10 +421,14 @@ impl Watcher {
 
     fn thread_report(&mut self, label: &str, after: Result<Snapshot, String>) -> Vec<String> {
         match (self.open.remove(label), after) {
-            (None, _) => vec![format!("HOST {label} unavailable: no 'HOSTSTAT begin {label}' came before this end")],
+            (None, _) => vec![format!(
+                "HOST {label} unavailable: no 'HOSTSTAT begin {label}' came before this end"
+            )],
             (Some(Ok(before)), Ok(after)) => report(label, &interval(&before, &after)),
             (Some(Err(why)), _) | (Some(Ok(_)), Err(why)) => {
-                vec![format!("HOST {label} unavailable: {why} (per-thread figures need Linux's /proc)")]
+                vec![format!(
+                    "HOST {label} unavailable: {why} (per-thread figures need Linux's /proc)"
+                )]
             }
         }
     }
@@ -417,21 +439,38 @@ mod tests {
     use super::*;
 
     fn thread(name: &str, run_ms: u64, wait_ms: u64, slices: u64) -> ThreadStat {
-        ThreadStat { name: name.into(), run_ns: run_ms * 1_000_000, wait_ns: wait_ms * 1_000_000, slices }
+        ThreadStat {
+            name: name.into(),
+            run_ns: run_ms * 1_000_000,
+            wait_ns: wait_ms * 1_000_000,
+            slices,
+        }
     }
 
     fn snap(taken: Instant, threads: &[(u32, ThreadStat)], host: Option<HostCpu>) -> Snapshot {
-        Snapshot { taken, pid: 100, threads: threads.iter().cloned().collect(), host, load: Some(1.5) }
+        Snapshot {
+            taken,
+            pid: 100,
+            threads: threads.iter().cloned().collect(),
+            host,
+            load: Some(1.5),
+        }
     }
 
     #[test]
     fn schedstat_comm_and_proc_files_parse() {
-        assert_eq!(parse_schedstat("8047713600 1028745138 40332\n"), Some((8047713600, 1028745138, 40332)));
+        assert_eq!(
+            parse_schedstat("8047713600 1028745138 40332\n"),
+            Some((8047713600, 1028745138, 40332))
+        );
         assert_eq!(parse_schedstat("12 34\n"), None);
         assert_eq!(parse_schedstat("x 1 2\n"), None);
         assert_eq!(parse_comm("CPU 1/TCG\n"), "CPU 1/TCG");
         let stat = "cpu  100 5 50 800 20 1 2 7 0 0\ncpu0 50 2 25 400 10 0 1 3 0 0\ncpu1 50 3 25 400 10 1 1 4 0 0\nintr 1\n";
-        assert_eq!(parse_proc_stat(stat), Some(HostCpu { busy: 165, total: 985, steal: 7, cpus: 2 }));
+        assert_eq!(
+            parse_proc_stat(stat),
+            Some(HostCpu { busy: 165, total: 985, steal: 7, cpus: 2 })
+        );
         assert_eq!(parse_proc_stat("intr 1\n"), None);
         assert_eq!(parse_proc_stat("cpu  1 2 3\n"), None);
         assert_eq!(parse_loadavg("2.10 2.26 3.29 2/83 4181\n"), Some(2.10));
@@ -452,14 +491,22 @@ mod tests {
         let t0 = Instant::now();
         let before = snap(
             t0,
-            &[(100, thread("qemu-system-x86", 10, 1, 5)), (101, thread("CPU 0/TCG", 100, 10, 50)),
-              (102, thread("worker", 5, 0, 3)), (103, thread("worker", 7, 0, 3))],
+            &[
+                (100, thread("qemu-system-x86", 10, 1, 5)),
+                (101, thread("CPU 0/TCG", 100, 10, 50)),
+                (102, thread("worker", 5, 0, 3)),
+                (103, thread("worker", 7, 0, 3)),
+            ],
             Some(HostCpu { busy: 1000, total: 2000, steal: 0, cpus: 2 }),
         );
         let after = snap(
             t0 + Duration::from_millis(1000),
-            &[(100, thread("qemu-system-x86", 30, 2, 9)), (101, thread("CPU 0/TCG", 900, 60, 90)),
-              (103, thread("CPU 1/TCG", 400, 0, 10)), (104, thread("worker", 3, 1, 2))],
+            &[
+                (100, thread("qemu-system-x86", 30, 2, 9)),
+                (101, thread("CPU 0/TCG", 900, 60, 90)),
+                (103, thread("CPU 1/TCG", 400, 0, 10)),
+                (104, thread("worker", 3, 1, 2)),
+            ],
             Some(HostCpu { busy: 1190, total: 2200, steal: 4, cpus: 2 }),
         );
         let iv = interval(&before, &after);
@@ -467,7 +514,10 @@ mod tests {
         let names: Vec<&str> = iv.threads.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["CPU 0/TCG", "CPU 1/TCG", "qemu-system-x86", "worker"]);
         let cpu0 = &iv.threads[0];
-        assert_eq!((cpu0.run_ns, cpu0.wait_ns, cpu0.slices, cpu0.new), (800_000_000, 50_000_000, 40, false));
+        assert_eq!(
+            (cpu0.run_ns, cpu0.wait_ns, cpu0.slices, cpu0.new),
+            (800_000_000, 50_000_000, 40, false)
+        );
         // Thread 103 was a worker and is now a vCPU thread: a new thread, counted in full.
         assert!(iv.threads[1].new && iv.threads[1].run_ns == 400_000_000);
         assert!(iv.threads[2].main && !iv.threads[2].new);
@@ -482,12 +532,22 @@ mod tests {
         let t0 = Instant::now();
         let vcpus = (0..4).map(|n| (101 + n, thread(&format!("CPU {n}/TCG"), 0, 0, 0)));
         let mut first: Vec<(u32, ThreadStat)> = vcpus.collect();
-        first.extend([(100, thread("qemu-system-x86", 0, 0, 0)), (105, thread("worker", 0, 0, 0)),
-                      (106, thread("worker", 0, 0, 0)), (99, thread("qemu-system-x86", 0, 0, 0))]);
-        let second = [(100, thread("qemu-system-x86", 20, 1, 40)), (101, thread("CPU 0/TCG", 5, 0, 3)),
-                      (102, thread("CPU 1/TCG", 970, 14, 800)), (103, thread("CPU 2/TCG", 60, 2, 50)),
-                      (104, thread("CPU 3/TCG", 3, 0, 2)), (105, thread("worker", 2, 0, 9)),
-                      (106, thread("worker", 1, 0, 4)), (99, thread("qemu-system-x86", 0, 0, 0))];
+        first.extend([
+            (100, thread("qemu-system-x86", 0, 0, 0)),
+            (105, thread("worker", 0, 0, 0)),
+            (106, thread("worker", 0, 0, 0)),
+            (99, thread("qemu-system-x86", 0, 0, 0)),
+        ]);
+        let second = [
+            (100, thread("qemu-system-x86", 20, 1, 40)),
+            (101, thread("CPU 0/TCG", 5, 0, 3)),
+            (102, thread("CPU 1/TCG", 970, 14, 800)),
+            (103, thread("CPU 2/TCG", 60, 2, 50)),
+            (104, thread("CPU 3/TCG", 3, 0, 2)),
+            (105, thread("worker", 2, 0, 9)),
+            (106, thread("worker", 1, 0, 4)),
+            (99, thread("qemu-system-x86", 0, 0, 0)),
+        ];
         let host = |busy, total| Some(HostCpu { busy, total, steal: 0, cpus: 2 });
         let before = snap(t0, &first, host(100, 200));
         let after = snap(t0 + Duration::from_secs(1), &second, host(250, 400));
@@ -510,10 +570,20 @@ mod tests {
     #[test]
     fn threading_is_read_from_thread_names() {
         let named = |names: &[&str]| -> Vec<ThreadDelta> {
-            let zero = |n: &&str| ThreadDelta { name: n.to_string(), main: false, new: false, run_ns: 0, wait_ns: 0, slices: 0 };
+            let zero = |n: &&str| ThreadDelta {
+                name: n.to_string(),
+                main: false,
+                new: false,
+                run_ns: 0,
+                wait_ns: 0,
+                slices: 0,
+            };
             names.iter().map(zero).collect()
         };
-        assert_eq!(vcpu_threading(&named(&["CPU 0/TCG", "CPU 1/TCG", "worker"])), "multi-threaded TCG, 2 vCPU threads");
+        assert_eq!(
+            vcpu_threading(&named(&["CPU 0/TCG", "CPU 1/TCG", "worker"])),
+            "multi-threaded TCG, 2 vCPU threads"
+        );
         assert!(vcpu_threading(&named(&["ALL CPUs/TCG"])).starts_with("single-threaded TCG"));
         assert_eq!(vcpu_threading(&named(&["CPU 0/KVM"])), "KVM, 1 vCPU thread");
         assert!(vcpu_threading(&named(&["qemu-system-x86"])).starts_with("vCPU threads not named"));
@@ -525,7 +595,10 @@ mod tests {
         assert!(watcher.line("HOSTSTAT begin x\n").is_empty());
         let lines = watcher.line("HOSTSTAT end x\n");
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].starts_with("HOST x unavailable: cannot read /proc/4294967295/task"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("HOST x unavailable: cannot read /proc/4294967295/task"),
+            "{lines:?}"
+        );
         assert!(watcher.line("HOSTSTAT end y\n")[0].contains("no 'HOSTSTAT begin y'"));
         assert!(watcher.line("an ordinary line\n").is_empty());
     }

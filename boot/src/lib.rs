@@ -13,8 +13,8 @@
 //! did to QEMU's threads meanwhile (see [`host_stats`]).
 
 pub mod host_stats;
-pub mod wakeup_probe;
 pub mod panic_bench;
+pub mod wakeup_probe;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,8 @@ const KERNEL_ARGS_FW_CFG: &str = "opt/kernel/args";
 const QEMU_STATUS_KERNEL_SUCCESS: i32 = 33;
 const QEMU_STATUS_KERNEL_FAILURE: i32 = 35;
 /// Where Debian's `ovmf` package puts the UEFI firmware.
-const OVMF_CANDIDATES: &[&str] = &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+const OVMF_CANDIDATES: &[&str] =
+    &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Firmware {
@@ -138,7 +139,9 @@ impl Outcome {
             Outcome::KernelSuccess => "the kernel exited with success".into(),
             Outcome::KernelFailure => "the kernel exited with failure".into(),
             Outcome::TimedOut => "timed out: QEMU was killed".into(),
-            Outcome::GuestReset => "the guest reset or powered off without reporting through isa-debug-exit".into(),
+            Outcome::GuestReset => {
+                "the guest reset or powered off without reporting through isa-debug-exit".into()
+            }
             Outcome::QemuFailed { status, message } => {
                 format!("QEMU failed (exit status {status:?}): {}", message.trim())
             }
@@ -192,7 +195,9 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
         Accelerator::Tcg => command.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
         Accelerator::Kvm => {
             if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
-                return Err(SetupError("--kvm: /dev/kvm is missing or not accessible to this user".into()));
+                return Err(SetupError(
+                    "--kvm: /dev/kvm is missing or not accessible to this user".into(),
+                ));
             }
             // Nested KVM here rejects MSR 0x10a (IA32_ARCH_CAPABILITIES) with -cpu host.
             command.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"])
@@ -226,7 +231,11 @@ pub fn describe(config: &RunConfig) -> String {
         if config.cpus == 1 { "" } else { "s" },
         config.memory,
         config.accelerator.name(),
-        if config.kernel_args.is_empty() { "(none)".to_string() } else { config.kernel_args.join(" ") }
+        if config.kernel_args.is_empty() {
+            "(none)".to_string()
+        } else {
+            config.kernel_args.join(" ")
+        }
     )
 }
 
@@ -246,7 +255,10 @@ fn spawn(mut command: Command) -> Result<Child, SetupError> {
 }
 
 /// Copies everything from `source` into a shared buffer, and also to `echo` if given.
-fn collect(mut source: impl Read + Send + 'static, echo: Option<fn(&[u8])>) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
+fn collect(
+    mut source: impl Read + Send + 'static,
+    echo: Option<fn(&[u8])>,
+) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&buffer);
     let handle = thread::spawn(move || {
@@ -357,7 +369,11 @@ impl RunningQemu {
 
     /// The serial output so far (empty when it is not captured).
     pub fn serial_text(&self) -> String {
-        self.serial.0.as_ref().map(|buffer| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()).unwrap_or_default()
+        self.serial
+            .0
+            .as_ref()
+            .map(|buffer| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned())
+            .unwrap_or_default()
     }
 
     /// Waits until the serial output contains `text`; false if QEMU ended or
@@ -380,8 +396,10 @@ impl RunningQemu {
     /// start, has passed) and returns how it ended and the serial output.
     pub fn finish(mut self, timeout: Option<Duration>) -> Result<(Outcome, String), SetupError> {
         let status = loop {
-            if let Some(status) =
-                self.child.try_wait().map_err(|e| SetupError(format!("waiting for QEMU failed: {e}")))?
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| SetupError(format!("waiting for QEMU failed: {e}")))?
             {
                 break Some(status);
             }
@@ -396,7 +414,9 @@ impl RunningQemu {
         let _ = stderr_reader.join();
         let (buffer, reader) = self.serial;
         let _ = reader.join();
-        let serial_text = buffer.map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned()).unwrap_or_default();
+        let serial_text = buffer
+            .map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned())
+            .unwrap_or_default();
         let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
         let outcome = match status {
             None => Outcome::TimedOut,
@@ -474,11 +494,16 @@ pub fn parse_command_line(args: impl IntoIterator<Item = String>) -> Result<Requ
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
             _ => (arg.clone(), None),
         };
         let mut value = |name: &str| -> Result<String, String> {
-            inline_value.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"))
+            inline_value
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Request::Help),
@@ -489,16 +514,18 @@ pub fn parse_command_line(args: impl IntoIterator<Item = String>) -> Result<Requ
             "--gdb" => config.gdb = true,
             "--smp" => {
                 let text = value("--smp")?;
-                config.cpus = text.parse().ok().filter(|&n| (1..=255).contains(&n)).ok_or_else(|| {
-                    format!("--smp {text}: expected a number of CPUs from 1 to 255")
-                })?;
+                config.cpus =
+                    text.parse().ok().filter(|&n| (1..=255).contains(&n)).ok_or_else(|| {
+                        format!("--smp {text}: expected a number of CPUs from 1 to 255")
+                    })?;
             }
             "--memory" => config.memory = value("--memory")?,
             "--timeout" => {
                 let text = value("--timeout")?;
-                let seconds: f64 = text.parse().ok().filter(|&s: &f64| s > 0.0).ok_or_else(|| {
-                    format!("--timeout {text}: expected a positive number of seconds")
-                })?;
+                let seconds: f64 =
+                    text.parse().ok().filter(|&s: &f64| s > 0.0).ok_or_else(|| {
+                        format!("--timeout {text}: expected a positive number of seconds")
+                    })?;
                 config.timeout = Some(Duration::from_secs_f64(seconds));
             }
             "--qemu-arg" => config.qemu_args.push(value("--qemu-arg")?),
@@ -523,9 +550,22 @@ mod tests {
 
     #[test]
     fn flags_and_kernel_args_are_separated() {
-        let config = parse(&["--uefi", "--smp", "8", "--memory=1G", "--kvm", "--timeout", "2.5",
-                             "--qemu-arg", "-machine", "--qemu-arg=acpi=off", "--", "then=exit", "log=debug"])
-            .unwrap();
+        let config = parse(&[
+            "--uefi",
+            "--smp",
+            "8",
+            "--memory=1G",
+            "--kvm",
+            "--timeout",
+            "2.5",
+            "--qemu-arg",
+            "-machine",
+            "--qemu-arg=acpi=off",
+            "--",
+            "then=exit",
+            "log=debug",
+        ])
+        .unwrap();
         assert_eq!(config.firmware, Firmware::Uefi);
         assert_eq!(config.cpus, 8);
         assert_eq!(config.memory, "1G");
@@ -540,15 +580,21 @@ mod tests {
         assert!(parse(&["--smp", "0"]).unwrap_err().contains("from 1 to 255"));
         assert!(parse(&["--smp"]).unwrap_err().contains("needs a value"));
         assert!(parse(&["--timeout", "soon"]).unwrap_err().contains("positive number of seconds"));
-        assert!(parse(&["--frobnicate"]).unwrap_err().contains("unknown runner flag '--frobnicate'"));
+        assert!(
+            parse(&["--frobnicate"]).unwrap_err().contains("unknown runner flag '--frobnicate'")
+        );
         assert!(matches!(parse_command_line(["--help".to_string()]), Ok(Request::Help)));
     }
 
     #[test]
     fn kernel_args_reach_fw_cfg_with_commas_escaped() {
-        let config = RunConfig { kernel_args: vec!["test=a,b".into(), "log=debug".into()], ..RunConfig::default() };
+        let config = RunConfig {
+            kernel_args: vec!["test=a,b".into(), "log=debug".into()],
+            ..RunConfig::default()
+        };
         let command = qemu_command(&config).unwrap();
-        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> =
+            command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let position = args.iter().position(|a| a == "-fw_cfg").expect("no -fw_cfg");
         assert_eq!(args[position + 1], "name=opt/kernel/args,string=test=a,,b log=debug");
         assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
@@ -557,8 +603,12 @@ mod tests {
     #[test]
     fn tcg_is_multi_threaded_and_threads_are_named() {
         let command = qemu_command(&RunConfig::default()).unwrap();
-        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(args.windows(4).any(|w| w == ["-accel", "tcg,thread=multi", "-cpu", "max"]), "{args:?}");
+        let args: Vec<String> =
+            command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(
+            args.windows(4).any(|w| w == ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+            "{args:?}"
+        );
         assert!(args.windows(2).any(|w| w == ["-name", "debug-threads=on"]), "{args:?}");
     }
 
@@ -578,10 +628,18 @@ mod tests {
 
     #[test]
     fn serial_passes_through_unchanged_with_host_lines_after_each_end() {
-        let chunks = vec![&b"boot\r\nHOSTST"[..], b"AT begin a\r\nBENCH x=1\r\nHOSTSTAT end a\r", b"\nnext\r\npartial"];
+        let chunks = vec![
+            &b"boot\r\nHOSTST"[..],
+            b"AT begin a\r\nBENCH x=1\r\nHOSTSTAT end a\r",
+            b"\nnext\r\npartial",
+        ];
         let buffer = Arc::new(Mutex::new(Vec::new()));
         // No such process: the HOST line says the figures are unavailable.
-        pump_serial(Chunks(chunks), SerialSink(Some(buffer.clone())), host_stats::Watcher::new(u32::MAX));
+        pump_serial(
+            Chunks(chunks),
+            SerialSink(Some(buffer.clone())),
+            host_stats::Watcher::new(u32::MAX),
+        );
         let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
         let (before, after) = text.split_once("HOSTSTAT end a\r\n").unwrap();
         assert_eq!(before, "boot\r\nHOSTSTAT begin a\r\nBENCH x=1\r\n");

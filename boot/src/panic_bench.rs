@@ -25,7 +25,9 @@ impl CpuTime {
     fn nanoseconds_since(&self, earlier: &CpuTime) -> u64 {
         self.thread_nanoseconds
             .iter()
-            .map(|(thread, &now)| now.saturating_sub(earlier.thread_nanoseconds.get(thread).copied().unwrap_or(0)))
+            .map(|(thread, &now)| {
+                now.saturating_sub(earlier.thread_nanoseconds.get(thread).copied().unwrap_or(0))
+            })
             .sum()
     }
 }
@@ -41,7 +43,9 @@ fn clock_ticks_per_second() -> u64 {
 }
 
 fn cpu_time(pid: u32) -> Result<CpuTime, SetupError> {
-    let read = |path: String| std::fs::read_to_string(&path).map_err(|e| SetupError(format!("reading {path}: {e}")));
+    let read = |path: String| {
+        std::fs::read_to_string(&path).map_err(|e| SetupError(format!("reading {path}: {e}")))
+    };
     // /proc/PID/stat: the command name (field 2) may contain spaces; fields
     // after its closing parenthesis start at field 3. utime and stime are 14, 15.
     let stat = read(format!("/proc/{pid}/stat"))?;
@@ -50,10 +54,12 @@ fn cpu_time(pid: u32) -> Result<CpuTime, SetupError> {
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let ticks = field(14) + field(15);
     let mut thread_nanoseconds = HashMap::new();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| SetupError(e.to_string()))?;
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| SetupError(e.to_string()))?;
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-            let nanoseconds = text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            let nanoseconds =
+                text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
             thread_nanoseconds.insert(task.file_name().to_string_lossy().into_owned(), nanoseconds);
         }
     }
@@ -80,7 +86,10 @@ pub fn cpu_use(pid: u32, duration: Duration) -> Result<CpuUse, SetupError> {
     let after = cpu_time(pid)?;
     let wall = started.elapsed().as_secs_f64();
     Ok(CpuUse {
-        from_ticks: after.ticks.saturating_sub(before.ticks) as f64 / clock_ticks_per_second() as f64 / wall * 100.0,
+        from_ticks: after.ticks.saturating_sub(before.ticks) as f64
+            / clock_ticks_per_second() as f64
+            / wall
+            * 100.0,
         from_schedstat: after.nanoseconds_since(&before) as f64 / 1e9 / wall * 100.0,
     })
 }
@@ -94,7 +103,9 @@ fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<CpuUse, Setup
     if !qemu.wait_for_output(last_line, Duration::from_secs(300)) {
         let output = qemu.serial_text();
         qemu.kill();
-        return Err(SetupError(format!("the kernel did not print {last_line:?}; its output:\n{output}")));
+        return Err(SetupError(format!(
+            "the kernel did not print {last_line:?}; its output:\n{output}"
+        )));
     }
     let measured = cpu_use(qemu.pid(), Duration::from_secs(seconds));
     qemu.kill();
@@ -106,7 +117,9 @@ pub fn run(accelerator: Accelerator, seconds: u64) -> Result<(), SetupError> {
     let name = accelerator.name();
     let mut precise = Vec::new();
     for mode in ["halt", "spin"] {
-        eprintln!("bench-panic: booting --smp 4 -- then=panic panic={mode}, then measuring QEMU for {seconds} s");
+        eprintln!(
+            "bench-panic: booting --smp 4 -- then=panic panic={mode}, then measuring QEMU for {seconds} s"
+        );
         let used = measure(&config, mode, seconds)?;
         println!(
             "BENCH panic mode={mode} cpus=4 seconds={seconds} qemu_cpu_percent_of_one_core={:.2} \
@@ -115,6 +128,9 @@ pub fn run(accelerator: Accelerator, seconds: u64) -> Result<(), SetupError> {
         );
         precise.push(used.from_schedstat);
     }
-    println!("BENCH panic ratio spin/halt={:.0} (schedstat) accel={name}", precise[1] / precise[0].max(1e-9));
+    println!(
+        "BENCH panic ratio spin/halt={:.0} (schedstat) accel={name}",
+        precise[1] / precise[0].max(1e-9)
+    );
     Ok(())
 }

@@ -87,6 +87,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         let samples = probe.stop();
         assert!(samples.len() >= 3, "only {} samples in 30 ms of 2-3 ms sleeps", samples.len());
-        assert!(line("x", &samples).starts_with("HOST x host thread wake-up (the floor under any guest wake-up): samples="));
+        assert!(line("x", &samples).starts_with(
+            "HOST x host thread wake-up (the floor under any guest wake-up): samples="
+        ));
     }
 }

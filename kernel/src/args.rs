@@ -131,7 +131,11 @@ impl Args {
 
     /// What a panic does: as asked, else exit while testing and halt otherwise.
     pub fn panic_action(&self) -> PanicAction {
-        self.panic.unwrap_or(if self.test.is_some() { PanicAction::Exit } else { PanicAction::Halt })
+        self.panic.unwrap_or(if self.test.is_some() {
+            PanicAction::Exit
+        } else {
+            PanicAction::Halt
+        })
     }
 }
 
@@ -179,16 +183,27 @@ const PARAMETERS: &[Parameter] = &[
         accepted: "halt, spin, exit, or a number of seconds N > 0 to reboot after",
         default: "halt (exit while testing)",
         set: |args, value| {
-            let options = [("halt", PanicAction::Halt), ("exit", PanicAction::Exit), ("spin", PanicAction::Spin)];
+            let options = [
+                ("halt", PanicAction::Halt),
+                ("exit", PanicAction::Exit),
+                ("spin", PanicAction::Spin),
+            ];
             let reboot = || value.parse().ok().filter(|&n| n > 0).map(PanicAction::RebootAfter);
-            one_of(value, &options).or_else(reboot).map(|action| args.panic = Some(action)).is_some()
+            one_of(value, &options)
+                .or_else(reboot)
+                .map(|action| args.panic = Some(action))
+                .is_some()
         },
     },
     Parameter {
         key: "apic",
         accepted: "auto, xapic",
         default: "auto",
-        set: |args, value| one_of(value, &[("auto", false), ("xapic", true)]).map(|x| args.force_xapic = x).is_some(),
+        set: |args, value| {
+            one_of(value, &[("auto", false), ("xapic", true)])
+                .map(|x| args.force_xapic = x)
+                .is_some()
+        },
     },
     Parameter {
         key: "smp",
@@ -203,19 +218,32 @@ const PARAMETERS: &[Parameter] = &[
         key: "maxcpus",
         accepted: "a number of CPUs from 1 up, counting the boot CPU",
         default: "all",
-        set: |args, value| value.parse().ok().filter(|&n| n >= 1).map(|n| args.max_cpus = Some(n)).is_some(),
+        set: |args, value| {
+            value.parse().ok().filter(|&n| n >= 1).map(|n| args.max_cpus = Some(n)).is_some()
+        },
     },
     Parameter {
         key: "init_udelay",
         accepted: "microseconds from 0 to 1000000",
         default: "10000, as the SDM asks",
-        set: |args, value| value.parse().ok().filter(|&us| us <= 1_000_000).map(|us| args.init_udelay = us).is_some(),
+        set: |args, value| {
+            value
+                .parse()
+                .ok()
+                .filter(|&us| us <= 1_000_000)
+                .map(|us| args.init_udelay = us)
+                .is_some()
+        },
     },
     Parameter {
         key: "tsc",
         accepted: "check, reliable",
         default: "check",
-        set: |args, value| one_of(value, &[("check", false), ("reliable", true)]).map(|r| args.tsc_reliable = r).is_some(),
+        set: |args, value| {
+            one_of(value, &[("check", false), ("reliable", true)])
+                .map(|r| args.tsc_reliable = r)
+                .is_some()
+        },
     },
     Parameter {
         key: "fault",
@@ -266,13 +294,27 @@ const PARAMETERS: &[Parameter] = &[
         // CPU, so that report and the wait that follows can be watched.
         accepted: "microseconds from 1 to 10000000",
         default: "off",
-        set: |args, value| value.parse().ok().filter(|us| (1..=10_000_000).contains(us)).map(|us| args.irqoff_us = us).is_some(),
+        set: |args, value| {
+            value
+                .parse()
+                .ok()
+                .filter(|us| (1..=10_000_000).contains(us))
+                .map(|us| args.irqoff_us = us)
+                .is_some()
+        },
     },
     Parameter {
         key: "irqoff_cpu",
         accepted: "a CPU number other than 0",
         default: "the last CPU",
-        set: |args, value| value.parse().ok().filter(|&cpu| cpu > 0).map(|cpu| args.irqoff_cpu = Some(cpu)).is_some(),
+        set: |args, value| {
+            value
+                .parse()
+                .ok()
+                .filter(|&cpu| cpu > 0)
+                .map(|cpu| args.irqoff_cpu = Some(cpu))
+                .is_some()
+        },
     },
 ];
 
@@ -312,10 +354,15 @@ pub fn load() -> &'static Args {
         (buffer, size)
     });
     if *length > MAX_LENGTH {
-        log::warn!("kernel arguments are {length} bytes long; only the first {MAX_LENGTH} are read");
+        log::warn!(
+            "kernel arguments are {length} bytes long; only the first {MAX_LENGTH} are read"
+        );
     }
     let text = core::str::from_utf8(&bytes[..(*length).min(MAX_LENGTH)]).unwrap_or_else(|error| {
-        log::warn!("kernel arguments are not UTF-8 after byte {}; ignoring the rest", error.valid_up_to());
+        log::warn!(
+            "kernel arguments are not UTF-8 after byte {}; ignoring the rest",
+            error.valid_up_to()
+        );
         core::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap()
     });
     ARGS.call_once(|| parse(text))
@@ -323,7 +370,12 @@ pub fn load() -> &'static Args {
 
 /// The arguments as given, for the boot log.
 pub fn text() -> &'static str {
-    TEXT.get().map(|(bytes, length)| core::str::from_utf8(&bytes[..(*length).min(MAX_LENGTH)]).unwrap_or("")).unwrap_or("").trim()
+    TEXT.get()
+        .map(|(bytes, length)| {
+            core::str::from_utf8(&bytes[..(*length).min(MAX_LENGTH)]).unwrap_or("")
+        })
+        .unwrap_or("")
+        .trim()
 }
 
 /// The parsed arguments (the defaults before `load()`).

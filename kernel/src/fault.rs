@@ -84,8 +84,10 @@ impl IrqOffInjector {
         let stop2 = stop.clone();
         let slow = slow.spawn(move || run_windows(cpu, &stop2));
         let apic_id = crate::smp::cpus()[cpu].apic_id;
-        let timer =
-            Builder::new("irqoff-timer").priority(Priority::RealTime(3)).pin(0).spawn(move || end_windows(apic_id, irqoff_us));
+        let timer = Builder::new("irqoff-timer")
+            .priority(Priority::RealTime(3))
+            .pin(0)
+            .spawn(move || end_windows(apic_id, irqoff_us));
         log::info!("fault: cpu{cpu} runs with interrupts off for {irqoff_us} us at a time");
         IrqOffInjector { stop, threads: [slow, timer] }
     }
@@ -176,7 +178,9 @@ pub fn start_from_args() {
     }
     let cpu = args.irqoff_cpu.unwrap_or(cpus.saturating_sub(1));
     if cpu == 0 || cpu >= cpus {
-        log::warn!("fault: irqoff_cpu={cpu} is not a CPU other than 0 here ({cpus} CPUs); no injector");
+        log::warn!(
+            "fault: irqoff_cpu={cpu} is not a CPU other than 0 here ({cpus} CPUs); no injector"
+        );
         return;
     }
     core::mem::forget(IrqOffInjector::start(cpu, args.irqoff_us, None));

@@ -76,8 +76,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         if cpu::has_invariant_tsc() { "yes" } else { "no" }
     );
 
-    let physical_memory_offset =
-        boot_info.physical_memory_offset.into_option().expect("the bootloader did not map physical memory");
+    let physical_memory_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .expect("the bootloader did not map physical memory");
     mm::init(physical_memory_offset, &boot_info.memory_regions);
     symbols::init(boot_info.kernel_addr, boot_info.kernel_len, boot_info.kernel_image_offset);
 
@@ -118,7 +120,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Then::Exit => qemu_exit::exit(qemu_exit::ExitCode::Success),
         Then::Panic => panic!("then=panic: panicking on purpose"),
         Then::Halt => {
-            log::info!("boot: halting (then=halt): the main thread exits, every CPU idles; stop QEMU with Ctrl-C");
+            log::info!(
+                "boot: halting (then=halt): the main thread exits, every CPU idles; stop QEMU with Ctrl-C"
+            );
             sched::exit()
         }
     }

@@ -153,7 +153,9 @@ pub fn nmi_stops_this_cpu(frame: &InterruptStackFrame) {
 fn stack_pointer() -> u64 {
     let rsp: u64;
     // SAFETY: reading rsp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
     rsp
 }
 
@@ -162,14 +164,19 @@ fn panic(info: &PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
     let frame = cpu::frame_pointer();
     let me = panicking_cpu();
-    if let Err(owner) = PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire) {
+    if let Err(owner) =
+        PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire)
+    {
         if owner != me {
             // Someone else is reporting: do not print over them.
             stop_this_cpu(STOPPED_AFTER_OWN_PANIC, cpu::return_address());
         }
         // A panic while reporting one: say so once, then stop.
         if NESTED_PANIC.swap(1, Ordering::AcqRel) == 0 {
-            emergency_write(format_args!("\npanic: panicked again while reporting: {}\n", info.message()));
+            emergency_write(format_args!(
+                "\npanic: panicked again while reporting: {}\n",
+                info.message()
+            ));
             finish();
         }
         cpu::halt_forever();
@@ -197,7 +204,8 @@ fn panic(info: &PanicInfo) -> ! {
 /// Sends an NMI to every other online CPU and waits (bounded) until each has
 /// recorded that it stopped. Returns how many did.
 fn stop_other_cpus(me: usize) -> usize {
-    let others = || smp::cpus().iter().filter(move |c| c.number != me && c.state() == smp::ApState::Online);
+    let others =
+        || smp::cpus().iter().filter(move |c| c.number != me && c.state() == smp::ApState::Online);
     if !lapic::is_initialised() {
         return 0;
     }
@@ -216,19 +224,33 @@ fn stop_other_cpus(me: usize) -> usize {
 fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
     let Some(this) = percpu::try_this() else {
         let apic_id = me - EARLY_CPU_BASE;
-        emergency_write(format_args!("\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"));
+        emergency_write(format_args!(
+            "\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"
+        ));
         emergency_write(format_args!("panic: {}\n", info.message()));
         if let Some(location) = info.location() {
-            emergency_write(format_args!("panic: at {}:{}:{}\n", location.file(), location.line(), location.column()));
+            emergency_write(format_args!(
+                "panic: at {}:{}:{}\n",
+                location.file(),
+                location.line(),
+                location.column()
+            ));
         }
-        emergency_write(format_args!("panic: context: an AP starting up, before its per-CPU data was installed\n"));
+        emergency_write(format_args!(
+            "panic: context: an AP starting up, before its per-CPU data was installed\n"
+        ));
         emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
         return;
     };
     emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
     emergency_write(format_args!("panic: {}\n", info.message()));
     if let Some(location) = info.location() {
-        emergency_write(format_args!("panic: at {}:{}:{}\n", location.file(), location.line(), location.column()));
+        emergency_write(format_args!(
+            "panic: at {}:{}:{}\n",
+            location.file(),
+            location.line(),
+            location.column()
+        ));
     }
     let exception = this.exception.vector();
     let context = match (exception, this.interrupt_depth.load(Ordering::Relaxed)) {
@@ -263,7 +285,10 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
         Cr4::read_raw()
     ));
     if exception.is_none() {
-        emergency_write(format_args!("panic: stack: RSP {:#018x}  RBP {frame:#018x}\n", stack_pointer()));
+        emergency_write(format_args!(
+            "panic: stack: RSP {:#018x}  RBP {frame:#018x}\n",
+            stack_pointer()
+        ));
     }
     emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
 }
@@ -351,7 +376,8 @@ impl fmt::Display for Backtrace {
                 break;
             }
             // SAFETY: both words were just found mapped; the memory is only read.
-            let (next, return_address) = unsafe { (*(frame as *const u64), *((frame + 8) as *const u64)) };
+            let (next, return_address) =
+                unsafe { (*(frame as *const u64), *((frame + 8) as *const u64)) };
             // Words that are not code addresses (an interrupt frame's error code)
             // are skipped; a recursion is shown once, with a count.
             if let Some((name, offset)) = symbols::lookup(return_address) {
@@ -362,7 +388,11 @@ impl fmt::Display for Backtrace {
                         writeln!(f, "panic:       (the frame above repeats {repeats} more times)")?;
                         repeats = 0;
                     }
-                    writeln!(f, "panic:   #{shown:<2} {return_address:#018x} {}+{offset:#x}", Demangled(name))?;
+                    writeln!(
+                        f,
+                        "panic:   #{shown:<2} {return_address:#018x} {}+{offset:#x}",
+                        Demangled(name)
+                    )?;
                     shown += 1;
                     previous = return_address;
                 }
@@ -373,7 +403,10 @@ impl fmt::Display for Backtrace {
             frame = next;
         }
         if repeats > 0 {
-            writeln!(f, "panic:       (the frame above repeats {repeats} more times, then the walk stopped)")?;
+            writeln!(
+                f,
+                "panic:       (the frame above repeats {repeats} more times, then the walk stopped)"
+            )?;
         }
         if shown == 0 {
             writeln!(f, "panic:   (no frames found)")?;
@@ -390,7 +423,9 @@ fn finish() -> ! {
         // An AP in its first instructions has no IDT yet: with interrupts on,
         // any interrupt would triple-fault. It halts with them off; the other
         // CPUs are stopped, and the report is out.
-        emergency_write(format_args!("panic: halting (cli; hlt: this CPU has no interrupt table yet)\n"));
+        emergency_write(format_args!(
+            "panic: halting (cli; hlt: this CPU has no interrupt table yet)\n"
+        ));
         cpu::halt_forever();
     }
     match action {
@@ -415,7 +450,9 @@ fn halt_quietly() -> ! {
 /// The old way, kept for comparison: interrupts on, busy-wait forever, as
 /// Linux's panic() does in its `mdelay()` loop.
 fn spin_like_linux() -> ! {
-    emergency_write(format_args!("panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"));
+    emergency_write(format_args!(
+        "panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"
+    ));
     x86_64::instructions::interrupts::enable();
     loop {
         time::udelay(1000);
@@ -473,7 +510,10 @@ pub fn on_crash_test_ipi() {
 fn send_crash_test_ipi(action: u8) -> usize {
     CRASH_TEST_ACTION.store(action, Ordering::Release);
     let me = percpu::cpu_number();
-    let others: alloc::vec::Vec<_> = smp::cpus().iter().filter(|c| c.number != me && c.state() == smp::ApState::Online).collect();
+    let others: alloc::vec::Vec<_> = smp::cpus()
+        .iter()
+        .filter(|c| c.number != me && c.state() == smp::ApState::Online)
+        .collect();
     for cpu in &others {
         lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::CRASH_TEST_VECTOR));
     }
@@ -507,12 +547,15 @@ fn crash_panic_while_console_locked() -> TestResult {
 /// and a real-time canary thread is queued on it. Once the report is out only
 /// the panic path may run: neither the canary nor the call may ever print.
 fn crash_panic_with_pending_ipis() -> TestResult {
+    use crate::sched::{Builder, Priority};
     use alloc::sync::Arc;
     use core::sync::atomic::AtomicBool;
-    use crate::sched::{Builder, Priority};
     let me_and_other = || {
         let me = percpu::cpu_number();
-        smp::cpus().iter().find(|c| c.number != me && c.state() == smp::ApState::Online).map(|c| (me, c.number))
+        smp::cpus()
+            .iter()
+            .find(|c| c.number != me && c.state() == smp::ApState::Online)
+            .map(|c| (me, c.number))
     };
     x86_64::instructions::interrupts::disable();
     let Some((me, other)) = me_and_other() else {
@@ -524,14 +567,19 @@ fn crash_panic_with_pending_ipis() -> TestResult {
         crate::println!("canary: a thread ran after the panic");
         qemu_exit::exit(qemu_exit::ExitCode::Success);
     });
-    lapic::get().send_ipi(smp::cpus()[me].apic_id, Ipi::Fixed(crate::arch::x86::idt::RESCHEDULE_VECTOR));
+    lapic::get()
+        .send_ipi(smp::cpus()[me].apic_id, Ipi::Fixed(crate::arch::x86::idt::RESCHEDULE_VECTOR));
     // Another CPU queues a call for this one; its IPI stays pending here.
     let queued = Arc::new(AtomicBool::new(false));
     let queued2 = queued.clone();
     Builder::new("queue-a-call").pin(other).spawn(move || {
-        crate::smp::call::call_on_many_nowait(crate::smp::CpuSet::single(me), "after_panic", || {
-            crate::println!("xcall: a cross-CPU call ran after the panic");
-        });
+        crate::smp::call::call_on_many_nowait(
+            crate::smp::CpuSet::single(me),
+            "after_panic",
+            || {
+                crate::println!("xcall: a cross-CPU call ran after the panic");
+            },
+        );
         queued2.store(true, Ordering::Release);
     });
     while !queued.load(Ordering::Acquire) {

@@ -53,13 +53,18 @@ pub fn lookup(address: u64) -> Option<(&'static str, u64)> {
     let count = read_u16(file, 0x3c)? as usize;
     let section = |index: usize| section_headers + index * entry_size;
     let symtab = (0..count).find(|&i| read_u32(file, section(i) + 4) == Some(SHT_SYMTAB))?;
-    let (symbols, symbols_size) = (read_u64(file, section(symtab) + 24)? as usize, read_u64(file, section(symtab) + 32)? as usize);
+    let (symbols, symbols_size) = (
+        read_u64(file, section(symtab) + 24)? as usize,
+        read_u64(file, section(symtab) + 32)? as usize,
+    );
     let strtab = read_u32(file, section(symtab) + 40)? as usize;
     let strings = read_u64(file, section(strtab) + 24)? as usize;
     // Each symbol: st_name u32, st_info u8, st_other u8, st_shndx u16, st_value u64, st_size u64.
     (symbols..symbols + symbols_size).step_by(24).find_map(|symbol| {
         let (value, size) = (read_u64(file, symbol + 8)?, read_u64(file, symbol + 16)?);
-        if file.get(symbol + 4)? & 0xf != STT_FUNC || !(value..value + size.max(1)).contains(&target) {
+        if file.get(symbol + 4)? & 0xf != STT_FUNC
+            || !(value..value + size.max(1)).contains(&target)
+        {
             return None;
         }
         let name_start = strings + read_u32(file, symbol)? as usize;
@@ -178,9 +183,20 @@ impl<'a> V0Path<'a> {
 /// Legacy mangling spells some characters as `$NAME$` and `::` inside a segment as `..`.
 fn write_unescaped(f: &mut fmt::Formatter, mut segment: &str) -> fmt::Result {
     const ESCAPES: &[(&str, &str)] = &[
-        ("$LT$", "<"), ("$GT$", ">"), ("$RF$", "&"), ("$BP$", "*"), ("$C$", ","), ("$SP$", "@"),
-        ("$u20$", " "), ("$u27$", "'"), ("$u5b$", "["), ("$u5d$", "]"), ("$u7b$", "{"), ("$u7d$", "}"),
-        ("$u7e$", "~"), ("..", "::"),
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("$C$", ","),
+        ("$SP$", "@"),
+        ("$u20$", " "),
+        ("$u27$", "'"),
+        ("$u5b$", "["),
+        ("$u5d$", "]"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("$u7e$", "~"),
+        ("..", "::"),
     ];
     segment = segment.strip_prefix('_').filter(|s| s.starts_with('$')).unwrap_or(segment);
     while !segment.is_empty() {
@@ -206,15 +222,25 @@ use crate::testing::{KernelTest, TestResult};
 fn demangles_legacy_names() -> TestResult {
     let cases = [
         ("_ZN6kernel5panic6report17h0123456789abcdefE", "kernel::panic::report"),
-        ("_ZN4core3ptr46drop_in_place$LT$alloc..vec..Vec$LT$u8$GT$$GT$17h0123456789abcdefE",
-         "core::ptr::drop_in_place<alloc::vec::Vec<u8>>"),
-        ("_ZN50_$LT$kernel..Foo$u20$as$u20$core..fmt..Display$GT$3fmt17h0123456789abcdefE",
-         "<kernel::Foo as core::fmt::Display>::fmt"),
-        ("_ZN6kernel5panic13stop_this_cpu17h0eb8c90f79c04383E.llvm.16555554137199176552", "kernel::panic::stop_this_cpu"),
+        (
+            "_ZN4core3ptr46drop_in_place$LT$alloc..vec..Vec$LT$u8$GT$$GT$17h0123456789abcdefE",
+            "core::ptr::drop_in_place<alloc::vec::Vec<u8>>",
+        ),
+        (
+            "_ZN50_$LT$kernel..Foo$u20$as$u20$core..fmt..Display$GT$3fmt17h0123456789abcdefE",
+            "<kernel::Foo as core::fmt::Display>::fmt",
+        ),
+        (
+            "_ZN6kernel5panic13stop_this_cpu17h0eb8c90f79c04383E.llvm.16555554137199176552",
+            "kernel::panic::stop_this_cpu",
+        ),
         ("_RNvNtCseBUlfiRr2wv_4core3fmt5write", "core::fmt::write"),
         ("_RNvCsliXqPUoegt5_7___rustc17rust_begin_unwind", "__rustc::rust_begin_unwind"),
         ("_RNCNvNtCs1_6kernel3smp4init0B5_", "kernel::smp::init::{closure}"),
-        ("_RINvNtCs1_4core3ptr13drop_in_placeNtB2_3FooE", "_RINvNtCs1_4core3ptr13drop_in_placeNtB2_3FooE"),
+        (
+            "_RINvNtCs1_4core3ptr13drop_in_placeNtB2_3FooE",
+            "_RINvNtCs1_4core3ptr13drop_in_placeNtB2_3FooE",
+        ),
         ("memcpy", "memcpy"),
     ];
     for (mangled, expected) in cases {
@@ -228,7 +254,10 @@ fn names_its_own_functions() -> TestResult {
     let address = names_its_own_functions as *const () as u64;
     let (name, offset) = lookup(address + 1).ok_or("no symbol for a kernel function")?;
     let shown = alloc::format!("{}", Demangled(name));
-    crate::ensure!(shown == "kernel::symbols::names_its_own_functions", "the function was named {shown}");
+    crate::ensure!(
+        shown == "kernel::symbols::names_its_own_functions",
+        "the function was named {shown}"
+    );
     crate::ensure!(offset == 1, "offset {offset} instead of 1");
     Ok(())
 }

@@ -114,7 +114,11 @@ pub fn run(selection: &str) -> ! {
         let started = crate::time::now_ns();
         let Some(result) = run_with_limit(test) else {
             failed += 1;
-            crate::println!("test {} ... FAILED (still running after {} s: hung?)", test.name, test.limit_s);
+            crate::println!(
+                "test {} ... FAILED (still running after {} s: hung?)",
+                test.name,
+                test.limit_s
+            );
             print_where_each_cpu_is();
             crate::println!("{passed} passed, {failed} failed (the run stopped at the hung test)");
             qemu_exit::exit(ExitCode::Failure);
@@ -155,7 +159,9 @@ fn run_with_limit(test: &'static KernelTest) -> Option<TestResult> {
     }
     let outcome = Arc::new(crate::sync::SpinLock::new(None));
     let slot = outcome.clone();
-    let thread = crate::sched::Builder::new(test.name).pin(0).spawn(move || *slot.lock() = Some((test.run)()));
+    let thread = crate::sched::Builder::new(test.name)
+        .pin(0)
+        .spawn(move || *slot.lock() = Some((test.run)()));
     let deadline = crate::time::now_ns() + test.limit_s * 1_000_000_000;
     if !thread.join_until(deadline) {
         return None;
@@ -166,7 +172,10 @@ fn run_with_limit(test: &'static KernelTest) -> Option<TestResult> {
 /// For a hung test: where every other CPU is (sampled by NMI).
 fn print_where_each_cpu_is() {
     let me = crate::percpu::cpu_number();
-    for cpu in crate::smp::cpus().iter().filter(|c| c.number != me && c.state() == crate::smp::ApState::Online) {
+    for cpu in crate::smp::cpus()
+        .iter()
+        .filter(|c| c.number != me && c.state() == crate::smp::ApState::Online)
+    {
         crate::println!("test: cpu{}: {}", cpu.number, crate::smp::stuck_cpu::locate(cpu.number));
     }
 }
@@ -183,7 +192,11 @@ impl core::fmt::Display for Seconds {
 fn unknown_test(name: &str) -> ! {
     crate::println!("test: no test named '{name}'; available tests:");
     for test in all_tests() {
-        crate::println!("    {}{}", test.name, if test.in_all { "" } else { "  (run by name only)" });
+        crate::println!(
+            "    {}{}",
+            test.name,
+            if test.in_all { "" } else { "  (run by name only)" }
+        );
     }
     crate::println!("0 passed, 1 failed");
     qemu_exit::exit(ExitCode::Failure)
@@ -194,7 +207,8 @@ fn harness_reports_failure() -> TestResult {
     Err("this test fails on purpose, to show that failures are reported".into())
 }
 
-static HARNESS_TESTS: &[KernelTest] = &[KernelTest::crash("harness_reports_failure", harness_reports_failure)];
+static HARNESS_TESTS: &[KernelTest] =
+    &[KernelTest::crash("harness_reports_failure", harness_reports_failure)];
 
 /// Recurses until the stack runs out: for the stack-overflow crash tests.
 #[allow(unconditional_recursion)]

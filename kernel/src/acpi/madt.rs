@@ -157,16 +157,26 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Platform {
             MadtEntry::LocalApic(e) => {
                 add_cpu(e.apic_id as u32, e.processor_id as u32, e.flags, ApicKind::XApic);
             }
-            MadtEntry::LocalX2Apic(e) => add_cpu(e.x2apic_id, e.processor_uid, e.flags, ApicKind::X2Apic),
-            MadtEntry::IoApic(e) => {
-                io_apics.push(IoApic { id: e.io_apic_id, address: e.io_apic_address, gsi_base: e.global_system_interrupt_base })
+            MadtEntry::LocalX2Apic(e) => {
+                add_cpu(e.x2apic_id, e.processor_uid, e.flags, ApicKind::X2Apic)
             }
+            MadtEntry::IoApic(e) => io_apics.push(IoApic {
+                id: e.io_apic_id,
+                address: e.io_apic_address,
+                gsi_base: e.global_system_interrupt_base,
+            }),
             MadtEntry::LocalApicAddressOverride(e) => local_apic_address = e.local_apic_address,
             _ => {}
         }
     }
     number_cpus(&mut cpus);
-    Platform { cpus, io_apics, local_apic_address, has_legacy_pics: madt.supports_8259(), from_madt: true }
+    Platform {
+        cpus,
+        io_apics,
+        local_apic_address,
+        has_legacy_pics: madt.supports_8259(),
+        from_madt: true,
+    }
 }
 
 /// Boot CPU is 0; other enabled CPUs follow in MADT order.
@@ -194,7 +204,10 @@ fn madt_matches_this_machine() -> TestResult {
     ids.dedup();
     crate::ensure!(ids.len() == platform.cpus.len(), "an APIC id is listed twice");
     let numbers: Vec<usize> = platform.startable_cpus().map(|c| c.cpu.unwrap()).collect();
-    crate::ensure!(numbers.iter().copied().eq(0..numbers.len()), "CPU numbers are not 0..n: {numbers:?}");
+    crate::ensure!(
+        numbers.iter().copied().eq(0..numbers.len()),
+        "CPU numbers are not 0..n: {numbers:?}"
+    );
     if let Some(qemu_cpus) = crate::arch::x86::fw_cfg::cpu_count() {
         crate::ensure!(
             numbers.len() == qemu_cpus as usize,
@@ -234,8 +247,11 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     let madt = unsafe { Pin::new_unchecked(&*(bytes.as_ptr() as *const Madt)) };
     let platform = parse(madt, 300);
 
-    let summary: Vec<(u32, Option<usize>, ApicKind, bool, bool)> =
-        platform.cpus.iter().map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable)).collect();
+    let summary: Vec<(u32, Option<usize>, ApicKind, bool, bool)> = platform
+        .cpus
+        .iter()
+        .map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable))
+        .collect();
     let expected = [
         (5, Some(1), ApicKind::XApic, true, false),
         (6, None, ApicKind::XApic, false, true),
@@ -244,8 +260,16 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     ];
     crate::ensure!(summary == expected, "parsed {summary:?}, expected {expected:?}");
     crate::ensure!(platform.cpus[3].is_boot_cpu, "the boot CPU (APIC id 300) was not marked");
-    crate::ensure!(platform.cpus[3].acpi_uid == 3, "x2APIC uid read as {}", platform.cpus[3].acpi_uid);
-    crate::ensure!(platform.io_apics.len() == 1, "expected one I/O APIC, got {}", platform.io_apics.len());
+    crate::ensure!(
+        platform.cpus[3].acpi_uid == 3,
+        "x2APIC uid read as {}",
+        platform.cpus[3].acpi_uid
+    );
+    crate::ensure!(
+        platform.io_apics.len() == 1,
+        "expected one I/O APIC, got {}",
+        platform.io_apics.len()
+    );
     crate::ensure!(platform.io_apics[0].address == 0xfec0_0000, "I/O APIC address wrong");
     crate::ensure!(platform.has_legacy_pics, "PCAT_COMPAT flag not seen");
     Ok(())

@@ -23,9 +23,14 @@ pub use madt::Platform;
 struct PhysicalWindow;
 
 impl AcpiHandler for PhysicalWindow {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virtual_address = crate::mm::phys_to_virt(PhysAddr::new(physical_address as u64));
-        let pointer = NonNull::new(virtual_address.as_mut_ptr::<T>()).expect("ACPI table at a null address");
+        let pointer =
+            NonNull::new(virtual_address.as_mut_ptr::<T>()).expect("ACPI table at a null address");
         // SAFETY: the window maps all physical memory, so `size` bytes at
         // `pointer` are mapped; the ACPI crate only reads them.
         unsafe { PhysicalMapping::new(physical_address, pointer, size, size, *self) }

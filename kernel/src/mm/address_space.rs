@@ -17,13 +17,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::MapToError;
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
     page_table::PageTableEntry,
 };
-use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::PhysAddr;
 
 use super::frame;
 use crate::smp::{AtomicCpuSet, CpuSet};
@@ -83,7 +83,12 @@ impl AddressSpace {
                 new[i] = kernel[i].clone();
             }
         }
-        AddressSpace { level4, active: AtomicCpuSet::new(), tlb_gen: AtomicU64::new(0), edit: SpinLock::new(()) }
+        AddressSpace {
+            level4,
+            active: AtomicCpuSet::new(),
+            tlb_gen: AtomicU64::new(0),
+            edit: SpinLock::new(()),
+        }
     }
 
     /// The CPUs where this space is loaded (see the module comment).
@@ -111,17 +116,24 @@ impl AddressSpace {
     fn edit<R>(&self, f: impl FnOnce(&mut OffsetPageTable<'static>) -> R) -> R {
         let _guard = self.edit.lock_irqsave();
         // SAFETY: the table belongs to this space; edits are serialised above.
-        let mut mapper = unsafe { OffsetPageTable::new(&mut *table(self.level4), super::phys_to_virt(PhysAddr::new(0))) };
+        let mut mapper = unsafe {
+            OffsetPageTable::new(&mut *table(self.level4), super::phys_to_virt(PhysAddr::new(0)))
+        };
         f(&mut mapper)
     }
 
     /// Maps `page` (lower half) to `frame`, writable. The caller flushes.
     pub fn map(&self, page: Page, frame: PhysFrame) -> Result<(), MapToError<Size4KiB>> {
-        assert!(page.start_address().as_u64() < 0x0000_8000_0000_0000, "address spaces own the lower half only");
+        assert!(
+            page.start_address().as_u64() < 0x0000_8000_0000_0000,
+            "address spaces own the lower half only"
+        );
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
         // SAFETY: the lower half of this space is its own; the flush is the
         // caller's business (a fresh mapping needs none: not-present entries are not cached).
-        self.edit(|m| unsafe { m.map_to(page, frame, flags, &mut Frames) }.map(|flush| flush.ignore()))
+        self.edit(|m| {
+            unsafe { m.map_to(page, frame, flags, &mut Frames) }.map(|flush| flush.ignore())
+        })
     }
 
     /// Points `page` at `frame` instead of whatever it mapped, and returns the
@@ -137,7 +149,9 @@ impl AddressSpace {
         for index in [address.p4_index(), address.p3_index(), address.p2_index()] {
             // SAFETY: a page table of this space, edits serialised by `edit`.
             let entry = unsafe { &(&*table(table_frame))[index] };
-            if !entry.flags().contains(PageTableFlags::PRESENT) || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+            if !entry.flags().contains(PageTableFlags::PRESENT)
+                || entry.flags().contains(PageTableFlags::HUGE_PAGE)
+            {
                 return None;
             }
             table_frame = entry.frame().ok()?;
@@ -154,10 +168,12 @@ impl AddressSpace {
     /// Unmaps `page` and returns its frame; the caller shoots down the TLBs
     /// before reusing the frame.
     pub fn unmap(&self, page: Page) -> Option<PhysFrame> {
-        self.edit(|m| m.unmap(page).ok().map(|(frame, flush)| {
-            flush.ignore();
-            frame
-        }))
+        self.edit(|m| {
+            m.unmap(page).ok().map(|(frame, flush)| {
+                flush.ignore();
+                frame
+            })
+        })
     }
 
     /// Loads this space on this CPU: joins `active_cpus` first, reads the
@@ -202,12 +218,16 @@ impl Drop for AddressSpace {
     /// Frees the lower half's page tables (not the frames they map: those
     /// belong to whoever mapped them) and the level-4 table.
     fn drop(&mut self) {
-        assert!(self.active.load(Ordering::SeqCst).is_empty(), "an address space was dropped while loaded");
+        assert!(
+            self.active.load(Ordering::SeqCst).is_empty(),
+            "an address space was dropped while loaded"
+        );
         fn free_tables(frame: PhysFrame, level: u8) {
             // SAFETY: a page table of this space, no longer reachable by any CPU.
             let entries = unsafe { &*table(frame) };
             if level > 1 {
-                for entry in entries.iter().filter(|e| e.flags().contains(PageTableFlags::PRESENT)) {
+                for entry in entries.iter().filter(|e| e.flags().contains(PageTableFlags::PRESENT))
+                {
                     if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
                         free_tables(entry.frame().unwrap(), level - 1);
                     }
@@ -218,7 +238,8 @@ impl Drop for AddressSpace {
         }
         // SAFETY: as above.
         let level4 = unsafe { &*table(self.level4) };
-        for entry in level4.iter().take(256).filter(|e| e.flags().contains(PageTableFlags::PRESENT)) {
+        for entry in level4.iter().take(256).filter(|e| e.flags().contains(PageTableFlags::PRESENT))
+        {
             free_tables(entry.frame().unwrap(), 3);
         }
         // SAFETY: the level-4 table is ours and unused.
@@ -250,22 +271,31 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
     let page = Page::containing_address(address);
     let frame = frame::allocate().ok_or("out of frames")?;
     // SAFETY: a fresh frame, mapped below at a kernel address nothing else uses.
-    unsafe { super::phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().write_volatile(0x5eed) };
+    unsafe {
+        super::phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().write_volatile(0x5eed)
+    };
     unsafe { super::paging::map(page, frame, PageTableFlags::PRESENT | PageTableFlags::WRITABLE) }
         .map_err(|e| alloc::format!("map: {e:?}"))?;
     let mut seen = alloc::vec::Vec::new();
     for cpu in crate::smp::cpus().iter().filter(|c| c.state() == crate::smp::ApState::Online) {
         let value = Arc::new(AtomicU64::new(0));
         let value2 = value.clone();
-        crate::sched::Builder::new("reader").pin(cpu.number).address_space(space.clone()).spawn(move || {
-            // SAFETY: mapped above in the kernel half, which every space shares.
-            value2.store(unsafe { address.as_ptr::<u64>().read_volatile() }, Ordering::Release);
-        })
-        .join();
+        crate::sched::Builder::new("reader")
+            .pin(cpu.number)
+            .address_space(space.clone())
+            .spawn(move || {
+                // SAFETY: mapped above in the kernel half, which every space shares.
+                value2.store(unsafe { address.as_ptr::<u64>().read_volatile() }, Ordering::Release);
+            })
+            .join();
         seen.push((cpu.number, value.load(Ordering::Acquire)));
     }
-    crate::smp::call::call_on_many(CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload)
-        .map_err(|e| alloc::format!("{e:?}"))?;
+    crate::smp::call::call_on_many(
+        CpuSet::all_online(),
+        "unload_address_space",
+        &super::lazy_tlb::unload,
+    )
+    .map_err(|e| alloc::format!("{e:?}"))?;
     // SAFETY: only this test used the page.
     let unmapped = unsafe { super::paging::unmap(page) };
     super::tlb::shootdown_kernel(address, 1);
@@ -274,10 +304,15 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
         unsafe { frame::free(frame) };
     }
     for (cpu, value) in seen {
-        crate::ensure!(value == 0x5eed, "cpu{cpu} read {value:#x} through the space instead of 0x5eed");
+        crate::ensure!(
+            value == 0x5eed,
+            "cpu{cpu} read {value:#x} through the space instead of 0x5eed"
+        );
     }
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] =
-    &[KernelTest::new("address_space_sees_kernel_mappings_made_after_it", sees_kernel_mappings_made_after_it)];
+pub static TESTS: &[KernelTest] = &[KernelTest::new(
+    "address_space_sees_kernel_mappings_made_after_it",
+    sees_kernel_mappings_made_after_it,
+)];

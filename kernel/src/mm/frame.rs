@@ -50,7 +50,8 @@ fn usable_span(region: &MemoryRegion) -> Option<(u64, u64)> {
 }
 
 pub fn init(regions: &'static [MemoryRegion]) {
-    let total: u64 = regions.iter().filter_map(usable_span).map(|(start, end)| (end - start) / FRAME_SIZE).sum();
+    let total: u64 =
+        regions.iter().filter_map(usable_span).map(|(start, end)| (end - start) / FRAME_SIZE).sum();
     let mut frames = FRAMES.lock_irqsave();
     frames.regions = regions;
     frames.region = 0;
@@ -65,7 +66,8 @@ impl FrameAllocator {
             let frame = self.free_list;
             // SAFETY: a frame on the free list is unused RAM whose first word was
             // written by free(); the physical window maps it.
-            self.free_list = unsafe { super::phys_to_virt(PhysAddr::new(frame)).as_ptr::<u64>().read() };
+            self.free_list =
+                unsafe { super::phys_to_virt(PhysAddr::new(frame)).as_ptr::<u64>().read() };
             self.free_frames -= 1;
             return Some(PhysFrame::containing_address(PhysAddr::new(frame)));
         }
@@ -117,15 +119,25 @@ pub fn counts() -> (usize, usize) {
 /// the AP start-up trampoline (a SIPI vector names a 4 KiB page below 1 MiB).
 pub fn low_memory_pages() -> impl Iterator<Item = PhysFrame> {
     let regions = FRAMES.lock_irqsave().regions;
-    regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable && r.start < LOW_MEMORY_END).flat_map(|r| {
-        let start = r.start.next_multiple_of(FRAME_SIZE);
-        let end = r.end.min(LOW_MEMORY_END) & !(FRAME_SIZE - 1);
-        (start..end).step_by(FRAME_SIZE as usize).map(|a| PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(a)))
-    })
+    regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable && r.start < LOW_MEMORY_END)
+        .flat_map(|r| {
+            let start = r.start.next_multiple_of(FRAME_SIZE);
+            let end = r.end.min(LOW_MEMORY_END) & !(FRAME_SIZE - 1);
+            (start..end)
+                .step_by(FRAME_SIZE as usize)
+                .map(|a| PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(a)))
+        })
 }
 
 fn is_in_usable_region(address: u64) -> bool {
-    FRAMES.lock_irqsave().regions.iter().filter_map(usable_span).any(|(start, end)| (start..end).contains(&address))
+    FRAMES
+        .lock_irqsave()
+        .regions
+        .iter()
+        .filter_map(usable_span)
+        .any(|(start, end)| (start..end).contains(&address))
 }
 
 fn frames_are_distinct_usable_and_writable() -> TestResult {
@@ -137,7 +149,10 @@ fn frames_are_distinct_usable_and_writable() -> TestResult {
         let address = frame.start_address().as_u64();
         crate::ensure!(address % FRAME_SIZE == 0, "frame {address:#x} is not 4 KiB aligned");
         crate::ensure!(address >= LOW_MEMORY_END, "frame {address:#x} is below 1 MiB");
-        crate::ensure!(is_in_usable_region(address), "frame {address:#x} is not in a usable region");
+        crate::ensure!(
+            is_in_usable_region(address),
+            "frame {address:#x} is not in a usable region"
+        );
         let word = super::phys_to_virt(frame.start_address() + 8u64).as_mut_ptr::<u64>();
         // SAFETY: the frame was just allocated to this test; offset 8 avoids the
         // free-list link written on free().
@@ -146,10 +161,16 @@ fn frames_are_distinct_usable_and_writable() -> TestResult {
     }
     for (i, frame) in frames.iter().enumerate() {
         // SAFETY: as above; the test still owns every frame.
-        let value = unsafe { super::phys_to_virt(frame.start_address() + 8u64).as_ptr::<u64>().read_volatile() };
-        crate::ensure!(value == 0x5a5a_0000 + i as u64, "frame {i} was overwritten: two allocations share it");
+        let value = unsafe {
+            super::phys_to_virt(frame.start_address() + 8u64).as_ptr::<u64>().read_volatile()
+        };
+        crate::ensure!(
+            value == 0x5a5a_0000 + i as u64,
+            "frame {i} was overwritten: two allocations share it"
+        );
     }
-    let mut sorted: alloc::vec::Vec<u64> = frames.iter().map(|f| f.start_address().as_u64()).collect();
+    let mut sorted: alloc::vec::Vec<u64> =
+        frames.iter().map(|f| f.start_address().as_u64()).collect();
     sorted.sort_unstable();
     sorted.dedup();
     crate::ensure!(sorted.len() == COUNT, "only {} of {COUNT} frames are distinct", sorted.len());
@@ -174,6 +195,9 @@ fn freed_frames_are_reused() -> TestResult {
 }
 
 pub static TESTS: &[KernelTest] = &[
-    KernelTest::new("frame_alloc_distinct_usable_writable", frames_are_distinct_usable_and_writable),
+    KernelTest::new(
+        "frame_alloc_distinct_usable_writable",
+        frames_are_distinct_usable_and_writable,
+    ),
     KernelTest::new("frame_free_then_reuse", freed_frames_are_reused),
 ];

@@ -50,15 +50,22 @@ fn heap_box_and_vec() -> TestResult {
     crate::ensure!(*boxed == 0x1234_5678, "a boxed value changed");
     // The heap is mapped page by page: the box's address must translate to a
     // frame, and reading that frame through the physical window must show the box.
-    let physical = super::paging::translate(VirtAddr::from_ptr(&*boxed)).ok_or("the heap is not mapped")?;
+    let physical =
+        super::paging::translate(VirtAddr::from_ptr(&*boxed)).ok_or("the heap is not mapped")?;
     // SAFETY: the frame backs the live box; only read.
     let through_window = unsafe { super::phys_to_virt(physical).as_ptr::<u64>().read_volatile() };
-    crate::ensure!(through_window == 0x1234_5678, "translate() gave a frame that does not hold the box");
+    crate::ensure!(
+        through_window == 0x1234_5678,
+        "translate() gave a frame that does not hold the box"
+    );
     let mut numbers = alloc::vec::Vec::new();
     for i in 0..100_000u64 {
         numbers.push(i);
     }
-    crate::ensure!(numbers.iter().sum::<u64>() == 99_999 * 100_000 / 2, "a grown Vec lost elements");
+    crate::ensure!(
+        numbers.iter().sum::<u64>() == 99_999 * 100_000 / 2,
+        "a grown Vec lost elements"
+    );
     Ok(())
 }
 
@@ -75,7 +82,10 @@ fn heap_memory_is_returned() -> TestResult {
             for round in 0..100 {
                 let blocks: alloc::vec::Vec<alloc::vec::Vec<u8>> =
                     (0..64).map(|i| alloc::vec![round as u8; 16 + i * 37]).collect();
-                assert!(blocks.iter().enumerate().all(|(i, b)| b.len() == 16 + i * 37), "block sizes changed");
+                assert!(
+                    blocks.iter().enumerate().all(|(i, b)| b.len() == 16 + i * 37),
+                    "block sizes changed"
+                );
             }
             (before, used())
         });
@@ -84,7 +94,9 @@ fn heap_memory_is_returned() -> TestResult {
         }
         attempts.push((before, after));
     }
-    Err(alloc::format!("heap use changed over free/alloc rounds, in 3 attempts (before, after): {attempts:?}"))
+    Err(alloc::format!(
+        "heap use changed over free/alloc rounds, in 3 attempts (before, after): {attempts:?}"
+    ))
 }
 
 fn heap_exhaustion_is_an_error_not_a_hang() -> TestResult {

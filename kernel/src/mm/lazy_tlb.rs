@@ -60,7 +60,11 @@ pub struct CpuTlbState {
 
 impl CpuTlbState {
     pub const fn new() -> CpuTlbState {
-        CpuTlbState { loaded: AtomicPtr::new(core::ptr::null_mut()), loaded_gen: AtomicU64::new(0), lazy: AtomicBool::new(false) }
+        CpuTlbState {
+            loaded: AtomicPtr::new(core::ptr::null_mut()),
+            loaded_gen: AtomicU64::new(0),
+            lazy: AtomicBool::new(false),
+        }
     }
 }
 
@@ -165,7 +169,13 @@ pub fn unload() {
             // SAFETY: the reference stored when it was loaded.
             let space = unsafe { Arc::from_raw(loaded) };
             // SAFETY: interrupts are off; the kernel's tables map all the kernel runs on.
-            unsafe { super::address_space::load_kernel_tables(super::paging::kernel_level4(), percpu::cpu_number(), &space) };
+            unsafe {
+                super::address_space::load_kernel_tables(
+                    super::paging::kernel_level4(),
+                    percpu::cpu_number(),
+                    &space,
+                )
+            };
         }
     });
 }

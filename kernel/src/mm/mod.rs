@@ -9,8 +9,8 @@
 pub mod address_space;
 pub mod frame;
 pub mod heap;
-pub mod lazy_tlb;
 pub mod layout;
+pub mod lazy_tlb;
 pub mod paging;
 pub mod stack;
 pub mod tlb;

@@ -69,7 +69,9 @@ fn preallocate_kernel_half() {
             }
             let frame = frame::allocate().expect("out of memory for the kernel's level-3 tables");
             // SAFETY: a fresh frame, reachable through the physical window.
-            unsafe { (*super::phys_to_virt(frame.start_address()).as_mut_ptr::<PageTable>()).zero() };
+            unsafe {
+                (*super::phys_to_virt(frame.start_address()).as_mut_ptr::<PageTable>()).zero()
+            };
             entry.set_frame(frame, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
         }
     });
@@ -85,7 +87,11 @@ fn with_tables<R>(f: impl FnOnce(&mut OffsetPageTable<'static>) -> R) -> R {
 /// # Safety
 /// The page must be unused in the kernel's address space, and the frame must be
 /// owned by the caller (or be device memory that nothing else maps differently).
-pub unsafe fn map(page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(), MapToError<Size4KiB>> {
+pub unsafe fn map(
+    page: Page,
+    frame: PhysFrame,
+    flags: PageTableFlags,
+) -> Result<(), MapToError<Size4KiB>> {
     with_tables(|tables| {
         // SAFETY: guaranteed by the caller (see above).
         unsafe { tables.map_to(page, frame, flags, &mut TableFrames) }.map(|flush| flush.flush())
@@ -97,10 +103,12 @@ pub unsafe fn map(page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result
 /// # Safety
 /// Nothing may use the page afterwards (on any CPU).
 pub unsafe fn unmap(page: Page) -> Option<PhysFrame> {
-    with_tables(|tables| tables.unmap(page).ok().map(|(frame, flush)| {
-        flush.flush();
-        frame
-    }))
+    with_tables(|tables| {
+        tables.unmap(page).ok().map(|(frame, flush)| {
+            flush.flush();
+            frame
+        })
+    })
 }
 
 /// The physical address `address` maps to, if it is mapped.
@@ -110,7 +118,10 @@ pub fn translate(address: VirtAddr) -> Option<PhysAddr> {
 
 /// Allocates frames for `size` bytes at `start` and maps them writable.
 pub fn map_fresh_memory(start: VirtAddr, size: u64) {
-    let pages = Page::<Size4KiB>::range(Page::containing_address(start), Page::containing_address(start + size));
+    let pages = Page::<Size4KiB>::range(
+        Page::containing_address(start),
+        Page::containing_address(start + size),
+    );
     for page in pages {
         let frame = frame::allocate().expect("out of physical memory while mapping kernel memory");
         // SAFETY: callers pass regions of the kernel's own layout, which nothing

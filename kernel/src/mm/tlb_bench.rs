@@ -108,7 +108,8 @@ fn make_lazy(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) {
 
 /// Makes every CPU leave `space` (load the kernel's tables).
 fn unload_everywhere() {
-    let _ = call::call_on_many(CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload);
+    let _ =
+        call::call_on_many(CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload);
 }
 
 /// What the real-time thread saw in one mode (None: the limit, no shootdowns).
@@ -139,15 +140,18 @@ impl ModeResult {
 fn wake_up_round() -> Vec<u64> {
     let latencies = Arc::new(crate::sync::SpinLock::new(Vec::with_capacity(SAMPLES_PER_ROUND)));
     let latencies2 = latencies.clone();
-    Builder::new("timer-woken").priority(Priority::RealTime(3)).pin(INITIATOR).spawn(move || {
-        for i in 0..SAMPLES_PER_ROUND {
-            let delay = 2_000_000 + (i as u64 % 5) * 300_000;
-            let deadline = time::now_ns() + delay;
-            sleep_ns(delay);
-            latencies2.lock().push((time::now_ns() - deadline) / 1000);
-        }
-    })
-    .join();
+    Builder::new("timer-woken")
+        .priority(Priority::RealTime(3))
+        .pin(INITIATOR)
+        .spawn(move || {
+            for i in 0..SAMPLES_PER_ROUND {
+                let delay = 2_000_000 + (i as u64 % 5) * 300_000;
+                let deadline = time::now_ns() + delay;
+                sleep_ns(delay);
+                latencies2.lock().push((time::now_ns() - deadline) / 1000);
+            }
+        })
+        .join();
     core::mem::take(&mut *latencies.lock())
 }
 
@@ -230,7 +234,8 @@ fn wake_up_latencies(space: &Arc<AddressSpace>, accelerator: &str) {
     let halted = HaltedThreads::start(space, [HALTED_TARGET].into_iter());
     let injector = IrqOffInjector::start(SLOW_CPU, irqoff_us, Some(space.clone()));
     let modes = [None, Some(WaitMode::Spin), Some(WaitMode::Preempt), Some(WaitMode::Sleep)];
-    let results: Vec<ModeResult> = modes.into_iter().map(|mode| measure_mode(space, mode)).collect();
+    let results: Vec<ModeResult> =
+        modes.into_iter().map(|mode| measure_mode(space, mode)).collect();
     injector.stop();
     halted.stop();
     call::set_wait_mode(crate::args::get().ipi_wait);
@@ -250,7 +255,12 @@ fn wake_up_latencies(space: &Arc<AddressSpace>, accelerator: &str) {
 /// Average cost of a shootdown from CPU 0 of `pages` pages, with `busy` CPUs
 /// running threads of the space (halted) and `lazy` CPUs that ran one before;
 /// and how many flush IPIs each shootdown sent and saved.
-fn shootdown_cost(space: &Arc<AddressSpace>, busy: usize, lazy: usize, pages: usize) -> (u64, u64, u64) {
+fn shootdown_cost(
+    space: &Arc<AddressSpace>,
+    busy: usize,
+    lazy: usize,
+    pages: usize,
+) -> (u64, u64, u64) {
     unload_everywhere();
     make_lazy(space, busy + 1..=busy + lazy);
     let halted = HaltedThreads::start(space, 1..=busy);
@@ -258,24 +268,32 @@ fn shootdown_cost(space: &Arc<AddressSpace>, busy: usize, lazy: usize, pages: us
     let elapsed = Arc::new(AtomicU64::new(0));
     let (elapsed2, space2) = (elapsed.clone(), space.clone());
     let (sent_before, saved_before) = tlb::flush_ipi_counts();
-    Builder::new("measure").pin(0).address_space(space.clone()).spawn(move || {
-        let start = time::now_ns();
-        for _ in 0..rounds {
-            tlb::shootdown(&space2, page(0), pages);
-        }
-        elapsed2.store(time::now_ns() - start, Ordering::Release);
-    })
-    .join();
+    Builder::new("measure")
+        .pin(0)
+        .address_space(space.clone())
+        .spawn(move || {
+            let start = time::now_ns();
+            for _ in 0..rounds {
+                tlb::shootdown(&space2, page(0), pages);
+            }
+            elapsed2.store(time::now_ns() - start, Ordering::Release);
+        })
+        .join();
     let (sent, saved) = tlb::flush_ipi_counts();
     halted.stop();
-    (elapsed.load(Ordering::Acquire) / rounds / 1000, (sent - sent_before) / rounds, (saved - saved_before) / rounds)
+    (
+        elapsed.load(Ordering::Acquire) / rounds / 1000,
+        (sent - sent_before) / rounds,
+        (saved - saved_before) / rounds,
+    )
 }
 
 /// 1, 2, 4, ... and every other CPU: each count costs 200 shootdowns to that
 /// many CPUs, so every count from 1 up would be quadratic in the CPUs (at
 /// 255 CPUs, about 32,000 shootdowns to 127 CPUs on average).
 fn target_counts(others: usize) -> impl Iterator<Item = usize> {
-    let powers = core::iter::successors(Some(1usize), |n| n.checked_mul(2)).take_while(move |&n| n < others);
+    let powers =
+        core::iter::successors(Some(1usize), |n| n.checked_mul(2)).take_while(move |&n| n < others);
     powers.chain(core::iter::once(others))
 }
 

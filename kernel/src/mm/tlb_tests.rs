@@ -6,8 +6,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
+use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 
 use super::address_space::AddressSpace;
 use super::{frame, paging, phys_to_virt, tlb};
@@ -76,8 +76,9 @@ impl Torture {
         let expected = self.published[page].load(Ordering::Acquire);
         let words = page_address(page).as_ptr::<u64>();
         // SAFETY: every torture page is mapped in the space this thread runs in.
-        let (seen_page, generation, check) =
-            unsafe { (words.read_volatile(), words.add(1).read_volatile(), words.add(2).read_volatile()) };
+        let (seen_page, generation, check) = unsafe {
+            (words.read_volatile(), words.add(1).read_volatile(), words.add(2).read_volatile())
+        };
         if seen_page != page as u64 || check != !seen_page ^ generation {
             self.fail(alloc::format!(
                 "cpu{}: page {page} read the frame of page {seen_page} (generation {generation})",
@@ -103,7 +104,10 @@ impl Torture {
             let generation = self.published[page].load(Ordering::Relaxed) + 1;
             let new = frame::allocate().expect("torture: out of frames");
             write_pattern(new, page, generation);
-            let old = self.space.remap(Page::containing_address(page_address(page)), new).expect("torture: remap");
+            let old = self
+                .space
+                .remap(Page::containing_address(page_address(page)), new)
+                .expect("torture: remap");
             tlb::shootdown(&self.space, page_address(page), 1);
             self.shootdowns.fetch_add(1, Ordering::Relaxed);
             self.published[page].store(generation, Ordering::Release);
@@ -132,7 +136,9 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
     for page in 0..pages {
         let frame = frame::allocate().ok_or("out of frames")?;
         write_pattern(frame, page, 0);
-        space.map(Page::containing_address(page_address(page)), frame).map_err(|e| alloc::format!("map: {e:?}"))?;
+        space
+            .map(Page::containing_address(page_address(page)), frame)
+            .map_err(|e| alloc::format!("map: {e:?}"))?;
     }
     let state = Arc::new(Torture {
         space: space.clone(),
@@ -147,7 +153,10 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
     let threads: Vec<_> = (0..cpus)
         .map(|cpu| {
             let state = state.clone();
-            Builder::new("tlb-torture").pin(cpu).address_space(space.clone()).spawn(move || state.run(cpu, cpus, rounds))
+            Builder::new("tlb-torture")
+                .pin(cpu)
+                .address_space(space.clone())
+                .spawn(move || state.run(cpu, cpus, rounds))
         })
         .collect();
     for thread in threads {
@@ -171,7 +180,10 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
     }
     call::set_wait_mode(crate::args::get().ipi_wait);
     if let Some(message) = state.first_failure.lock().take() {
-        return Err(alloc::format!("{} failures in {mode:?} mode; first: {message}", state.failures.load(Ordering::Acquire)));
+        return Err(alloc::format!(
+            "{} failures in {mode:?} mode; first: {message}",
+            state.failures.load(Ordering::Acquire)
+        ));
     }
     // The lazy path must have been taken, or the torture proved nothing about it.
     if cpus > 1 && crate::args::get().fault.is_none() {
@@ -201,7 +213,8 @@ fn tlb_torture_short() -> TestResult {
 /// shootdown, every CPU must read the new frame.
 fn kernel_shootdown_reaches_every_cpu() -> TestResult {
     let page = Page::containing_address(VirtAddr::new(super::layout::MMIO_END - 4096));
-    let (first, second) = (frame::allocate().ok_or("no frame")?, frame::allocate().ok_or("no frame")?);
+    let (first, second) =
+        (frame::allocate().ok_or("no frame")?, frame::allocate().ok_or("no frame")?);
     write_pattern(first, 1, 1);
     write_pattern(second, 2, 2);
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
@@ -233,9 +246,17 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
         frame::free(old);
         frame::free(last);
     }
-    crate::ensure!(seen.len() == smp::cpus().len(), "{} of {} CPUs read the page", seen.len(), smp::cpus().len());
+    crate::ensure!(
+        seen.len() == smp::cpus().len(),
+        "{} of {} CPUs read the page",
+        seen.len(),
+        smp::cpus().len()
+    );
     for (cpu, value) in seen {
-        crate::ensure!(value == 2, "cpu{cpu} still read the old frame (page {value}) after the shootdown");
+        crate::ensure!(
+            value == 2,
+            "cpu{cpu} still read the old frame (page {value}) after the shootdown"
+        );
     }
     Ok(())
 }
@@ -267,7 +288,9 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     let space = Arc::new(AddressSpace::new());
     let old = frame::allocate().ok_or("out of frames")?;
     write_pattern(old, 0, 0);
-    space.map(Page::containing_address(page_address(0)), old).map_err(|e| alloc::format!("map: {e:?}"))?;
+    space
+        .map(Page::containing_address(page_address(0)), old)
+        .map_err(|e| alloc::format!("map: {e:?}"))?;
     let read_generation = || {
         // SAFETY: page 0 is mapped in the space the calling thread runs in.
         unsafe { page_address(0).as_ptr::<u64>().add(1).read_volatile() }
@@ -279,16 +302,18 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     let deaf_now = Arc::new(AtomicBool::new(false));
     let read_after = Arc::new(AtomicU64::new(u64::MAX));
     let (deaf_now2, read_after2) = (deaf_now.clone(), read_after.clone());
-    let deaf_thread = Builder::new("deaf").priority(crate::sched::Priority::RealTime(3)).pin(deaf).address_space(space.clone()).spawn(
-        move || {
+    let deaf_thread = Builder::new("deaf")
+        .priority(crate::sched::Priority::RealTime(3))
+        .pin(deaf)
+        .address_space(space.clone())
+        .spawn(move || {
             let _ = read_generation();
             x86_64::instructions::interrupts::disable();
             deaf_now2.store(true, Ordering::Release);
             crate::time::udelay(DEAF_FOR_US);
             x86_64::instructions::interrupts::enable();
             read_after2.store(read_generation(), Ordering::Release);
-        },
-    );
+        });
     while !deaf_now.load(Ordering::Acquire) {
         crate::sched::sleep_ns(100_000);
     }
@@ -298,16 +323,18 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     let pending = Arc::new(AtomicBool::new(false));
     let outcome = Arc::new(SpinLock::new(None));
     let (pending2, outcome2, space2) = (pending.clone(), outcome.clone(), space.clone());
-    let initiator_thread = Builder::new("initiator").pin(initiator).address_space(space.clone()).spawn(move || {
-        let new = frame::allocate().expect("out of frames");
-        write_pattern(new, 0, 1);
-        let replaced = space2.remap(Page::containing_address(page_address(0)), new).expect("remap");
-        pending2.store(true, Ordering::Release);
-        let reports_before = call::stuck_reports();
-        tlb::shootdown(&space2, page_address(0), 1);
-        pending2.store(false, Ordering::Release);
-        *outcome2.lock() = Some((call::stuck_reports() - reports_before, replaced));
-    });
+    let initiator_thread =
+        Builder::new("initiator").pin(initiator).address_space(space.clone()).spawn(move || {
+            let new = frame::allocate().expect("out of frames");
+            write_pattern(new, 0, 1);
+            let replaced =
+                space2.remap(Page::containing_address(page_address(0)), new).expect("remap");
+            pending2.store(true, Ordering::Release);
+            let reports_before = call::stuck_reports();
+            tlb::shootdown(&space2, page_address(0), 1);
+            pending2.store(false, Ordering::Release);
+            *outcome2.lock() = Some((call::stuck_reports() - reports_before, replaced));
+        });
     while !pending.load(Ordering::Acquire) {
         crate::sched::sleep_ns(100_000);
     }
@@ -316,10 +343,13 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     // into the wait: in preempt mode it runs while the shootdown is pending.
     let ran_during_wait = Arc::new(AtomicBool::new(false));
     let (ran2, pending3) = (ran_during_wait.clone(), pending.clone());
-    let urgent = Builder::new("urgent").priority(crate::sched::Priority::RealTime(2)).pin(initiator).spawn(move || {
-        crate::sched::sleep_ns(50_000_000);
-        ran2.store(pending3.load(Ordering::Acquire), Ordering::Release);
-    });
+    let urgent = Builder::new("urgent")
+        .priority(crate::sched::Priority::RealTime(2))
+        .pin(initiator)
+        .spawn(move || {
+            crate::sched::sleep_ns(50_000_000);
+            ran2.store(pending3.load(Ordering::Acquire), Ordering::Release);
+        });
     urgent.join();
     initiator_thread.join();
     deaf_thread.join();
@@ -327,15 +357,26 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     let (reports, replaced) = outcome.lock().take().ok_or("the initiator recorded nothing")?;
     // SAFETY: the shootdown returned, so every target flushed; nothing maps the frame.
     unsafe { frame::free(replaced) };
-    let leave = call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload);
+    let leave = call::call_on_many(
+        CpuSet::all_online(),
+        "unload_address_space",
+        &crate::mm::lazy_tlb::unload,
+    );
     if let Some(frame) = space.unmap(Page::containing_address(page_address(0))) {
         // SAFETY: no CPU has the space loaded any more.
         unsafe { frame::free(frame) };
     }
-    crate::ensure!(reports >= 1, "{mode:?}: the deaf CPU was not reported during a {} ms wait", DEAF_FOR_US / 1000);
+    crate::ensure!(
+        reports >= 1,
+        "{mode:?}: the deaf CPU was not reported during a {} ms wait",
+        DEAF_FOR_US / 1000
+    );
     crate::ensure!(leave.is_ok(), "{mode:?}: leaving the space failed");
     let seen = read_after.load(Ordering::Acquire);
-    crate::ensure!(seen == 1, "{mode:?}: the deaf CPU read generation {seen} after waking: a stale translation");
+    crate::ensure!(
+        seen == 1,
+        "{mode:?}: the deaf CPU read generation {seen} after waking: a stale translation"
+    );
     if mode != WaitMode::Spin {
         crate::ensure!(
             ran_during_wait.load(Ordering::Acquire),

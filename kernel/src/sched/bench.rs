@@ -65,7 +65,8 @@ fn wake_latencies_us(waker_cpu: usize, target: usize, busy: bool) -> Vec<u64> {
     let stamp = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(crate::sync::SpinLock::new(Vec::with_capacity(WAKE_SAMPLES)));
     let sleeper = {
-        let (event, woken, stamp, samples) = (event.clone(), woken.clone(), stamp.clone(), samples.clone());
+        let (event, woken, stamp, samples) =
+            (event.clone(), woken.clone(), stamp.clone(), samples.clone());
         Builder::new("woken").priority(Priority::RealTime(3)).pin(target).spawn(move || {
             for _ in 0..WAKE_SAMPLES {
                 event.wait();

@@ -118,7 +118,13 @@ pub fn current() -> Arc<Thread> {
 /// APs, which become their own idle thread with `become_idle()`.
 pub fn init_boot_cpu(name: &str) {
     let me = Arc::new(Thread::new(name.into(), Priority::Normal, None, None, State::Running));
-    let idle = new_thread(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, idle_loop);
+    let idle = new_thread(
+        alloc::format!("idle{}", percpu::cpu_number()),
+        Priority::Idle,
+        Some(percpu::cpu_number()),
+        None,
+        idle_loop,
+    );
     start_on_this_cpu(me, idle);
 }
 
@@ -128,7 +134,13 @@ pub fn become_idle(started: impl FnOnce()) -> ! {
     // A restarted AP runs on the kernel's tables again (ap_entry loaded them):
     // forget the space it had loaded before it was parked, and leave its set.
     crate::mm::lazy_tlb::forget_after_restart();
-    let idle = Arc::new(Thread::new(alloc::format!("idle{}", percpu::cpu_number()), Priority::Idle, Some(percpu::cpu_number()), None, State::Running));
+    let idle = Arc::new(Thread::new(
+        alloc::format!("idle{}", percpu::cpu_number()),
+        Priority::Idle,
+        Some(percpu::cpu_number()),
+        None,
+        State::Running,
+    ));
     this_cpu().need_resched.store(false, Ordering::Relaxed);
     start_on_this_cpu(idle.clone(), idle);
     started();
@@ -168,7 +180,12 @@ pub struct Builder {
 
 impl Builder {
     pub fn new(name: &str) -> Builder {
-        Builder { name: name.into(), priority: Priority::Normal, affinity: None, address_space: None }
+        Builder {
+            name: name.into(),
+            priority: Priority::Normal,
+            affinity: None,
+            address_space: None,
+        }
     }
 
     pub fn priority(mut self, priority: Priority) -> Builder {
@@ -239,7 +256,9 @@ impl JoinHandle {
 fn least_loaded_cpu() -> usize {
     smp::cpus()
         .iter()
-        .filter(|c| c.percpu.sched.started.load(Ordering::Acquire) && c.state() == smp::ApState::Online)
+        .filter(|c| {
+            c.percpu.sched.started.load(Ordering::Acquire) && c.state() == smp::ApState::Online
+        })
         .min_by_key(|c| {
             let sched = &c.percpu.sched;
             let busy = sched.current_rank.load(Ordering::Relaxed) > Priority::Idle.rank();
@@ -264,7 +283,11 @@ fn enqueue(mut cpu: usize, thread: Arc<Thread>) {
         drop(queue);
         if thread.affinity() == Some(cpu) {
             thread.break_affinity();
-            log::warn!("sched: thread '{}' (id {}) was pinned to CPU {cpu}, which is offline; it may now run on any CPU", thread.name, thread.id);
+            log::warn!(
+                "sched: thread '{}' (id {}) was pinned to CPU {cpu}, which is offline; it may now run on any CPU",
+                thread.name,
+                thread.id
+            );
         }
         // The boot CPU never parks, so this ends.
         cpu = least_loaded_cpu();
@@ -350,7 +373,9 @@ pub fn sleep_ns(ns: u64) {
 /// holds; the caller checks its condition again.
 pub fn block_until(woken: &dyn Fn() -> bool, deadline_ns: u64) {
     assert!(
-        interrupts::are_enabled() && preempt::count() == 0 && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0,
+        interrupts::are_enabled()
+            && preempt::count() == 0
+            && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0,
         "block_until() where the thread may not sleep (interrupts off, preemption off, or in an interrupt)"
     );
     let me = current();
@@ -421,11 +446,17 @@ pub fn schedule() {
         // waits for it to leave this one: it must not be queued twice.
         if prev != idle && prev_thread.try_transition(State::Running, State::Runnable) {
             // SAFETY: as above; the queue gets its own reference.
-            queue.push(unsafe { Arc::increment_strong_count(prev); Arc::from_raw(prev) });
+            queue.push(unsafe {
+                Arc::increment_strong_count(prev);
+                Arc::from_raw(prev)
+            });
         }
         let next = queue.pop_highest().unwrap_or_else(|| {
             // SAFETY: `idle` holds a reference for the CPU's lifetime.
-            unsafe { Arc::increment_strong_count(idle); Arc::from_raw(idle) }
+            unsafe {
+                Arc::increment_strong_count(idle);
+                Arc::from_raw(idle)
+            }
         });
         // Published under the queue's lock, which enqueue() holds while it
         // compares: a wake-up sees either the old thread queued or this rank.
@@ -528,7 +559,9 @@ extern "C" fn thread_entry(prev: *const Thread, me: *const Thread) -> ! {
 fn idle_loop() {
     loop {
         interrupts::disable();
-        if this_cpu().need_resched.load(Ordering::Acquire) || !this_cpu().run_queue.lock().is_empty() {
+        if this_cpu().need_resched.load(Ordering::Acquire)
+            || !this_cpu().run_queue.lock().is_empty()
+        {
             interrupts::enable();
             schedule();
         } else {
@@ -567,7 +600,10 @@ pub fn preempt_on_interrupt_return() {
 /// time slices, program the next event.
 pub fn on_timer_interrupt() {
     let cpu = this_cpu();
-    if !cpu.started.load(Ordering::Acquire) || cpu.timer_lent.load(Ordering::Acquire) || crate::panic::in_progress() {
+    if !cpu.started.load(Ordering::Acquire)
+        || cpu.timer_lent.load(Ordering::Acquire)
+        || crate::panic::in_progress()
+    {
         return;
     }
     let now = time::now_ns();
@@ -601,7 +637,10 @@ pub fn on_timer_interrupt() {
 /// Interrupts must be off (the timer and the state it reads are this CPU's).
 fn program_timer() {
     let cpu = this_cpu();
-    if !cpu.started.load(Ordering::Acquire) || cpu.timer_lent.load(Ordering::Acquire) || crate::panic::in_progress() {
+    if !cpu.started.load(Ordering::Acquire)
+        || cpu.timer_lent.load(Ordering::Acquire)
+        || crate::panic::in_progress()
+    {
         return;
     }
     let mut next = cpu.sleepers.lock().iter().map(|(deadline, _)| *deadline).min();
@@ -610,11 +649,14 @@ fn program_timer() {
     let current = unsafe { &*current };
     if current.priority == Priority::Normal {
         // A slice that already ended (the thread was alone) counts from now.
-        let slice_end = current.slice_end.load(Ordering::Relaxed).max(time::now_ns() + TIME_SLICE_NS / 10);
+        let slice_end =
+            current.slice_end.load(Ordering::Relaxed).max(time::now_ns() + TIME_SLICE_NS / 10);
         next = Some(next.map_or(slice_end, |n| n.min(slice_end)));
     }
     match next {
-        Some(deadline) => time::timer::start_one_shot(deadline.saturating_sub(time::now_ns()).max(1000)),
+        Some(deadline) => {
+            time::timer::start_one_shot(deadline.saturating_sub(time::now_ns()).max(1000))
+        }
         None => time::timer::stop(),
     }
 }

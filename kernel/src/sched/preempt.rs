@@ -61,7 +61,8 @@ fn record_span(this: &percpu::PerCpu) {
     let span = rdtsc().saturating_sub(this.preempt_off_since.load(Ordering::Relaxed));
     if span > this.preempt_off_max.load(Ordering::Relaxed) {
         this.preempt_off_max.store(span, Ordering::Relaxed);
-        this.preempt_off_max_caller.store(this.preempt_off_caller.load(Ordering::Relaxed), Ordering::Relaxed);
+        this.preempt_off_max_caller
+            .store(this.preempt_off_caller.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 

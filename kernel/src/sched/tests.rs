@@ -84,7 +84,10 @@ fn preempt_busy_cpu_once() -> Result<(u64, u64), alloc::string::String> {
     let finished = high.join_until(time::now_ns() + 2 * SECOND);
     stop.store(true, Ordering::Release);
     low.join();
-    crate::ensure!(finished, "the high-priority thread did not run within 2 s while a low one spun");
+    crate::ensure!(
+        finished,
+        "the high-priority thread did not run within 2 s while a low one spun"
+    );
     Ok((ran.0.load(Ordering::Acquire) - started, ran.1.load(Ordering::Acquire) - ticks_before))
 }
 
@@ -94,16 +97,20 @@ fn priorities_are_strict() -> TestResult {
     let order = Arc::new(SpinLock::new(Vec::new()));
     super::preempt::disable();
     let cpu = percpu::cpu_number();
-    let threads: Vec<_> = [("low", Priority::Normal), ("mid", Priority::RealTime(1)), ("high", Priority::RealTime(2))]
-        .into_iter()
-        .map(|(name, priority)| {
-            let order = order.clone();
-            Builder::new(name).priority(priority).pin(cpu).spawn(move || {
-                order.lock().push(name);
-                spin_for_ns(1_000_000);
-            })
+    let threads: Vec<_> = [
+        ("low", Priority::Normal),
+        ("mid", Priority::RealTime(1)),
+        ("high", Priority::RealTime(2)),
+    ]
+    .into_iter()
+    .map(|(name, priority)| {
+        let order = order.clone();
+        Builder::new(name).priority(priority).pin(cpu).spawn(move || {
+            order.lock().push(name);
+            spin_for_ns(1_000_000);
         })
-        .collect();
+    })
+    .collect();
     // Here the two real-time threads take the CPU, highest first; "low" queues
     // behind them and runs when they are done (before or after this thread).
     super::preempt::enable();
@@ -116,15 +123,21 @@ fn priorities_are_strict() -> TestResult {
 }
 
 fn pinned_threads_all_run() -> TestResult {
-    let ran_on: Arc<Vec<AtomicUsize>> = Arc::new(smp::cpus().iter().map(|_| AtomicUsize::new(usize::MAX)).collect());
+    let ran_on: Arc<Vec<AtomicUsize>> =
+        Arc::new(smp::cpus().iter().map(|_| AtomicUsize::new(usize::MAX)).collect());
     let handles: Vec<_> = (0..smp::cpus().len())
         .map(|cpu| {
             let ran_on = ran_on.clone();
-            Builder::new("pinned").pin(cpu).spawn(move || ran_on[cpu].store(percpu::cpu_number(), Ordering::Release))
+            Builder::new("pinned")
+                .pin(cpu)
+                .spawn(move || ran_on[cpu].store(percpu::cpu_number(), Ordering::Release))
         })
         .collect();
     for handle in handles {
-        crate::ensure!(handle.join_until(time::now_ns() + 5 * SECOND), "a pinned thread never finished");
+        crate::ensure!(
+            handle.join_until(time::now_ns() + 5 * SECOND),
+            "a pinned thread never finished"
+        );
     }
     for (cpu, ran) in ran_on.iter().enumerate() {
         let ran = ran.load(Ordering::Acquire);
@@ -207,8 +220,15 @@ fn wait_queue_wakes_every_waiter_exactly_once() -> TestResult {
             woken.load(Ordering::Acquire)
         );
     }
-    crate::ensure!(woken.load(Ordering::Acquire) == total, "{} of {total} waiters woke", woken.load(Ordering::Acquire));
-    crate::ensure!(!event.wait_until(time::now_ns()), "a completion was left over: a waiter consumed none");
+    crate::ensure!(
+        woken.load(Ordering::Acquire) == total,
+        "{} of {total} waiters woke",
+        woken.load(Ordering::Acquire)
+    );
+    crate::ensure!(
+        !event.wait_until(time::now_ns()),
+        "a completion was left over: a waiter consumed none"
+    );
     Ok(())
 }
 
@@ -246,11 +266,18 @@ fn preempt_tracer_records_the_longest_span() -> TestResult {
     time::udelay(3000);
     super::preempt::enable();
     let span = super::preempt::longest_spans()[cpu];
-    crate::ensure!(span.nanoseconds >= 3_000_000, "longest span {} ns, expected >= 3 ms", span.nanoseconds);
-    crate::ensure!(crate::symbols::lookup(span.from).is_some(), "the span's start {:#x} is not in kernel code", span.from);
+    crate::ensure!(
+        span.nanoseconds >= 3_000_000,
+        "longest span {} ns, expected >= 3 ms",
+        span.nanoseconds
+    );
+    crate::ensure!(
+        crate::symbols::lookup(span.from).is_some(),
+        "the span's start {:#x} is not in kernel code",
+        span.from
+    );
     Ok(())
 }
-
 
 /// Deadlines far in the future must not overflow on their way to the timer:
 /// "wait forever, or until this happens" is written `join_until(u64::MAX)`.
@@ -263,7 +290,10 @@ fn preempt_tracer_records_the_longest_span() -> TestResult {
 /// joined, so that one is fixed but not tested here.
 fn far_deadlines_do_not_overflow() -> TestResult {
     let exits_soon = Builder::new("exits-soon").spawn(|| sleep_ns(10_000_000));
-    crate::ensure!(exits_soon.join_until(u64::MAX), "join_until(u64::MAX) reported a thread that exited as still running");
+    crate::ensure!(
+        exits_soon.join_until(u64::MAX),
+        "join_until(u64::MAX) reported a thread that exited as still running"
+    );
     let event = Arc::new(Completion::new());
     let event2 = event.clone();
     let completer = Builder::new("completer").spawn(move || {
@@ -299,12 +329,17 @@ fn wake_moves_to_an_idle_cpu() -> TestResult {
         let migrations_before = super::migrations();
         let (home, woke_on) = wake_while_home_is_busy()?;
         if woke_on != home {
-            crate::ensure!(super::migrations() > migrations_before, "the thread moved, but no migration was counted");
+            crate::ensure!(
+                super::migrations() > migrations_before,
+                "the thread moved, but no migration was counted"
+            );
             return Ok(());
         }
         seen.push(home);
     }
-    Err(alloc::format!("in {ATTEMPTS} attempts the woken thread stayed on its busy CPU (CPUs {seen:?}) while another was idle"))
+    Err(alloc::format!(
+        "in {ATTEMPTS} attempts the woken thread stayed on its busy CPU (CPUs {seen:?}) while another was idle"
+    ))
 }
 
 /// One attempt: returns the CPU the thread blocked on and the one it woke on.
@@ -346,20 +381,31 @@ fn wake_while_home_is_busy() -> Result<(usize, usize), alloc::string::String> {
 }
 
 fn crash_thread_stack_overflow() -> TestResult {
-    Builder::new("stack-overflow").spawn(|| {
-        crate::testing::overflow_the_stack(0);
-    }).join();
+    Builder::new("stack-overflow")
+        .spawn(|| {
+            crate::testing::overflow_the_stack(0);
+        })
+        .join();
     Err("the thread returned from infinite recursion".into())
 }
 
 pub static TESTS: &[KernelTest] = &[
-    KernelTest::new("sched_higher_priority_preempts_busy_thread", higher_priority_preempts_a_busy_thread),
+    KernelTest::new(
+        "sched_higher_priority_preempts_busy_thread",
+        higher_priority_preempts_a_busy_thread,
+    ),
     KernelTest::new("sched_priorities_are_strict", priorities_are_strict),
     KernelTest::new("sched_pinned_threads_all_run", pinned_threads_all_run),
     KernelTest::new("sched_sleep_is_never_early", sleep_is_never_early),
-    KernelTest::new("sched_wait_queue_wakes_every_waiter_once", wait_queue_wakes_every_waiter_exactly_once),
+    KernelTest::new(
+        "sched_wait_queue_wakes_every_waiter_once",
+        wait_queue_wakes_every_waiter_exactly_once,
+    ),
     KernelTest::new("spinlock_counter_under_contention", spinlock_counter_under_contention),
-    KernelTest::new("sched_preempt_tracer_records_longest_span", preempt_tracer_records_the_longest_span),
+    KernelTest::new(
+        "sched_preempt_tracer_records_longest_span",
+        preempt_tracer_records_the_longest_span,
+    ),
     KernelTest::crash("crash_thread_stack_overflow", crash_thread_stack_overflow),
     KernelTest::new("sched_far_deadlines_do_not_overflow", far_deadlines_do_not_overflow),
     KernelTest::new("sched_wake_moves_to_an_idle_cpu", wake_moves_to_an_idle_cpu),

@@ -92,7 +92,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const NOT_PINNED: usize = usize::MAX;
 
 impl Thread {
-    pub(super) fn new(name: String, priority: Priority, affinity: Option<usize>, stack: Option<KernelStack>, state: State) -> Thread {
+    pub(super) fn new(
+        name: String,
+        priority: Priority,
+        affinity: Option<usize>,
+        stack: Option<KernelStack>,
+        state: State,
+    ) -> Thread {
         Thread {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
@@ -131,7 +137,9 @@ impl Thread {
 
     /// Moves from `from` to `to` if the thread is in `from`; false otherwise.
     pub(super) fn try_transition(&self, from: State, to: State) -> bool {
-        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     pub fn has_exited(&self) -> bool {

@@ -28,7 +28,11 @@ impl WaitQueue {
 
     /// As `wait_until`, but gives up at `deadline_ns` (clock time); returns
     /// whether the condition held.
-    pub fn wait_until_or_deadline(&self, condition: &mut dyn FnMut() -> bool, deadline_ns: Option<u64>) -> bool {
+    pub fn wait_until_or_deadline(
+        &self,
+        condition: &mut dyn FnMut() -> bool,
+        deadline_ns: Option<u64>,
+    ) -> bool {
         let me = super::current();
         loop {
             {

@@ -8,7 +8,7 @@ use x86_64::structures::paging::PhysFrame;
 
 use x86_64::instructions::interrupts;
 
-use super::{ApState, SMP, wake_boot_cpu, tsc_sync};
+use super::{ApState, SMP, tsc_sync, wake_boot_cpu};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::{gdt, idt, lapic};
 use crate::args::{self, Fault};

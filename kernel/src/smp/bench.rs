@@ -27,7 +27,9 @@ pub fn run() {
         if mode == SmpMode::Serial { serial.push(result) } else { parallel.push(result) }
     }
     let mut medians = [0; 2];
-    for (i, (mode, results)) in [(SmpMode::Serial, &serial), (SmpMode::Parallel, &parallel)].into_iter().enumerate() {
+    for (i, (mode, results)) in
+        [(SmpMode::Serial, &serial), (SmpMode::Parallel, &parallel)].into_iter().enumerate()
+    {
         let mut samples: Vec<u64> = results.iter().map(|r| r.elapsed_ns / 1000).collect();
         samples.sort_unstable();
         medians[i] = percentile(&samples, 50);
@@ -43,7 +45,13 @@ pub fn run() {
             accelerator
         );
         let phases = median_phases(results);
-        crate::println!("BENCH smp phases mode={} cpus={} {} accel={}", mode.name(), cpus, phases.in_us(), accelerator);
+        crate::println!(
+            "BENCH smp phases mode={} cpus={} {} accel={}",
+            mode.name(),
+            cpus,
+            phases.in_us(),
+            accelerator
+        );
     }
     // The kernel is built without floating point: a ratio in hundredths.
     let ratio_x100 = medians[0] * 100 / medians[1].max(1);
@@ -62,7 +70,12 @@ fn park_and_bring_up(mode: SmpMode, count: usize, round: usize) -> BringUp {
     park_all();
     let result = bring_up_first(mode, count);
     if result.online != result.wanted {
-        log::warn!("bench: round {round} ({}) brought up {} of {} CPUs", mode.name(), result.online, result.wanted);
+        log::warn!(
+            "bench: round {round} ({}) brought up {} of {} CPUs",
+            mode.name(),
+            result.online,
+            result.wanted
+        );
     }
     log::debug!(
         "bench: round {round} {} aps={} {} us: {}",
@@ -101,7 +114,9 @@ fn per_cpu_fit(cpus: usize, accelerator: &str) {
     let mut sizes: Vec<usize> = (1..=4).map(|quarter| (aps * quarter / 4).max(1)).collect();
     sizes.dedup();
     if sizes.len() < 2 {
-        crate::println!("BENCH smp per_cpu_us=- cpus={cpus} (needs 3 CPUs: two sizes of bring-up) accel={accelerator}");
+        crate::println!(
+            "BENCH smp per_cpu_us=- cpus={cpus} (needs 3 CPUs: two sizes of bring-up) accel={accelerator}"
+        );
         return;
     }
     let mut runs: Vec<Vec<u64>> = sizes.iter().map(|_| Vec::new()).collect(); // us, per size
@@ -143,9 +158,11 @@ fn per_cpu_fit(cpus: usize, accelerator: &str) {
 /// integers (the kernel has no floating point): slope = Sxy / Sxx.
 fn least_squares(points: &[(i64, i64)]) -> (i64, i64) {
     let n = points.len() as i128;
-    let (sum_x, sum_y) = points.iter().fold((0i128, 0i128), |(x, y), p| (x + p.0 as i128, y + p.1 as i128));
+    let (sum_x, sum_y) =
+        points.iter().fold((0i128, 0i128), |(x, y), p| (x + p.0 as i128, y + p.1 as i128));
     let sxx: i128 = points.iter().map(|p| (n * p.0 as i128 - sum_x).pow(2)).sum();
-    let sxy: i128 = points.iter().map(|p| (n * p.0 as i128 - sum_x) * (n * p.1 as i128 - sum_y)).sum();
+    let sxy: i128 =
+        points.iter().map(|p| (n * p.0 as i128 - sum_x) * (n * p.1 as i128 - sum_y)).sum();
     // Deviations scaled by n (to stay in integers): the n^2 cancels.
     let slope = sxy / sxx.max(1);
     let intercept = (sum_y - slope * sum_x) / n;

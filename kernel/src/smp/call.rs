@@ -157,7 +157,12 @@ pub struct CallDescriptor {
 }
 
 impl CallDescriptor {
-    fn new(name: &'static str, function: *const (dyn Fn() + Sync), pending: usize, on_heap: bool) -> CallDescriptor {
+    fn new(
+        name: &'static str,
+        function: *const (dyn Fn() + Sync),
+        pending: usize,
+        on_heap: bool,
+    ) -> CallDescriptor {
         CallDescriptor {
             name,
             function,
@@ -317,7 +322,10 @@ impl<'f> CrossCall<'f> {
         // touch (see the module comment), which comes before the CrossCall
         // can be dropped (PendingCall waits for it).
         let function: *const (dyn Fn() + Sync) = unsafe { core::mem::transmute(function) };
-        CrossCall { descriptor: CallDescriptor::new(name, function, 0, false), _function: core::marker::PhantomData }
+        CrossCall {
+            descriptor: CallDescriptor::new(name, function, 0, false),
+            _function: core::marker::PhantomData,
+        }
     }
 
     /// Runs the call: with preemption disabled, picks the targets with
@@ -327,15 +335,27 @@ impl<'f> CrossCall<'f> {
     /// `ipi_wait=` says, however long that takes. Start and wait are one
     /// function, so no caller can leave (or leak) a started call whose
     /// descriptor is on its stack.
-    pub fn run(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> Result<(), Offline> {
+    pub fn run(
+        &self,
+        choose: impl FnOnce(usize) -> CpuSet,
+        local: impl FnOnce(usize),
+    ) -> Result<(), Offline> {
         self.start(choose, local).wait();
         // Every target has acknowledged: the descriptor is ours alone again.
         let offline = self.descriptor.offline.load(Ordering::Relaxed);
         if offline.is_empty() { Ok(()) } else { Err(Offline { cpus: offline }) }
     }
 
-    fn start(&self, choose: impl FnOnce(usize) -> CpuSet, local: impl FnOnce(usize)) -> PendingCall<'_, 'f> {
-        assert!(interrupts::are_enabled(), "cross-CPU call '{}' with interrupts disabled", self.descriptor.name);
+    fn start(
+        &self,
+        choose: impl FnOnce(usize) -> CpuSet,
+        local: impl FnOnce(usize),
+    ) -> PendingCall<'_, 'f> {
+        assert!(
+            interrupts::are_enabled(),
+            "cross-CPU call '{}' with interrupts disabled",
+            self.descriptor.name
+        );
         preempt::disable();
         let me = percpu::cpu_number();
         let targets = choose(me);
@@ -350,7 +370,8 @@ impl<'f> CrossCall<'f> {
         let sleeps = mode == WaitMode::Sleep && remote.len() > 0 && preempt::count() == 1;
         self.descriptor.waiter_woken.store(false, Ordering::Relaxed);
         // Published to the targets by the enqueue (under their queue's lock).
-        let waiter = if sleeps { alloc::sync::Arc::into_raw(sched::current()) } else { core::ptr::null() };
+        let waiter =
+            if sleeps { alloc::sync::Arc::into_raw(sched::current()) } else { core::ptr::null() };
         self.descriptor.waiter.store(waiter as *mut Thread, Ordering::Relaxed);
         enqueue_all(remote, &self.descriptor);
         local(me);
@@ -410,7 +431,12 @@ impl PendingCall<'_, '_> {
             }
         }
         if reported {
-            log::warn!("xcall: '{}' from cpu{} completed after {} ms", descriptor.name, self.started_by, (time::now_ns() - started) / 1_000_000);
+            log::warn!(
+                "xcall: '{}' from cpu{} completed after {} ms",
+                descriptor.name,
+                self.started_by,
+                (time::now_ns() - started) / 1_000_000
+            );
         }
         if self.sleeps() {
             let waiter = descriptor.waiter.swap(core::ptr::null_mut(), Ordering::Relaxed);
@@ -446,7 +472,11 @@ impl PendingCall<'_, '_> {
         let acknowledged = descriptor.acknowledged.load(Ordering::Relaxed);
         for cpu in self.remote.iter().filter(|&cpu| !acknowledged.contains(cpu)) {
             STUCK_REPORTS.fetch_add(1, Ordering::Relaxed);
-            let state = if queue_of(cpu).holds(descriptor) { "not started: interrupts off?" } else { "still running it" };
+            let state = if queue_of(cpu).holds(descriptor) {
+                "not started: interrupts off?"
+            } else {
+                "still running it"
+            };
             let location = super::stuck_cpu::locate(cpu);
             log::warn!(
                 "xcall: CPU {cpu} has not acknowledged '{}' from cpu{} after {waited_ms} ms ({state}); {location}; still waiting",
@@ -464,17 +494,29 @@ pub const REPORT_EVERY_MS: u64 = 5000;
 
 /// Runs `function` on every CPU of `cpus` (this one included, if in the set)
 /// and waits for all of them.
-pub fn call_on_many(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Offline> {
+pub fn call_on_many(
+    cpus: CpuSet,
+    name: &'static str,
+    function: &(dyn Fn() + Sync),
+) -> Result<(), Offline> {
     CrossCall::new(name, function).run(|_| cpus, |_| {})
 }
 
-pub fn call_on(cpu: usize, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<(), Offline> {
+pub fn call_on(
+    cpu: usize,
+    name: &'static str,
+    function: &(dyn Fn() + Sync),
+) -> Result<(), Offline> {
     call_on_many(CpuSet::single(cpu), name, function)
 }
 
 /// Runs `function` on one CPU of `cpus`: this one if it is in the set, else
 /// the lowest-numbered one in the set. Returns the CPU chosen.
-pub fn call_on_any(cpus: CpuSet, name: &'static str, function: &(dyn Fn() + Sync)) -> Result<usize, Offline> {
+pub fn call_on_any(
+    cpus: CpuSet,
+    name: &'static str,
+    function: &(dyn Fn() + Sync),
+) -> Result<usize, Offline> {
     let mut chosen = 0;
     CrossCall::new(name, function)
         .run(
@@ -496,7 +538,11 @@ struct HeapCall {
 }
 
 /// Runs `function` on every CPU of `cpus` without waiting.
-pub fn call_on_many_nowait(cpus: CpuSet, name: &'static str, function: impl Fn() + Send + Sync + 'static) {
+pub fn call_on_many_nowait(
+    cpus: CpuSet,
+    name: &'static str,
+    function: impl Fn() + Send + Sync + 'static,
+) {
     assert!(interrupts::are_enabled(), "cross-CPU call '{name}' with interrupts disabled");
     preempt::disable();
     let me = percpu::cpu_number();
@@ -507,9 +553,12 @@ pub fn call_on_many_nowait(cpus: CpuSet, name: &'static str, function: impl Fn()
     }
     if remote.len() > 0 {
         let no_function = core::ptr::null::<fn()>() as *const (dyn Fn() + Sync);
-        let mut call =
-            Box::new(HeapCall { descriptor: CallDescriptor::new(name, no_function, remote.len(), true), function: Box::new(function) });
-        call.descriptor.function = &*call.function as &(dyn Fn() + Sync) as *const (dyn Fn() + Sync);
+        let mut call = Box::new(HeapCall {
+            descriptor: CallDescriptor::new(name, no_function, remote.len(), true),
+            function: Box::new(function),
+        });
+        call.descriptor.function =
+            &*call.function as &(dyn Fn() + Sync) as *const (dyn Fn() + Sync);
         // repr(C): the descriptor is the first field, so the two pointers agree.
         let descriptor = Box::into_raw(call) as *const CallDescriptor;
         // Parked CPUs are acknowledged for (the last acknowledgement frees it).

@@ -124,15 +124,29 @@ fn cross_call_torture() -> TestResult {
         }
         // Calls nobody waited for may still be queued; a waited call to every
         // CPU comes after them in each (FIFO) queue.
-        call::call_on_many(CpuSet::all_online(), "barrier", &|| {}).map_err(|e| alloc::format!("{e:?}"))?;
+        call::call_on_many(CpuSet::all_online(), "barrier", &|| {})
+            .map_err(|e| alloc::format!("{e:?}"))?;
         call::set_wait_mode(crate::args::get().ipi_wait);
-        let (executed, expected) = (counts.executed.load(Ordering::Acquire), counts.expected.load(Ordering::Acquire));
-        crate::ensure!(executed == expected, "{mode:?}: {executed} executions for {expected} expected");
-        crate::ensure!(counts.wrong_cpu.load(Ordering::Acquire) == 0, "{mode:?}: calls ran on CPUs not targeted");
-        crate::ensure!(counts.short_waits.load(Ordering::Acquire) == 0, "{mode:?}: a wait returned before every target ran");
+        let (executed, expected) =
+            (counts.executed.load(Ordering::Acquire), counts.expected.load(Ordering::Acquire));
+        crate::ensure!(
+            executed == expected,
+            "{mode:?}: {executed} executions for {expected} expected"
+        );
+        crate::ensure!(
+            counts.wrong_cpu.load(Ordering::Acquire) == 0,
+            "{mode:?}: calls ran on CPUs not targeted"
+        );
+        crate::ensure!(
+            counts.short_waits.load(Ordering::Acquire) == 0,
+            "{mode:?}: a wait returned before every target ran"
+        );
         // Whether some wake-up moved a thread during this run depends on timing, so it is
         // only logged; sched_wake_moves_to_an_idle_cpu proves that wake-ups do move threads.
-        log::debug!("{mode:?}: {} wake-ups moved a thread", crate::sched::migrations() - migrations_before);
+        log::debug!(
+            "{mode:?}: {} wake-ups moved a thread",
+            crate::sched::migrations() - migrations_before
+        );
     }
     Ok(())
 }
@@ -143,12 +157,13 @@ fn cross_call_torture() -> TestResult {
 fn interrupts_off_on(cpu: usize, us: u64) -> crate::sched::JoinHandle {
     let in_cli = Arc::new(AtomicBool::new(false));
     let in_cli2 = in_cli.clone();
-    let blocker = Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
-        interrupts::disable();
-        in_cli2.store(true, Ordering::Release);
-        time::udelay(us);
-        interrupts::enable();
-    });
+    let blocker =
+        Builder::new("irqs-off").priority(Priority::RealTime(3)).pin(cpu).spawn(move || {
+            interrupts::disable();
+            in_cli2.store(true, Ordering::Release);
+            time::udelay(us);
+            interrupts::enable();
+        });
     while !in_cli.load(Ordering::Acquire) {
         sleep_ns(100_000);
     }
@@ -173,9 +188,19 @@ fn unresponsive_cpu_is_reported_and_waited_for() -> TestResult {
     let waited_ms = (time::now_ns() - started) / 1_000_000;
     blocker.join();
     crate::ensure!(result.is_ok(), "the call to CPU {slow} failed: {result:?}");
-    crate::ensure!(runs.load(Ordering::Acquire) == 1, "the call ran {} times", runs.load(Ordering::Acquire));
-    crate::ensure!(waited_ms >= call::STUCK_AFTER_MS, "the call returned after {waited_ms} ms, while the CPU had interrupts off");
-    crate::ensure!(call::stuck_reports() > reports_before, "CPU {slow} was not reported in a {waited_ms} ms wait");
+    crate::ensure!(
+        runs.load(Ordering::Acquire) == 1,
+        "the call ran {} times",
+        runs.load(Ordering::Acquire)
+    );
+    crate::ensure!(
+        waited_ms >= call::STUCK_AFTER_MS,
+        "the call returned after {waited_ms} ms, while the CPU had interrupts off"
+    );
+    crate::ensure!(
+        call::stuck_reports() > reports_before,
+        "CPU {slow} was not reported in a {waited_ms} ms wait"
+    );
     Ok(())
 }
 
@@ -210,24 +235,34 @@ fn preempt_wait_lets_higher_priority_run() -> TestResult {
         let saw_waiting = Arc::new(AtomicBool::new(false));
         let saw_blocked = Arc::new(AtomicBool::new(false));
         let late_by = Arc::new(AtomicU64::new(0));
-        let (waiting3, saw2, blocked2, late2) = (waiting.clone(), saw_waiting.clone(), saw_blocked.clone(), late_by.clone());
+        let (waiting3, saw2, blocked2, late2) =
+            (waiting.clone(), saw_waiting.clone(), saw_blocked.clone(), late_by.clone());
         let waiter = low.thread.clone();
-        let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(initiator).spawn(move || {
-            let deadline = time::now_ns() + 50_000_000;
-            sleep_ns(50_000_000);
-            late2.store(time::now_ns() - deadline, Ordering::Release);
-            saw2.store(waiting3.load(Ordering::Acquire), Ordering::Release);
-            blocked2.store(waiter.state() == crate::sched::State::Blocked, Ordering::Release);
-        });
+        let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(initiator).spawn(
+            move || {
+                let deadline = time::now_ns() + 50_000_000;
+                sleep_ns(50_000_000);
+                late2.store(time::now_ns() - deadline, Ordering::Release);
+                saw2.store(waiting3.load(Ordering::Acquire), Ordering::Release);
+                blocked2.store(waiter.state() == crate::sched::State::Blocked, Ordering::Release);
+            },
+        );
         high.join();
         low.join();
         blocker.join();
-        let (saw, late_us) = (saw_waiting.load(Ordering::Acquire), late_by.load(Ordering::Acquire) / 1000);
+        let (saw, late_us) =
+            (saw_waiting.load(Ordering::Acquire), late_by.load(Ordering::Acquire) / 1000);
         match mode {
             WaitMode::Preempt | WaitMode::Sleep => {
-                crate::ensure!(saw, "{mode:?} mode: the high-priority thread ran only after the wait ({late_us} us late)");
+                crate::ensure!(
+                    saw,
+                    "{mode:?} mode: the high-priority thread ran only after the wait ({late_us} us late)"
+                );
             }
-            WaitMode::Spin => crate::ensure!(!saw, "spin mode: the high-priority thread ran during a spinning wait"),
+            WaitMode::Spin => crate::ensure!(
+                !saw,
+                "spin mode: the high-priority thread ran during a spinning wait"
+            ),
         }
         let blocked = saw_blocked.load(Ordering::Acquire);
         if mode == WaitMode::Sleep {
@@ -247,7 +282,10 @@ fn calls_to_self_run_locally() -> TestResult {
     crate::sched::preempt::enable();
     // The thread may move between reading its CPU and calling; retry until it did not.
     for _ in 0..10 {
-        if call::call_on_any(CpuSet::single(me), "self", &|| ran_on.store(percpu::cpu_number(), Ordering::Release)).is_ok()
+        if call::call_on_any(CpuSet::single(me), "self", &|| {
+            ran_on.store(percpu::cpu_number(), Ordering::Release)
+        })
+        .is_ok()
             && ran_on.load(Ordering::Acquire) == me
         {
             return Ok(());
@@ -259,6 +297,12 @@ fn calls_to_self_run_locally() -> TestResult {
 pub static TESTS: &[KernelTest] = &[
     KernelTest::new("xcall_to_self_runs_locally", calls_to_self_run_locally),
     KernelTest::new("xcall_torture", cross_call_torture),
-    KernelTest::new("xcall_unresponsive_cpu_is_reported_and_waited_for", unresponsive_cpu_is_reported_and_waited_for),
-    KernelTest::new("xcall_preempt_wait_lets_higher_priority_run", preempt_wait_lets_higher_priority_run),
+    KernelTest::new(
+        "xcall_unresponsive_cpu_is_reported_and_waited_for",
+        unresponsive_cpu_is_reported_and_waited_for,
+    ),
+    KernelTest::new(
+        "xcall_preempt_wait_lets_higher_priority_run",
+        preempt_wait_lets_higher_priority_run,
+    ),
 ];

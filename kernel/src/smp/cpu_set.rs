@@ -252,11 +252,18 @@ const SAMPLE: [usize; 8] = [0, 5, 63, 64, 65, 200, 254, MAX_CPUS - 1];
 
 fn set_above_64() -> TestResult {
     let mut set = CpuSet::new();
-    crate::ensure!(set.is_empty() && set.len() == 0 && set.first().is_none(), "a new set is not empty: {set:?}");
+    crate::ensure!(
+        set.is_empty() && set.len() == 0 && set.first().is_none(),
+        "a new set is not empty: {set:?}"
+    );
     for (n, &cpu) in SAMPLE.iter().enumerate() {
         set.insert(cpu);
         set.insert(cpu); // twice: still one member
-        crate::ensure!(set.contains(cpu) && set.len() == n + 1, "after inserting {cpu}: {set:?}, {} members", set.len());
+        crate::ensure!(
+            set.contains(cpu) && set.len() == n + 1,
+            "after inserting {cpu}: {set:?}, {} members",
+            set.len()
+        );
     }
     let walked: alloc::vec::Vec<usize> = set.iter().collect();
     crate::ensure!(walked == SAMPLE, "iter gave {walked:?}, expected {SAMPLE:?}");
@@ -267,7 +274,10 @@ fn set_above_64() -> TestResult {
         set.remove(cpu);
         crate::ensure!(!set.contains(cpu), "{cpu} still in {set:?} after its removal");
     }
-    crate::ensure!(set.len() == SAMPLE.len() - 3 && set.first() == Some(5), "after removals: {set:?}");
+    crate::ensure!(
+        set.len() == SAMPLE.len() - 3 && set.first() == Some(5),
+        "after removals: {set:?}"
+    );
     let text = alloc::format!("{:?}", CpuSet::from_iter([0, 1, 2, 3, 63, 64, 65, 200, 202]));
     crate::ensure!(text == "{0-3,63-65,200,202}", "printed as {text}");
     Ok(())
@@ -278,11 +288,17 @@ fn set_operations_cross_words() -> TestResult {
     let low: CpuSet = (60..140).collect();
     let both = evens.intersection(&low);
     crate::ensure!(both.len() == 40 && both.first() == Some(60), "evens and 60..140: {both:?}");
-    crate::ensure!(both.iter().all(|c| c % 2 == 0 && (60..140).contains(&c)), "intersection wrong: {both:?}");
+    crate::ensure!(
+        both.iter().all(|c| c % 2 == 0 && (60..140).contains(&c)),
+        "intersection wrong: {both:?}"
+    );
     let either = evens.union(&low);
     crate::ensure!(either.len() == 150 + 40, "union has {} members: {either:?}", either.len());
     let odd_low = low.difference(&evens);
-    crate::ensure!(odd_low.len() == 40 && odd_low.iter().all(|c| c % 2 == 1), "difference wrong: {odd_low:?}");
+    crate::ensure!(
+        odd_low.len() == 40 && odd_low.iter().all(|c| c % 2 == 1),
+        "difference wrong: {odd_low:?}"
+    );
     let words = CpuSet::from_words(core::array::from_fn(|i| if i == 2 { 1 << 7 } else { 0 }));
     crate::ensure!(words.iter().eq([135]), "word 2, bit 7 read as {words:?}");
     Ok(())
@@ -293,11 +309,22 @@ fn atomic_set_above_64() -> TestResult {
     for &cpu in &SAMPLE {
         set.insert(cpu, Ordering::SeqCst);
     }
-    crate::ensure!(set.load(Ordering::SeqCst).iter().eq(SAMPLE), "loaded {:?}", set.load(Ordering::SeqCst));
+    crate::ensure!(
+        set.load(Ordering::SeqCst).iter().eq(SAMPLE),
+        "loaded {:?}",
+        set.load(Ordering::SeqCst)
+    );
     set.remove(65, Ordering::SeqCst);
     set.remove(66, Ordering::SeqCst); // not a member: no change
-    crate::ensure!(!set.contains(65, Ordering::SeqCst) && set.contains(64, Ordering::SeqCst), "after removing 65");
-    crate::ensure!(set.load(Ordering::Relaxed).len() == SAMPLE.len() - 1, "{:?}", set.load(Ordering::Relaxed));
+    crate::ensure!(
+        !set.contains(65, Ordering::SeqCst) && set.contains(64, Ordering::SeqCst),
+        "after removing 65"
+    );
+    crate::ensure!(
+        set.load(Ordering::Relaxed).len() == SAMPLE.len() - 1,
+        "{:?}",
+        set.load(Ordering::Relaxed)
+    );
     set.clear(Ordering::Relaxed);
     crate::ensure!(set.load(Ordering::Relaxed).is_empty(), "not empty after clear");
     Ok(())
@@ -314,16 +341,23 @@ fn atomic_set_concurrent_updates() -> TestResult {
     // another writer of the same bit), and with few CPUs the bits still fall
     // in several words. With more than MAX_CPUS / 3 CPUs, one bit each.
     let n = crate::smp::cpus().len();
-    let bits = move |cpu: usize| if 3 * n <= MAX_CPUS { [cpu, cpu + n, cpu + 2 * n] } else { [cpu; 3] };
+    let bits =
+        move |cpu: usize| if 3 * n <= MAX_CPUS { [cpu, cpu + n, cpu + 2 * n] } else { [cpu; 3] };
     for round in 0..200 {
         let shared2 = shared.clone();
         let flip = move || {
             for bit in bits(crate::percpu::cpu_number()) {
-                if round % 2 == 0 { shared2.insert(bit, Ordering::Relaxed) } else { shared2.remove(bit, Ordering::Relaxed) }
+                if round % 2 == 0 {
+                    shared2.insert(bit, Ordering::Relaxed)
+                } else {
+                    shared2.remove(bit, Ordering::Relaxed)
+                }
             }
         };
-        super::call::call_on_many(online, "cpu_set_flip", &flip).map_err(|e| alloc::format!("{e:?}"))?;
-        let expected: CpuSet = if round % 2 == 0 { online.iter().flat_map(bits).collect() } else { CpuSet::new() };
+        super::call::call_on_many(online, "cpu_set_flip", &flip)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        let expected: CpuSet =
+            if round % 2 == 0 { online.iter().flat_map(bits).collect() } else { CpuSet::new() };
         let seen = shared.load(Ordering::Acquire);
         crate::ensure!(seen == expected, "round {round}: {seen:?}, expected {expected:?}");
     }

@@ -20,10 +20,10 @@
 
 mod ap;
 pub mod bench;
-pub mod park;
 pub mod call;
 pub mod call_tests;
 pub mod cpu_set;
+pub mod park;
 pub mod stuck_cpu;
 pub mod tests;
 mod timeline;
@@ -118,7 +118,9 @@ impl Cpu {
     /// the boot CPU giving up on it): whoever moves first wins, and the loser
     /// sees it. An AP that loses stops and waits for the INIT that follows.
     fn advance(&self, from: ApState, to: ApState) -> bool {
-        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Sets the state and wakes the CPU in case it sleeps waiting for it.
@@ -128,7 +130,11 @@ impl Cpu {
     }
 
     fn ist_stacks(&self) -> IstStacks {
-        IstStacks { double_fault: self.ist_stacks[0], nmi: self.ist_stacks[1], machine_check: self.ist_stacks[2] }
+        IstStacks {
+            double_fault: self.ist_stacks[0],
+            nmi: self.ist_stacks[1],
+            machine_check: self.ist_stacks[2],
+        }
     }
 }
 
@@ -194,7 +200,12 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     }
     let wanted = args.max_cpus.unwrap_or(usize::MAX).min(enabled.len()).min(MAX_CPUS);
     if wanted < enabled.len().min(MAX_CPUS) {
-        log::info!("smp: maxcpus={}: not starting {} of the {} enabled CPUs", wanted, enabled.len() - wanted, enabled.len());
+        log::info!(
+            "smp: maxcpus={}: not starting {} of the {} enabled CPUs",
+            wanted,
+            enabled.len() - wanted,
+            enabled.len()
+        );
     }
     let memory_before = memory_in_use();
     let mut cpus = Vec::with_capacity(wanted);
@@ -255,19 +266,35 @@ fn memory_in_use() -> (usize, usize) {
 fn install_trampoline(cpus: &[Cpu]) -> Option<Trampoline> {
     let table: Vec<ApStartEntry> = cpus[1..]
         .iter()
-        .map(|cpu| ApStartEntry::new(cpu.apic_id, KernelStack::new(AP_STACK_SIZE).top, cpu.percpu as *const _ as u64))
+        .map(|cpu| {
+            ApStartEntry::new(
+                cpu.apic_id,
+                KernelStack::new(AP_STACK_SIZE).top,
+                cpu.percpu as *const _ as u64,
+            )
+        })
         .collect();
     let table: &'static [ApStartEntry] = Box::leak(table.into_boxed_slice());
     let trampoline = Trampoline::install(table, ap::ap_entry);
     match &trampoline {
-        Some(t) => log::debug!("smp: trampoline at {:#x} (SIPI vector {:#x})", t.physical_address(), t.sipi_vector()),
-        None => log::warn!("smp: no free page below 1 MiB for the AP trampoline; continuing with the boot CPU only"),
+        Some(t) => log::debug!(
+            "smp: trampoline at {:#x} (SIPI vector {:#x})",
+            t.physical_address(),
+            t.sipi_vector()
+        ),
+        None => log::warn!(
+            "smp: no free page below 1 MiB for the AP trampoline; continuing with the boot CPU only"
+        ),
     }
     trampoline
 }
 
 fn delay_after_sipi() {
-    time::udelay(if args::get().init_udelay == 0 { SHORT_POST_SIPI_DELAY_US } else { POST_SIPI_DELAY_US });
+    time::udelay(if args::get().init_udelay == 0 {
+        SHORT_POST_SIPI_DELAY_US
+    } else {
+        POST_SIPI_DELAY_US
+    });
 }
 
 /// INIT, wait, SIPI, wait, SIPI, wait: for every CPU of `targets` at once.
@@ -361,9 +388,14 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> (Option<u64>, Phases) {
     let timeout = |since: u64| since + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000);
     let kicked_at = rdtsc();
     kick(trampoline, targets);
-    wait_until(targets, |cpu| !matches!(cpu.state(), ApState::Kicked | ApState::Alive), timeout(kicked_at));
+    wait_until(
+        targets,
+        |cpu| !matches!(cpu.state(), ApState::Kicked | ApState::Alive),
+        timeout(kicked_at),
+    );
     give_up_on_stragglers(targets, kicked_at);
-    let called_in: Vec<&Cpu> = targets.iter().copied().filter(|c| c.state() == ApState::CalledIn).collect();
+    let called_in: Vec<&Cpu> =
+        targets.iter().copied().filter(|c| c.state() == ApState::CalledIn).collect();
     let warp = tsc_sync::run_with(&called_in, |cpu| cpu.set_state_and_wake(ApState::Released));
     // The timeout counts from the end of the check, not from the release: with
     // far more CPUs than host cores, every CPU spinning in the check must be
@@ -378,10 +410,17 @@ fn start(trampoline: &Trampoline, targets: &[&Cpu]) -> (Option<u64>, Phases) {
     };
     wait_until(&called_in, running, timeout(checked_at));
     give_up_on_stragglers(&called_in, checked_at);
-    for cpu in called_in.iter().filter(|c| c.state() == ApState::Online && !crate::sched::is_started_on(c.number)) {
+    for cpu in called_in
+        .iter()
+        .filter(|c| c.state() == ApState::Online && !crate::sched::is_started_on(c.number))
+    {
         // Online (it won the race with the give-up), but its scheduler is not
         // running yet: threads pinned to it until it is will move elsewhere.
-        log::warn!("smp: CPU {} is online but its scheduler did not start within {} ms", cpu.number, AP_TIMEOUT_MS);
+        log::warn!(
+            "smp: CPU {} is online but its scheduler did not start within {} ms",
+            cpu.number,
+            AP_TIMEOUT_MS
+        );
     }
     (warp, Phases::of(targets, kicked_at, rdtsc()))
 }
@@ -433,7 +472,15 @@ fn bring_up_here(mode: SmpMode, count: usize) -> BringUp {
     }
     let elapsed_ns = time::tsc_to_ns(rdtsc() - start_tsc);
     let online = smp.cpus.iter().filter(|c| c.state() == ApState::Online).count();
-    BringUp { mode, online, wanted: 1 + chosen.len(), elapsed_ns, start_tsc, tsc_warp: worst_warp, phases }
+    BringUp {
+        mode,
+        online,
+        wanted: 1 + chosen.len(),
+        elapsed_ns,
+        start_tsc,
+        tsc_warp: worst_warp,
+        phases,
+    }
 }
 
 /// Wakes the boot CPU, which sleeps until this AP moves on to its next state.

@@ -54,7 +54,8 @@ fn move_request(cpu: &Cpu, from: u8, to: u8) -> bool {
 
 fn park_here(chosen: impl Fn(&Cpu) -> bool) {
     let Some(smp) = SMP.get() else { return };
-    let targets: Vec<&Cpu> = smp.cpus.iter().filter(|c| chosen(c) && c.state() == ApState::Online).collect();
+    let targets: Vec<&Cpu> =
+        smp.cpus.iter().filter(|c| chosen(c) && c.state() == ApState::Online).collect();
     for cpu in &targets {
         let number = cpu.number;
         cpu.park_request.store(REQUESTED, Ordering::Release);
@@ -68,14 +69,30 @@ fn park_here(chosen: impl Fn(&Cpu) -> bool) {
     wait_until(&targets, |cpu| cpu.state() != ApState::Online, deadline);
     for cpu in &targets {
         if move_request(cpu, REQUESTED, NO_REQUEST) {
-            log::warn!("smp: CPU {} did not start parking within {} ms; request withdrawn", cpu.number, AP_TIMEOUT_MS);
+            log::warn!(
+                "smp: CPU {} did not start parking within {} ms; request withdrawn",
+                cpu.number,
+                AP_TIMEOUT_MS
+            );
         }
     }
     // A parker that claimed its request parks with interrupts off: soon.
-    let claimed: Vec<&Cpu> = targets.iter().copied().filter(|c| c.park_request.load(Ordering::Acquire) == PARKING).collect();
-    wait_until(&claimed, |cpu| cpu.state() == ApState::Parked, rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000));
+    let claimed: Vec<&Cpu> = targets
+        .iter()
+        .copied()
+        .filter(|c| c.park_request.load(Ordering::Acquire) == PARKING)
+        .collect();
+    wait_until(
+        &claimed,
+        |cpu| cpu.state() == ApState::Parked,
+        rdtsc() + time::ns_to_tsc(AP_TIMEOUT_MS * 1_000_000),
+    );
     for cpu in claimed.iter().filter(|c| c.state() != ApState::Parked) {
-        log::warn!("smp: CPU {} started parking but did not finish within {} ms", cpu.number, AP_TIMEOUT_MS);
+        log::warn!(
+            "smp: CPU {} started parking but did not finish within {} ms",
+            cpu.number,
+            AP_TIMEOUT_MS
+        );
     }
 }
 
@@ -114,11 +131,11 @@ use crate::testing::{KernelTest, TestResult};
 /// shootdown of the space neither waits for the parked CPU nor misses it once
 /// it is back, and the restarted CPU's timer works.
 fn park_moves_work_away_and_restart_is_clean() -> TestResult {
+    use crate::mm::{address_space::AddressSpace, frame, tlb};
+    use crate::sched::{Builder, Completion, sleep_ns};
     use alloc::sync::Arc;
     use core::sync::atomic::AtomicBool;
     use x86_64::structures::paging::Page;
-    use crate::mm::{address_space::AddressSpace, frame, tlb};
-    use crate::sched::{Builder, Completion, sleep_ns};
     let parked = cpus().len() - 1;
     if parked < 2 {
         return crate::testing::skip("needs 3 CPUs");
@@ -128,7 +145,11 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     let fresh_frame = |generation: u64| {
         let frame = frame::allocate().expect("out of frames");
         // SAFETY: a fresh frame, not mapped anywhere yet.
-        unsafe { crate::mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().write_volatile(generation) };
+        unsafe {
+            crate::mm::phys_to_virt(frame.start_address())
+                .as_mut_ptr::<u64>()
+                .write_volatile(generation)
+        };
         frame
     };
     let read = move || {
@@ -148,12 +169,13 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     let sleeping = Arc::new(AtomicBool::new(false));
     let woke_seeing = Arc::new(AtomicU64::new(u64::MAX));
     let (sleeping2, woke2) = (sleeping.clone(), woke_seeing.clone());
-    let sleeper = Builder::new("sleeper").pin(parked).address_space(space.clone()).spawn(move || {
-        read();
-        sleeping2.store(true, Ordering::Release);
-        sleep_ns(300_000_000);
-        woke2.store(read(), Ordering::Release);
-    });
+    let sleeper =
+        Builder::new("sleeper").pin(parked).address_space(space.clone()).spawn(move || {
+            read();
+            sleeping2.store(true, Ordering::Release);
+            sleep_ns(300_000_000);
+            woke2.store(read(), Ordering::Release);
+        });
     // A pinned thread blocked until after the park.
     let go = Arc::new(Completion::new());
     let go2 = go.clone();
@@ -164,19 +186,40 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     sleep_ns(5_000_000);
 
     park(parked);
-    crate::ensure!(cpus()[parked].state() == ApState::Parked, "CPU {parked} is {:?} after parking", cpus()[parked].state());
-    crate::ensure!(!space.active_cpus().contains(parked), "the parked CPU {parked} is still in the space's CPU set");
+    crate::ensure!(
+        cpus()[parked].state() == ApState::Parked,
+        "CPU {parked} is {:?} after parking",
+        cpus()[parked].state()
+    );
+    crate::ensure!(
+        !space.active_cpus().contains(parked),
+        "the parked CPU {parked} is still in the space's CPU set"
+    );
     let started = time::now_ns();
     remap(1)?;
     let waited_ms = (time::now_ns() - started) / 1_000_000;
-    crate::ensure!(waited_ms < 500, "a shootdown of the space waited {waited_ms} ms with CPU {parked} parked");
+    crate::ensure!(
+        waited_ms < 500,
+        "a shootdown of the space waited {waited_ms} ms with CPU {parked} parked"
+    );
     go.complete();
-    crate::ensure!(blocked.join_until(time::now_ns() + 2_000_000_000), "the pinned thread never ran after its CPU parked");
+    crate::ensure!(
+        blocked.join_until(time::now_ns() + 2_000_000_000),
+        "the pinned thread never ran after its CPU parked"
+    );
 
     let result = super::bring_up(crate::args::get().smp);
-    crate::ensure!(result.online == result.wanted, "{} of {} online after the restart", result.online, result.wanted);
+    crate::ensure!(
+        result.online == result.wanted,
+        "{} of {} online after the restart",
+        result.online,
+        result.wanted
+    );
     crate::ensure!(sleeper.join_until(time::now_ns() + 2_000_000_000), "the sleeper never woke");
-    crate::ensure!(woke_seeing.load(Ordering::Acquire) == 1, "the sleeper read a stale page after waking");
+    crate::ensure!(
+        woke_seeing.load(Ordering::Acquire) == 1,
+        "the sleeper read a stale page after waking"
+    );
 
     // On the restarted CPU: a timer sleep, then a read of the space that a
     // shootdown must reach.
@@ -184,27 +227,39 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     let reread = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(u64::MAX));
     let (cached2, reread2, seen2) = (cached.clone(), reread.clone(), seen.clone());
-    let back = Builder::new("restarted").pin(parked).address_space(space.clone()).spawn(move || {
-        sleep_ns(20_000_000);
-        read();
-        cached2.store(true, Ordering::Release);
-        while !reread2.load(Ordering::Acquire) {
-            sleep_ns(1_000_000);
-        }
-        seen2.store(read(), Ordering::Release);
-    });
+    let back =
+        Builder::new("restarted").pin(parked).address_space(space.clone()).spawn(move || {
+            sleep_ns(20_000_000);
+            read();
+            cached2.store(true, Ordering::Release);
+            while !reread2.load(Ordering::Acquire) {
+                sleep_ns(1_000_000);
+            }
+            seen2.store(read(), Ordering::Release);
+        });
     let deadline = time::now_ns() + 2_000_000_000;
     while !cached.load(Ordering::Acquire) && time::now_ns() < deadline {
         sleep_ns(1_000_000);
     }
-    crate::ensure!(cached.load(Ordering::Acquire), "a 20 ms sleep on the restarted CPU {parked} never ended: its timer is dead");
+    crate::ensure!(
+        cached.load(Ordering::Acquire),
+        "a 20 ms sleep on the restarted CPU {parked} never ended: its timer is dead"
+    );
     remap(2)?;
     reread.store(true, Ordering::Release);
     back.join();
-    crate::ensure!(seen.load(Ordering::Acquire) == 2, "the restarted CPU read generation {} after the shootdown", seen.load(Ordering::Acquire));
+    crate::ensure!(
+        seen.load(Ordering::Acquire) == 2,
+        "the restarted CPU read generation {} after the shootdown",
+        seen.load(Ordering::Acquire)
+    );
 
-    crate::smp::call::call_on_many(crate::smp::CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload)
-        .map_err(|e| alloc::format!("{e:?}"))?;
+    crate::smp::call::call_on_many(
+        crate::smp::CpuSet::all_online(),
+        "unload_address_space",
+        &crate::mm::lazy_tlb::unload,
+    )
+    .map_err(|e| alloc::format!("{e:?}"))?;
     if let Some(frame) = space.unmap(page) {
         retired.push(frame);
     }
@@ -215,5 +270,7 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] =
-    &[KernelTest::new("smp_park_moves_work_away_and_restart_is_clean", park_moves_work_away_and_restart_is_clean)];
+pub static TESTS: &[KernelTest] = &[KernelTest::new(
+    "smp_park_moves_work_away_and_restart_is_clean",
+    park_moves_work_away_and_restart_is_clean,
+)];

@@ -32,7 +32,11 @@ pub struct RipSample {
 
 impl RipSample {
     pub const fn new() -> RipSample {
-        RipSample { requested: AtomicU64::new(0), answered: AtomicU64::new(0), rip: AtomicU64::new(0) }
+        RipSample {
+            requested: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            rip: AtomicU64::new(0),
+        }
     }
 
     /// For a CPU restarted by INIT, which dropped any NMI still on its way:
@@ -66,7 +70,12 @@ pub fn locate(cpu: usize) -> Location {
     let sample = &target.percpu.rip_sample;
     let answered = sample.answered.load(Ordering::Acquire);
     // Ask only if no request is outstanding; otherwise wait for that one.
-    let wanted = match sample.requested.compare_exchange(answered, answered + 1, Ordering::AcqRel, Ordering::Acquire) {
+    let wanted = match sample.requested.compare_exchange(
+        answered,
+        answered + 1,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
         Ok(_) => {
             lapic::get().send_ipi(target.apic_id, Ipi::Nmi);
             answered + 1
@@ -87,10 +96,16 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match *self {
             Location::At(rip) => match symbols::lookup(rip) {
-                Some((name, offset)) => write!(f, "it is at RIP {rip:#x} {}+{offset:#x}", Demangled(name)),
+                Some((name, offset)) => {
+                    write!(f, "it is at RIP {rip:#x} {}+{offset:#x}", Demangled(name))
+                }
                 None => write!(f, "it is at RIP {rip:#x}"),
             },
-            Location::NoAnswer => write!(f, "it did not answer an NMI within {} ms either", ANSWER_WITHIN_NS / 1_000_000),
+            Location::NoAnswer => write!(
+                f,
+                "it did not answer an NMI within {} ms either",
+                ANSWER_WITHIN_NS / 1_000_000
+            ),
         }
     }
 }

@@ -12,7 +12,11 @@ use crate::{percpu, time};
 
 fn expect_all_online() -> TestResult {
     let wanted = cpus().len();
-    crate::ensure!(percpu::online_count() == wanted, "{} of {wanted} CPUs online", percpu::online_count());
+    crate::ensure!(
+        percpu::online_count() == wanted,
+        "{} of {wanted} CPUs online",
+        percpu::online_count()
+    );
     for cpu in cpus() {
         crate::ensure!(cpu.state() == ApState::Online, "CPU {} is {:?}", cpu.number, cpu.state());
     }
@@ -27,7 +31,9 @@ fn every_cpu_answers_an_ipi() -> TestResult {
         let before = cpu.percpu.test_ipis_answered.load(Ordering::Acquire);
         lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::SELF_TEST_VECTOR));
         let deadline = time::now_ns() + 500_000_000;
-        while cpu.percpu.test_ipis_answered.load(Ordering::Acquire) == before && time::now_ns() < deadline {
+        while cpu.percpu.test_ipis_answered.load(Ordering::Acquire) == before
+            && time::now_ns() < deadline
+        {
             core::hint::spin_loop();
         }
         crate::ensure!(
@@ -37,7 +43,12 @@ fn every_cpu_answers_an_ipi() -> TestResult {
             cpu.apic_id
         );
         let seen = cpu.percpu.apic_id_seen_in_handler.load(Ordering::Relaxed);
-        crate::ensure!(seen == cpu.apic_id, "CPU {}'s handler ran on APIC id {seen}, expected {}", cpu.number, cpu.apic_id);
+        crate::ensure!(
+            seen == cpu.apic_id,
+            "CPU {}'s handler ran on APIC id {seen}, expected {}",
+            cpu.number,
+            cpu.apic_id
+        );
     }
     Ok(())
 }
@@ -45,7 +56,11 @@ fn every_cpu_answers_an_ipi() -> TestResult {
 fn all_cpus_online() -> TestResult {
     expect_all_online()?;
     if let (Some(qemu), None) = (crate::arch::x86::fw_cfg::cpu_count(), args::get().max_cpus) {
-        crate::ensure!(cpus().len() == qemu as usize, "{} CPUs managed, QEMU has {qemu}", cpus().len());
+        crate::ensure!(
+            cpus().len() == qemu as usize,
+            "{} CPUs managed, QEMU has {qemu}",
+            cpus().len()
+        );
     }
     Ok(())
 }
@@ -62,7 +77,11 @@ fn percpu_holds_own_apic_id() -> TestResult {
             let hardware = lapic::get().id();
             let expected = &cpus()[cpu.number];
             if !core::ptr::eq(this, expected.percpu) || this.cpu != cpu.number {
-                problems.lock().push(alloc::format!("on CPU {}, GS points at CPU {}'s per-CPU data", cpu.number, this.cpu));
+                problems.lock().push(alloc::format!(
+                    "on CPU {}, GS points at CPU {}'s per-CPU data",
+                    cpu.number,
+                    this.cpu
+                ));
             }
             if this.apic_id.load(Ordering::Relaxed) != hardware || expected.apic_id != hardware {
                 problems.lock().push(alloc::format!(
@@ -73,7 +92,8 @@ fn percpu_holds_own_apic_id() -> TestResult {
                 ));
             }
         };
-        crate::smp::call::call_on(cpu.number, "check_percpu", &check).map_err(|e| alloc::format!("{e:?}"))?;
+        crate::smp::call::call_on(cpu.number, "check_percpu", &check)
+            .map_err(|e| alloc::format!("{e:?}"))?;
     }
     let problems = problems.lock();
     crate::ensure!(problems.is_empty(), "{}", problems.join("; "));
@@ -100,9 +120,17 @@ fn parallel_bring_up_kicks_every_ap_first() -> TestResult {
     for mode in [SmpMode::Serial, SmpMode::Parallel] {
         park_all();
         let result = bring_up(mode);
-        crate::ensure!(result.online == result.wanted, "{} of {} online after {mode:?} bring-up", result.online, result.wanted);
+        crate::ensure!(
+            result.online == result.wanted,
+            "{} of {} online after {mode:?} bring-up",
+            result.online,
+            result.wanted
+        );
         let overlapped = kicked_all_before_any_online(&aps);
-        crate::ensure!(overlapped == (mode == SmpMode::Parallel), "{mode:?} bring-up: every AP kicked before any online: {overlapped}");
+        crate::ensure!(
+            overlapped == (mode == SmpMode::Parallel),
+            "{mode:?} bring-up: every AP kicked before any online: {overlapped}"
+        );
     }
     Ok(())
 }
@@ -110,9 +138,19 @@ fn parallel_bring_up_kicks_every_ap_first() -> TestResult {
 fn park_and_bring_up_again() -> TestResult {
     for mode in [SmpMode::Parallel, SmpMode::Serial, SmpMode::Parallel] {
         park_all();
-        crate::ensure!(percpu::online_count() == 1, "{} CPUs still online after parking", percpu::online_count());
+        crate::ensure!(
+            percpu::online_count() == 1,
+            "{} CPUs still online after parking",
+            percpu::online_count()
+        );
         let result = bring_up(mode);
-        crate::ensure!(result.online == result.wanted, "{} of {} online after {:?} bring-up", result.online, result.wanted, mode);
+        crate::ensure!(
+            result.online == result.wanted,
+            "{} of {} online after {:?} bring-up",
+            result.online,
+            result.wanted,
+            mode
+        );
         expect_all_online()?;
         every_cpu_answers_an_ipi()?;
     }
@@ -124,5 +162,8 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest::new("smp_percpu_holds_own_apic_id", percpu_holds_own_apic_id),
     KernelTest::new("smp_every_cpu_answers_an_ipi", every_cpu_answers_an_ipi),
     KernelTest::new("smp_park_and_bring_up_again", park_and_bring_up_again),
-    KernelTest::new("smp_parallel_bring_up_kicks_every_ap_first", parallel_bring_up_kicks_every_ap_first),
+    KernelTest::new(
+        "smp_parallel_bring_up_kicks_every_ap_first",
+        parallel_bring_up_kicks_every_ap_first,
+    ),
 ];

@@ -32,7 +32,8 @@ pub struct Phases {
 impl Phases {
     /// The phases of the group `aps`, started at `begin` and done at `end` (TSC).
     pub fn of(aps: &[&Cpu], begin: u64, end: u64) -> Phases {
-        let online: Vec<&Cpu> = aps.iter().copied().filter(|c| c.state() == ApState::Online).collect();
+        let online: Vec<&Cpu> =
+            aps.iter().copied().filter(|c| c.state() == ApState::Online).collect();
         let last = |stamp: fn(&PhaseTimes) -> &AtomicU64| {
             online.iter().map(|c| stamp(&c.times).load(Ordering::Relaxed)).max().unwrap_or(begin)
         };
@@ -90,7 +91,11 @@ pub fn report(result: &BringUp) {
                 time::tsc_to_ns(warp),
                 tsc_sync::CHECK_DURATION_US
             );
-            if warp == 0 { log::info!("{message}") } else { log::warn!("{message}: the TSCs are not synchronised") }
+            if warp == 0 {
+                log::info!("{message}")
+            } else {
+                log::warn!("{message}: the TSCs are not synchronised")
+            }
         }
         None => log::info!("smp: TSC check skipped (tsc=reliable)"),
     }

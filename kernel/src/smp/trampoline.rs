@@ -108,12 +108,16 @@ const GDT: [u64; 4] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0x00af_9
 impl Trampoline {
     /// Copies the trampoline below 1 MiB and builds its page tables. None if
     /// the memory map has no four usable pages there.
-    pub fn install(cpu_table: &'static [ApStartEntry], rust_entry: extern "C" fn(u64) -> !) -> Option<Trampoline> {
+    pub fn install(
+        cpu_table: &'static [ApStartEntry],
+        rust_entry: extern "C" fn(u64) -> !,
+    ) -> Option<Trampoline> {
         // Page 0 holds the real-mode interrupt table and BIOS data; pages from
         // 0xa0 up are not valid SIPI vectors (SDM 9.4.4.1: vectors A0H-BFH are reserved).
-        let mut pages =
-            mm::frame::low_memory_pages().filter(|f| (0x1000..0xa0000).contains(&f.start_address().as_u64()));
-        let (page, level4, level3, level2) = (pages.next()?, pages.next()?, pages.next()?, pages.next()?);
+        let mut pages = mm::frame::low_memory_pages()
+            .filter(|f| (0x1000..0xa0000).contains(&f.start_address().as_u64()));
+        let (page, level4, level3, level2) =
+            (pages.next()?, pages.next()?, pages.next()?, pages.next()?);
 
         let start = &raw const ap_trampoline_start;
         let code_length = &raw const ap_trampoline_end as usize - start as usize;
@@ -121,7 +125,9 @@ impl Trampoline {
         let page_virtual = mm::phys_to_virt(page.start_address());
         // SAFETY: the page is usable RAM below 1 MiB that nothing else uses (the
         // frame allocator never hands it out); the code is `code_length` bytes.
-        unsafe { core::ptr::copy_nonoverlapping(start, page_virtual.as_mut_ptr::<u8>(), code_length) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(start, page_virtual.as_mut_ptr::<u8>(), code_length)
+        };
 
         build_identity_tables(level4, level3, level2);
         let efer = Efer::read() & !EferFlags::LONG_MODE_ACTIVE;
@@ -129,9 +135,13 @@ impl Trampoline {
             gdt: GDT,
             _gdt_pointer_pad: [0; 3],
             gdt_limit: (size_of_val(&GDT) - 1) as u16,
-            gdt_base: page.start_address().as_u64() as u32 + (PARAMS_OFFSET + offset_of!(TrampolineParams, gdt)) as u32,
+            gdt_base: page.start_address().as_u64() as u32
+                + (PARAMS_OFFSET + offset_of!(TrampolineParams, gdt)) as u32,
             protected_mode_jump: FarPointer {
-                offset: label_address(page.start_address(), &raw const ap_trampoline_protected_mode),
+                offset: label_address(
+                    page.start_address(),
+                    &raw const ap_trampoline_protected_mode,
+                ),
                 selector: CODE32_SELECTOR,
                 _pad: 0,
             },
@@ -148,7 +158,9 @@ impl Trampoline {
         };
         // SAFETY: PARAMS_OFFSET + size_of::<TrampolineParams>() fits in the page,
         // which we own (see above); the offset is 8-aligned.
-        unsafe { (page_virtual + PARAMS_OFFSET as u64).as_mut_ptr::<TrampolineParams>().write(params) };
+        unsafe {
+            (page_virtual + PARAMS_OFFSET as u64).as_mut_ptr::<TrampolineParams>().write(params)
+        };
         Some(Trampoline { page })
     }
 

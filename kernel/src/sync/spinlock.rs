@@ -91,4 +91,3 @@ impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
         preempt::enable();
     }
 }
-

@@ -24,7 +24,8 @@ pub fn start() {
 
 fn set_tsc_frequency(hz: u64) {
     TSC_HZ.store(hz, Ordering::Relaxed);
-    NS_PER_CYCLE_FP32.store((1_000_000_000u128 << 32).div_ceil(hz as u128) as u64, Ordering::Relaxed);
+    NS_PER_CYCLE_FP32
+        .store((1_000_000_000u128 << 32).div_ceil(hz as u128) as u64, Ordering::Relaxed);
 }
 
 pub fn tsc_hz() -> u64 {
@@ -97,8 +98,9 @@ fn clock_agrees_with_pit() -> TestResult {
     while count < KEEP && count + discarded < TRIES {
         // Interrupts off within one window only, so that it is not lengthened
         // by the interrupt handlers of this CPU.
-        let (cycles, ticks) =
-            x86_64::instructions::interrupts::without_interrupts(|| pit::tsc_cycles_per_pit_ticks(WINDOW_TICKS));
+        let (cycles, ticks) = x86_64::instructions::interrupts::without_interrupts(|| {
+            pit::tsc_cycles_per_pit_ticks(WINDOW_TICKS)
+        });
         let clock_ns = tsc_to_ns(cycles);
         if clock_ns > WRAP_NS / 2 {
             discarded += 1;

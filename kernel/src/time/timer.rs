@@ -178,7 +178,9 @@ fn periodic_timer_ticks_at_its_rate() -> TestResult {
             return Ok(());
         }
     }
-    Err(alloc::format!("expected 19 or 20 ticks in 200 ms at 100 Hz, got {counts:?} in {ATTEMPTS} attempts"))
+    Err(alloc::format!(
+        "expected 19 or 20 ticks in 200 ms at 100 Hz, got {counts:?} in {ATTEMPTS} attempts"
+    ))
 }
 
 fn periodic_ticks_in_200_ms() -> u64 {

@@ -121,7 +121,9 @@ pub fn forbid_floating_point() {
 pub fn frame_pointer() -> u64 {
     let rbp: u64;
     // SAFETY: reading rbp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
+    };
     rbp
 }
 

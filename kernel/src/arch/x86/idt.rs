@@ -316,7 +316,6 @@ fn crash_page_fault() -> crate::testing::TestResult {
     Err(alloc::format!("reading an unmapped page returned {value:#x} instead of faulting"))
 }
 
-
 fn crash_double_fault() -> crate::testing::TestResult {
     // The kernel stack has an unmapped guard page below it. Running into it raises
     // a page fault whose frame cannot be pushed on that stack: a double fault,

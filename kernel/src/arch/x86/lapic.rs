@@ -126,16 +126,22 @@ impl LocalApic {
             // inside it; APIC registers are read with aligned 32-bit loads (11.4.1).
             Mode::XApic => unsafe { (self.mmio + register as u64).as_ptr::<u32>().read_volatile() },
             // SAFETY: x2APIC mode is enabled on this CPU, so this MSR exists.
-            Mode::X2Apic => unsafe { Msr::new(X2APIC_MSR_BASE + (register as u32 >> 4)).read() as u32 },
+            Mode::X2Apic => unsafe {
+                Msr::new(X2APIC_MSR_BASE + (register as u32 >> 4)).read() as u32
+            },
         }
     }
 
     pub fn write(&self, register: Register, value: u32) {
         match self.mode {
             // SAFETY: as in read().
-            Mode::XApic => unsafe { (self.mmio + register as u64).as_mut_ptr::<u32>().write_volatile(value) },
+            Mode::XApic => unsafe {
+                (self.mmio + register as u64).as_mut_ptr::<u32>().write_volatile(value)
+            },
             // SAFETY: as in read(); writing a defined APIC register.
-            Mode::X2Apic => unsafe { Msr::new(X2APIC_MSR_BASE + (register as u32 >> 4)).write(value as u64) },
+            Mode::X2Apic => unsafe {
+                Msr::new(X2APIC_MSR_BASE + (register as u32 >> 4)).write(value as u64)
+            },
         }
     }
 
@@ -157,7 +163,11 @@ impl LocalApic {
     pub fn send_ipi(&self, destination: u32, ipi: Ipi) {
         // A destination cut to 8 bits would reach another CPU: INIT could
         // reset a running one. smp::init leaves such CPUs out.
-        assert!(self.can_address(destination), "APIC id {destination} cannot be addressed in {} mode", self.mode.name());
+        assert!(
+            self.can_address(destination),
+            "APIC id {destination} cannot be addressed in {} mode",
+            self.mode.name()
+        );
         let low = ipi.icr_low();
         // The xAPIC ICR is two registers; an interrupt handler sending its own IPI
         // between the two writes would change the destination under us.
@@ -207,7 +217,9 @@ impl LocalApic {
     pub fn end_all_in_service(&self) {
         let in_service = |i: u32| match self.mode {
             // SAFETY: as in read(): an ISR register of the mapped APIC page.
-            Mode::XApic => unsafe { (self.mmio + (0x100 + 0x10 * i) as u64).as_ptr::<u32>().read_volatile() },
+            Mode::XApic => unsafe {
+                (self.mmio + (0x100 + 0x10 * i) as u64).as_ptr::<u32>().read_volatile()
+            },
             // SAFETY: MSRs 0x810-0x817 are the ISR in x2APIC mode (Table 11-6).
             Mode::X2Apic => unsafe { Msr::new(X2APIC_MSR_BASE + 0x10 + i).read() as u32 },
         };
@@ -318,11 +330,17 @@ fn self_ipi_is_delivered() -> TestResult {
         let before = SELF_TEST_INTERRUPTS.load(Ordering::Relaxed);
         lapic.send_ipi(lapic.id(), Ipi::Fixed(SELF_TEST_VECTOR));
         let deadline = crate::time::now_ns() + 100_000_000;
-        while SELF_TEST_INTERRUPTS.load(Ordering::Relaxed) == before && crate::time::now_ns() < deadline {
+        while SELF_TEST_INTERRUPTS.load(Ordering::Relaxed) == before
+            && crate::time::now_ns() < deadline
+        {
             core::hint::spin_loop();
         }
         let after = SELF_TEST_INTERRUPTS.load(Ordering::Relaxed);
-        crate::ensure!(after == before + 1, "IPI {round}: {} interrupts arrived instead of 1", after - before);
+        crate::ensure!(
+            after == before + 1,
+            "IPI {round}: {} interrupts arrived instead of 1",
+            after - before
+        );
     }
     Ok(())
 }
@@ -338,7 +356,11 @@ fn xapic_destinations_are_8_bits() -> TestResult {
         (Mode::X2Apic, 300, true),
         (Mode::X2Apic, u32::MAX, false),
     ] {
-        crate::ensure!(mode.can_address(id) == expected, "{}: APIC id {id} addressable: expected {expected}", mode.name());
+        crate::ensure!(
+            mode.can_address(id) == expected,
+            "{}: APIC id {id} addressable: expected {expected}",
+            mode.name()
+        );
     }
     Ok(())
 }

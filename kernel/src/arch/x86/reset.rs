@@ -6,9 +6,9 @@
 //! a double fault shuts down, and the chipset resets (SDM Vol. 3A 6.15,
 //! "Interrupt 8—Double Fault Exception (#DF)").
 
+use x86_64::VirtAddr;
 use x86_64::instructions::port::Port;
 use x86_64::structures::DescriptorTablePointer;
-use x86_64::VirtAddr;
 
 pub fn reset_machine() -> ! {
     // SAFETY: port 0x64 is the 8042's command port; 0xfe pulses the CPU reset line.
