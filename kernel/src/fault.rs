@@ -54,11 +54,11 @@ fn nmi_retry_ns(irqoff_us: u64) -> u64 {
     (irqoff_us * 1000 / 4).clamp(50_000, 1_000_000)
 }
 
-/// Called by the NMI handler: true if the NMI is the injector's. Its only job
+/// The NMI chain's last stage: true if the NMI is the injector's. Its only job
 /// is to end the `hlt`; the slow CPU then looks at CLOSE_REQUESTED itself. On the
 /// slow CPU every NMI is taken as the injector's: it repeats them until the
 /// window is closed, so one may arrive after another already ended it.
-pub fn nmi_ends_irqoff_window() -> bool {
+fn nmi_ends_irqoff_window(_interrupted_rip: u64) -> bool {
     crate::percpu::cpu_number() == SLOW_CPU.load(Ordering::Acquire)
 }
 
@@ -166,6 +166,11 @@ fn end_windows(apic_id: u32, irqoff_us: u64) {
             WINDOW_CLOSED.wait_until(crate::time::now_ns() + nmi_retry_ns(irqoff_us));
         }
     }
+}
+
+/// Registers the injector's NMI handler; on the boot CPU, at boot.
+pub fn register_nmi() {
+    crate::irq::nmi::register(crate::irq::nmi::NmiStage::EndWait, nmi_ends_irqoff_window);
 }
 
 /// Starts the injector `irqoff_us=` asks for, if any; it runs until shutdown.

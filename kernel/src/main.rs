@@ -16,6 +16,7 @@ mod args;
 mod console;
 mod fault;
 mod host_stats;
+mod irq;
 mod logger;
 mod mm;
 mod panic;
@@ -49,10 +50,12 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     time::start();
+    irq::init();
+    panic::init();
     let boot_cpu = percpu::install_boot_cpu();
     console::init();
     logger::init(log::LevelFilter::Info);
-    gdt::init_this_cpu(boot_cpu, gdt::boot_cpu_ist_stacks());
+    gdt::init_this_cpu(&boot_cpu.tss, &boot_cpu.gdt, gdt::boot_cpu_ist_stacks());
     idt::init_this_cpu();
     let (tsc_hz, source) = time::tsc::calibrate();
 
@@ -84,9 +87,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     symbols::init(boot_info.kernel_addr, boot_info.kernel_len, boot_info.kernel_image_offset);
 
     pic::remap_and_mask();
-    let apic = lapic::init_boot_cpu(args.force_xapic);
+    let apic = lapic::init_boot_cpu(args.force_xapic, mm::paging::map_mmio);
     boot_cpu.apic_id.store(apic.id(), core::sync::atomic::Ordering::Relaxed);
     let timer_ticks_per_ms = time::timer::calibrate();
+    time::timer::register_interrupt();
     log::info!(
         "apic: boot CPU has APIC id {}, {} mode; timer at {} kHz (divide by 16)",
         apic.id(),
@@ -97,6 +101,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     cpu::forbid_floating_point();
     sched::init_boot_cpu("main");
+    sched::irq_handlers::register();
+    smp::irq_handlers::register();
+    fault::register_nmi();
     smp::call::open_this_cpu();
     x86_64::instructions::interrupts::enable();
     smp::init(platform, boot_cpu);

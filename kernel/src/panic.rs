@@ -29,18 +29,18 @@
 
 use core::fmt;
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
-use x86_64::registers::control::{Cr0, Cr3, Cr4};
-use x86_64::structures::idt::InterruptStackFrame;
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::x86::cpu::{self, rdtsc};
+use crate::arch::x86::exception::{self, SavedException};
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::qemu_exit;
 use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
+use crate::irq::{self, nmi::NmiStage};
 use crate::symbols::{self, Demangled};
 use crate::{percpu, smp, time};
+use x86_64::registers::control::{Cr0, Cr3, Cr4};
 
 const NO_OWNER: usize = usize::MAX;
 /// The CPU that owns the panic, or NO_OWNER.
@@ -52,47 +52,6 @@ const STOP_TIMEOUT_MS: u64 = 200;
 
 pub fn in_progress() -> bool {
     PANIC_OWNER.load(Ordering::Acquire) != NO_OWNER
-}
-
-/// An exception's saved state, handed from the exception handler to the report.
-pub struct ExceptionRecord {
-    /// Vector + 1 (0: none).
-    vector_plus_one: AtomicU32,
-    error_code: AtomicU64,
-    rip: AtomicU64,
-    rsp: AtomicU64,
-    rflags: AtomicU64,
-    cs: AtomicU64,
-    ss: AtomicU64,
-}
-
-impl ExceptionRecord {
-    pub const fn new() -> ExceptionRecord {
-        ExceptionRecord {
-            vector_plus_one: AtomicU32::new(0),
-            error_code: AtomicU64::new(0),
-            rip: AtomicU64::new(0),
-            rsp: AtomicU64::new(0),
-            rflags: AtomicU64::new(0),
-            cs: AtomicU64::new(0),
-            ss: AtomicU64::new(0),
-        }
-    }
-
-    /// Called by an exception handler just before it panics.
-    pub fn save(&self, vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
-        self.error_code.store(error_code.unwrap_or(0), Ordering::Relaxed);
-        self.rip.store(frame.instruction_pointer.as_u64(), Ordering::Relaxed);
-        self.rsp.store(frame.stack_pointer.as_u64(), Ordering::Relaxed);
-        self.rflags.store(frame.cpu_flags.bits(), Ordering::Relaxed);
-        self.cs.store(frame.code_segment.0 as u64, Ordering::Relaxed);
-        self.ss.store(frame.stack_segment.0 as u64, Ordering::Relaxed);
-        self.vector_plus_one.store(vector as u32 + 1, Ordering::Release);
-    }
-
-    fn vector(&self) -> Option<u8> {
-        self.vector_plus_one.load(Ordering::Acquire).checked_sub(1).map(|v| v as u8)
-    }
 }
 
 /// Why and where the panic path stopped a CPU.
@@ -141,13 +100,25 @@ fn panicking_cpu() -> usize {
     }
 }
 
-/// The NMI handler's first question: is this the panic path's stop signal?
-pub fn nmi_stops_this_cpu(frame: &InterruptStackFrame) {
+/// Connects the panic path to the interrupt layer: once a panic owns the
+/// machine every APIC interrupt is dropped, and the first question an NMI
+/// answers is whether it is the owner's stop signal. Also tells the exception
+/// handlers where this CPU's exception record is.
+pub fn init() {
+    irq::set_drop_check(in_progress);
+    irq::nmi::register(NmiStage::Stop, nmi_stops_this_cpu);
+    exception::set_record_lookup(|| percpu::try_this().map(|this| &this.exception));
+}
+
+/// The NMI chain's first stage: is this the panic path's stop signal? If so,
+/// it never returns.
+fn nmi_stops_this_cpu(interrupted_rip: u64) -> bool {
     // The owner itself keeps going: an NMI from outside must not cut the report short.
     let owner = PANIC_OWNER.load(Ordering::Acquire);
     if owner != NO_OWNER && owner != percpu::cpu_number() {
-        stop_this_cpu(STOPPED_BY_NMI, frame.instruction_pointer.as_u64());
+        stop_this_cpu(STOPPED_BY_NMI, interrupted_rip);
     }
+    false
 }
 
 fn stack_pointer() -> u64 {
@@ -222,7 +193,7 @@ fn stop_other_cpus(me: usize) -> usize {
 
 /// `preempt_count` is the count when the panic began (the panic raised it since).
 fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
-    let Some(this) = percpu::try_this() else {
+    if percpu::try_this().is_none() {
         let apic_id = me - EARLY_CPU_BASE;
         emergency_write(format_args!(
             "\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"
@@ -241,7 +212,7 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
         ));
         emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
         return;
-    };
+    }
     emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
     emergency_write(format_args!("panic: {}\n", info.message()));
     if let Some(location) = info.location() {
@@ -252,9 +223,9 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
             location.column()
         ));
     }
-    let exception = this.exception.vector();
-    let context = match (exception, this.interrupt_depth.load(Ordering::Relaxed)) {
-        (Some(vector), _) => Context::Exception(vector),
+    let exception = exception::this_cpu_record().and_then(|record| record.saved());
+    let context = match (&exception, irq::depth()) {
+        (Some(saved), _) => Context::Exception(saved.vector),
         (None, 0) => Context::Kernel,
         (None, depth) => Context::Interrupt(depth),
     };
@@ -262,19 +233,17 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
         "panic: context: cpu{me}, {context}, preempt count {preempt_count}, {}\n",
         CurrentThread
     ));
-    let record = &this.exception;
-    if exception.is_some() {
-        let rip = record.rip.load(Ordering::Relaxed);
+    if let Some(SavedException { rip, rsp, rflags, cs, ss, error_code, .. }) = exception {
         emergency_write(format_args!(
             "panic: registers at the exception: RIP {:#018x} {}\n\
              panic:   RSP {:#018x}  RFLAGS {:#010x}  CS {:#06x}  SS {:#06x}  error code {:#x}\n",
             rip,
             Symbol(rip),
-            record.rsp.load(Ordering::Relaxed),
-            record.rflags.load(Ordering::Relaxed),
-            record.cs.load(Ordering::Relaxed),
-            record.ss.load(Ordering::Relaxed),
-            record.error_code.load(Ordering::Relaxed),
+            rsp,
+            rflags,
+            cs,
+            ss,
+            error_code,
         ));
     }
     emergency_write(format_args!(
@@ -473,7 +442,7 @@ fn reboot_after(seconds: u64) -> ! {
         time::udelay(seconds * 1_000_000);
     }
     emergency_write(format_args!("panic: rebooting now\n"));
-    crate::arch::x86::reset::reset_machine()
+    crate::arch::x86::reset::reset_machine(|| time::udelay(100_000))
 }
 
 // Crash tests (see tests/boot.rs for what is checked in their reports).
@@ -493,7 +462,7 @@ static STORM_GO: AtomicU8 = AtomicU8::new(0);
 static STORM_READY: AtomicUsize = AtomicUsize::new(0);
 
 /// The crash-test IPI's handler, on every other CPU.
-pub fn on_crash_test_ipi() {
+fn on_crash_test_ipi() {
     match CRASH_TEST_ACTION.load(Ordering::Acquire) {
         ACTION_PANIC_TOGETHER => {
             STORM_READY.fetch_add(1, Ordering::AcqRel);
@@ -508,6 +477,11 @@ pub fn on_crash_test_ipi() {
 }
 
 fn send_crash_test_ipi(action: u8) -> usize {
+    // Test code, so the vector's handler is registered here, not at boot.
+    static HANDLER: spin::Once = spin::Once::new();
+    HANDLER.call_once(|| {
+        irq::register(crate::arch::x86::idt::CRASH_TEST_VECTOR, "crash tests", on_crash_test_ipi)
+    });
     CRASH_TEST_ACTION.store(action, Ordering::Release);
     let me = percpu::cpu_number();
     let others: alloc::vec::Vec<_> = smp::cpus()

@@ -12,8 +12,9 @@ use core::arch::asm;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::arch::x86::exception::ExceptionRecord;
 use crate::arch::x86::gdt::{GdtSlot, TssSlot};
-use crate::panic::{ExceptionRecord, StopRecord};
+use crate::panic::StopRecord;
 
 /// What one CPU keeps for itself.
 #[repr(C)]

@@ -66,7 +66,7 @@ static REGISTRY: &[&[KernelTest]] = &[
     crate::time::TESTS,
     crate::time::timer::TESTS,
     crate::acpi::madt::TESTS,
-    crate::arch::x86::lapic::TESTS,
+    crate::irq::tests::TESTS,
     crate::smp::tests::TESTS,
     crate::smp::cpu_set::TESTS,
     crate::smp::park::TESTS,

@@ -17,6 +17,7 @@
 //!   timer off.
 
 pub mod bench;
+pub mod irq_handlers;
 pub mod preempt;
 mod runqueue;
 mod switch;

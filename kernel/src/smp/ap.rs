@@ -44,7 +44,7 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     }
     percpu::install(percpu);
     percpu::reset_soft_state(percpu);
-    gdt::init_this_cpu(percpu, me.ist_stacks());
+    gdt::init_this_cpu(&percpu.tss, &percpu.gdt, me.ist_stacks());
     idt::init_this_cpu();
     lapic::init_this_cpu();
     percpu.apic_id.store(lapic::get().id(), Ordering::Relaxed);

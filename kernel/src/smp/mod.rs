@@ -23,6 +23,7 @@ pub mod bench;
 pub mod call;
 pub mod call_tests;
 pub mod cpu_set;
+pub mod irq_handlers;
 pub mod park;
 pub mod stuck_cpu;
 pub mod tests;

@@ -27,6 +27,7 @@ fn expect_all_online() -> TestResult {
 /// and that the handler, running on that CPU, found per-CPU data whose APIC id
 /// is the hardware's.
 fn every_cpu_answers_an_ipi() -> TestResult {
+    crate::irq::tests::claim_self_test_vector();
     for cpu in cpus() {
         let before = cpu.percpu.test_ipis_answered.load(Ordering::Acquire);
         lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::SELF_TEST_VECTOR));

@@ -7,11 +7,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use spin::Once;
+
 use crate::arch::x86::cpu::rdtsc_ordered;
 use crate::arch::x86::idt::TIMER_VECTOR;
 use crate::arch::x86::lapic::{self, Register};
-use crate::percpu;
 use crate::testing::{KernelTest, TestResult};
+use crate::{irq, percpu};
 
 /// Divide configuration 0b0011: divide by 16 (Figure 11-10 "Divide Configuration Register").
 const DIVIDE_BY_16: u32 = 0b0011;
@@ -138,9 +140,24 @@ pub fn stop() {
     apic.write(Register::TimerInitialCount, 0);
 }
 
-/// Called by the timer's interrupt handler.
-pub fn on_interrupt() {
+static TICK_HOOK: Once<fn()> = Once::new();
+
+/// Claims the timer's vector; on the boot CPU, before interrupts are enabled.
+pub fn register_interrupt() {
+    irq::register(TIMER_VECTOR, "time::timer", on_interrupt);
+}
+
+/// Registers what else runs at every tick, after it is counted (the scheduler's tick).
+pub fn set_tick_hook(hook: fn()) {
+    TICK_HOOK.call_once(|| hook);
+}
+
+/// The timer's interrupt handler.
+fn on_interrupt() {
     percpu::this().timer_ticks.fetch_add(1, Ordering::Relaxed);
+    if let Some(hook) = TICK_HOOK.get() {
+        hook();
+    }
 }
 
 fn local_ticks() -> u64 {

@@ -17,8 +17,6 @@ use core::cell::UnsafeCell;
 
 use x86_64::PrivilegeLevel;
 
-use crate::percpu::PerCpu;
-
 /// IST slots (the TSS numbers them 1..7; the x86_64 crate indexes them from 0).
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 pub const NMI_IST_INDEX: u16 = 1;
@@ -95,13 +93,13 @@ pub fn boot_cpu_ist_stacks() -> IstStacks {
     }
 }
 
-/// Builds this CPU's TSS and GDT inside its per-CPU data and loads them.
-pub fn init_this_cpu(percpu: &'static PerCpu, stacks: IstStacks) {
+/// Builds this CPU's TSS and GDT in its own slots (in its per-CPU data) and loads them.
+pub fn init_this_cpu(tss_slot: &'static TssSlot, gdt_slot: &'static GdtSlot, stacks: IstStacks) {
     let mut new_tss = TaskStateSegment::new();
     new_tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stacks.double_fault;
     new_tss.interrupt_stack_table[NMI_IST_INDEX as usize] = stacks.nmi;
     new_tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
-    let tss_slot = percpu.tss.0.get();
+    let tss_slot = tss_slot.0.get();
     // SAFETY: see TssSlot: this CPU is starting and alone touches its slot; a
     // TSS loaded before is not in use any more (INIT, then the trampoline).
     let tss: &'static TaskStateSegment = unsafe {
@@ -113,7 +111,7 @@ pub fn init_this_cpu(percpu: &'static PerCpu, stacks: IstStacks) {
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
     let tss_selector = gdt.append(Descriptor::tss_segment(tss));
     let selectors = Selectors { kernel_code, kernel_data, tss: tss_selector };
-    let slot = percpu.gdt.0.get();
+    let slot = gdt_slot.0.get();
     // SAFETY: see GdtSlot: this CPU is starting, so it alone touches its slot,
     // and the table it may have loaded before is no longer in use (a CPU is
     // restarted from INIT, and the trampoline loads a GDT of its own).

@@ -1,37 +1,23 @@
 //! The interrupt descriptor table: every CPU exception is reported and ends in
-//! a panic; the local APIC's interrupts are dispatched to their subsystems.
+//! a panic; each local APIC vector's stub hands its number to the interrupt
+//! layer (`irq`), which runs the handler a subsystem registered for it.
 //!
 //! Vectors 0-31 are the architecture's exceptions (SDM Vol. 3A 6.3, Table 6-1
 //! "Protected-Mode Exceptions and Interrupts"). The legacy PIC is remapped to
 //! 0x20-0x2f and masked (see `pic`). The APIC vectors sit at the top, as in
 //! Linux (arch/x86/include/asm/irq_vectors.h): a higher vector has a higher
 //! priority class (SDM Vol. 3A 11.8.3 "Interrupt, Task, and Processor Priority").
+//!
+//! This module knows no subsystem: the layer above connects itself with
+//! [`set_interrupt_entry`] and [`set_nmi_entry`] before interrupts are enabled.
 
-use spin::Lazy;
+use spin::{Lazy, Once};
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
+use super::exception::{self, Described, panic_with as exception_panic};
 use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
-use super::lapic;
-use crate::percpu;
 use crate::testing::KernelTest;
-
-/// Counts this CPU's running interrupt handlers for as long as it lives, so
-/// the panic report (and later the scheduler) can tell interrupt context apart.
-struct InterruptScope;
-
-impl InterruptScope {
-    fn enter() -> InterruptScope {
-        percpu::this().interrupt_depth.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        InterruptScope
-    }
-}
-
-impl Drop for InterruptScope {
-    fn drop(&mut self) {
-        percpu::this().interrupt_depth.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
-    }
-}
 
 /// The local APIC timer (Linux: LOCAL_TIMER_VECTOR).
 pub const TIMER_VECTOR: u8 = 0xec;
@@ -42,7 +28,8 @@ pub const CALL_FUNCTION_VECTOR: u8 = 0xfc;
 /// Asks a CPU to reschedule: a thread that outranks its current one was woken
 /// for it (Linux: RESCHEDULE_VECTOR).
 pub const RESCHEDULE_VECTOR: u8 = 0xfd;
-/// Makes the other CPUs misbehave on purpose for the panic crash tests.
+/// Makes the other CPUs misbehave on purpose for the panic crash tests (whose
+/// code registers its handler).
 pub const CRASH_TEST_VECTOR: u8 = 0xf3;
 /// Wakes a CPU from `hlt` and does nothing else: bring-up uses it so that
 /// waiting CPUs can sleep instead of spinning.
@@ -51,6 +38,20 @@ pub const WAKE_VECTOR: u8 = 0xf2;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(build_idt);
+
+static INTERRUPT_ENTRY: Once<fn(vector: u8)> = Once::new();
+static NMI_ENTRY: Once<fn(interrupted_rip: u64) -> bool> = Once::new();
+
+/// Where every APIC vector's stub goes, with its vector number.
+pub fn set_interrupt_entry(entry: fn(vector: u8)) {
+    INTERRUPT_ENTRY.call_once(|| entry);
+}
+
+/// Where an NMI goes first; it returns whether someone claimed the NMI, and an
+/// unclaimed one is reported as an unexpected exception.
+pub fn set_nmi_entry(entry: fn(interrupted_rip: u64) -> bool) {
+    NMI_ENTRY.call_once(|| entry);
+}
 
 /// Loads the (shared) IDT on this CPU.
 pub fn init_this_cpu() {
@@ -100,7 +101,7 @@ exception_handler!(security, 30, "#SX", "security exception", error_code);
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, error_code: PageFaultErrorCode) {
     let address = Cr2::read_raw();
-    save_exception(14, Some(error_code.bits()), &frame);
+    exception::save(14, Some(error_code.bits()), &frame);
     panic!(
         "page fault (#PF, vector 14) accessing {:#x} ({}), error code {:#x}, at RIP {:#x}, RSP {:#x}",
         address,
@@ -130,139 +131,40 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
 /// kernel stack overflow: the page fault could not push its frame.
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, error_code: u64) -> ! {
     let address = Cr2::read_raw();
-    if percpu::try_this().is_some() && crate::sched::hit_current_guard_page(address) {
-        save_exception(8, Some(error_code), &frame);
+    if let Some(guard) = exception::overflowed_stack(address) {
+        exception::save(8, Some(error_code), &frame);
         panic!(
             "kernel stack overflow in {}: double fault (#DF, vector 8, on its IST stack) after touching the guard page at {address:#x}, RIP {:#x}",
-            CurrentThread,
+            Described(guard.describe_owner),
             frame.instruction_pointer.as_u64()
         );
     }
     exception_panic(8, "#DF", "double fault (on its IST stack)", Some(error_code), &frame);
 }
 
-struct CurrentThread;
-
-impl core::fmt::Display for CurrentThread {
-    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-        crate::sched::describe_current(f)
-    }
-}
-
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     exception_panic(18, "#MC", "machine check", None, &frame);
 }
 
-/// An NMI is the panic path's signal to stop, a waiter asking where this CPU
-/// is, or the fault injector's; any other NMI is reported.
+/// The NMI chain registered above decides who the NMI was for; one nobody
+/// claims is reported.
 extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
-    crate::panic::nmi_stops_this_cpu(&frame);
-    if crate::smp::stuck_cpu::answer_on_nmi(frame.instruction_pointer.as_u64()) {
-        return;
-    }
-    if crate::fault::nmi_ends_irqoff_window() {
+    let rip = frame.instruction_pointer.as_u64();
+    if NMI_ENTRY.get().is_some_and(|entry| entry(rip)) {
         return;
     }
     exception_panic(2, "NMI", "non-maskable interrupt", None, &frame);
 }
 
-/// Keeps the exception's registers for the panic report, if this CPU has its
-/// per-CPU data yet (an AP can fault in its first instructions).
-fn save_exception(vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
-    if let Some(this) = percpu::try_this() {
-        this.exception.save(vector, error_code, frame);
+/// The stub of APIC vector `VECTOR`: one instance per vector, since the CPU
+/// does not say which vector it took.
+extern "x86-interrupt" fn apic_interrupt<const VECTOR: u8>(_frame: InterruptStackFrame) {
+    match INTERRUPT_ENTRY.get() {
+        Some(entry) => entry(VECTOR),
+        // Nothing above is connected yet: acknowledge, so the vector does not
+        // stay in service.
+        None => super::lapic::end_of_interrupt(),
     }
-}
-
-fn exception_panic(
-    vector: u8,
-    mnemonic: &str,
-    description: &str,
-    error_code: Option<u64>,
-    frame: &InterruptStackFrame,
-) -> ! {
-    save_exception(vector, error_code, frame);
-    match error_code {
-        Some(code) => panic!(
-            "{description} ({mnemonic}, vector {vector}), error code {code:#x}, at RIP {:#x}, RSP {:#x}",
-            frame.instruction_pointer.as_u64(),
-            frame.stack_pointer.as_u64()
-        ),
-        None => panic!(
-            "{description} ({mnemonic}, vector {vector}), no error code, at RIP {:#x}, RSP {:#x}",
-            frame.instruction_pointer.as_u64(),
-            frame.stack_pointer.as_u64()
-        ),
-    }
-}
-
-/// Once a panic owns the machine, only the panic path runs: every APIC
-/// interrupt is acknowledged and dropped. A reschedule would switch to another
-/// thread, a cross-CPU call would run someone's function (which may spin on a
-/// lock a stopped CPU holds); the panic path's own waits (`panic=N`) only need
-/// the interrupt to end their `hlt`.
-fn dropped_after_panic() -> bool {
-    if crate::panic::in_progress() {
-        lapic::end_of_interrupt();
-        return true;
-    }
-    false
-}
-
-extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
-    if dropped_after_panic() {
-        return;
-    }
-    {
-        let _scope = InterruptScope::enter();
-        crate::time::timer::on_interrupt();
-        crate::sched::on_timer_interrupt();
-        lapic::end_of_interrupt();
-    }
-    crate::sched::preempt_on_interrupt_return();
-}
-
-extern "x86-interrupt" fn call_function_interrupt(_frame: InterruptStackFrame) {
-    if dropped_after_panic() {
-        return;
-    }
-    {
-        let _scope = InterruptScope::enter();
-        crate::smp::call::on_call_interrupt();
-        lapic::end_of_interrupt();
-    }
-    crate::sched::preempt_on_interrupt_return();
-}
-
-/// Nothing to do but return: the preemption check on the way out switches.
-extern "x86-interrupt" fn reschedule_interrupt(_frame: InterruptStackFrame) {
-    if dropped_after_panic() {
-        return;
-    }
-    lapic::end_of_interrupt();
-    crate::sched::preempt_on_interrupt_return();
-}
-
-extern "x86-interrupt" fn self_test_interrupt(_frame: InterruptStackFrame) {
-    if dropped_after_panic() {
-        return;
-    }
-    let _scope = InterruptScope::enter();
-    lapic::on_self_test_interrupt();
-    lapic::end_of_interrupt();
-}
-
-extern "x86-interrupt" fn wake_interrupt(_frame: InterruptStackFrame) {
-    lapic::end_of_interrupt();
-}
-
-extern "x86-interrupt" fn crash_test_interrupt(_frame: InterruptStackFrame) {
-    if dropped_after_panic() {
-        return;
-    }
-    let _scope = InterruptScope::enter();
-    lapic::end_of_interrupt();
-    crate::panic::on_crash_test_ipi();
 }
 
 /// A spurious interrupt is not acknowledged with an EOI (SDM Vol. 3A 11.9).
@@ -297,12 +199,12 @@ fn build_idt() -> InterruptDescriptorTable {
         idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(NMI_IST_INDEX);
         idt.machine_check.set_handler_fn(machine_check).set_stack_index(MACHINE_CHECK_IST_INDEX);
     }
-    idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
-    idt[SELF_TEST_VECTOR].set_handler_fn(self_test_interrupt);
-    idt[WAKE_VECTOR].set_handler_fn(wake_interrupt);
-    idt[RESCHEDULE_VECTOR].set_handler_fn(reschedule_interrupt);
-    idt[CALL_FUNCTION_VECTOR].set_handler_fn(call_function_interrupt);
-    idt[CRASH_TEST_VECTOR].set_handler_fn(crash_test_interrupt);
+    idt[TIMER_VECTOR].set_handler_fn(apic_interrupt::<TIMER_VECTOR>);
+    idt[SELF_TEST_VECTOR].set_handler_fn(apic_interrupt::<SELF_TEST_VECTOR>);
+    idt[WAKE_VECTOR].set_handler_fn(apic_interrupt::<WAKE_VECTOR>);
+    idt[CRASH_TEST_VECTOR].set_handler_fn(apic_interrupt::<CRASH_TEST_VECTOR>);
+    idt[CALL_FUNCTION_VECTOR].set_handler_fn(apic_interrupt::<CALL_FUNCTION_VECTOR>);
+    idt[RESCHEDULE_VECTOR].set_handler_fn(apic_interrupt::<RESCHEDULE_VECTOR>);
     idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
     idt
 }

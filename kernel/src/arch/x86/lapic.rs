@@ -11,17 +11,13 @@
 //! [`LocalApic`] hides the difference; the mode is chosen once from CPUID and is
 //! the same on every CPU.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use spin::Once;
 use x86_64::instructions::interrupts;
 use x86_64::registers::model_specific::Msr;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::cpu;
-use super::idt::{SELF_TEST_VECTOR, SPURIOUS_VECTOR};
-use crate::mm;
-use crate::testing::{KernelTest, TestResult};
+use super::idt::SPURIOUS_VECTOR;
 
 /// Register offsets in the xAPIC MMIO page (Table 11-1).
 #[derive(Clone, Copy)]
@@ -245,14 +241,18 @@ pub fn end_of_interrupt() {
     get().end_of_interrupt();
 }
 
-/// Picks the mode from CPUID, maps the xAPIC page if needed, and enables the
-/// boot CPU's APIC. `force_xapic` keeps the older interface even where x2APIC exists.
-pub fn init_boot_cpu(force_xapic: bool) -> &'static LocalApic {
+/// Picks the mode from CPUID, maps the xAPIC page if needed (with `map_mmio`,
+/// which maps physical memory uncached), and enables the boot CPU's APIC.
+/// `force_xapic` keeps the older interface even where x2APIC exists.
+pub fn init_boot_cpu(
+    force_xapic: bool,
+    map_mmio: impl FnOnce(PhysAddr, u64) -> VirtAddr,
+) -> &'static LocalApic {
     let mode = if cpu::has_x2apic() && !force_xapic { Mode::X2Apic } else { Mode::XApic };
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (all x86_64 CPUs).
     let base = unsafe { Msr::new(IA32_APIC_BASE).read() };
     let mmio = match mode {
-        Mode::XApic => mm::paging::map_mmio(PhysAddr::new(base & APIC_BASE_ADDRESS_MASK), 4096),
+        Mode::XApic => map_mmio(PhysAddr::new(base & APIC_BASE_ADDRESS_MASK), 4096),
         Mode::X2Apic => VirtAddr::zero(),
     };
     let lapic = LAPIC.call_once(|| LocalApic { mode, mmio });
@@ -310,62 +310,3 @@ pub fn enter_mode_on_this_cpu() {
         msr.write(base);
     }
 }
-
-static SELF_TEST_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
-
-/// The test vector's handler: counts, and notes which APIC id the CPU that
-/// took it has, so tests can check that per-CPU data matches the hardware.
-pub fn on_self_test_interrupt() {
-    let percpu = crate::percpu::this();
-    percpu.apic_id_seen_in_handler.store(get().id(), Ordering::Relaxed);
-    percpu.test_ipis_answered.fetch_add(1, Ordering::Release);
-    SELF_TEST_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Sends fixed IPIs to this CPU's own APIC id through the ICR, as a remote CPU
-/// would, and checks that each arrives exactly once.
-fn self_ipi_is_delivered() -> TestResult {
-    let lapic = get();
-    for round in 1..=10u64 {
-        let before = SELF_TEST_INTERRUPTS.load(Ordering::Relaxed);
-        lapic.send_ipi(lapic.id(), Ipi::Fixed(SELF_TEST_VECTOR));
-        let deadline = crate::time::now_ns() + 100_000_000;
-        while SELF_TEST_INTERRUPTS.load(Ordering::Relaxed) == before
-            && crate::time::now_ns() < deadline
-        {
-            core::hint::spin_loop();
-        }
-        let after = SELF_TEST_INTERRUPTS.load(Ordering::Relaxed);
-        crate::ensure!(
-            after == before + 1,
-            "IPI {round}: {} interrupts arrived instead of 1",
-            after - before
-        );
-    }
-    Ok(())
-}
-
-/// xAPIC destinations are 8 bits: an id such as 300 must be refused, not
-/// cut to 44 (a different CPU).
-fn xapic_destinations_are_8_bits() -> TestResult {
-    for (mode, id, expected) in [
-        (Mode::XApic, 0, true),
-        (Mode::XApic, 254, true),
-        (Mode::XApic, 255, false),
-        (Mode::XApic, 300, false),
-        (Mode::X2Apic, 300, true),
-        (Mode::X2Apic, u32::MAX, false),
-    ] {
-        crate::ensure!(
-            mode.can_address(id) == expected,
-            "{}: APIC id {id} addressable: expected {expected}",
-            mode.name()
-        );
-    }
-    Ok(())
-}
-
-pub static TESTS: &[KernelTest] = &[
-    KernelTest::new("lapic_self_ipi_is_delivered", self_ipi_is_delivered),
-    KernelTest::new("lapic_xapic_destinations_are_8_bits", xapic_destinations_are_8_bits),
-];

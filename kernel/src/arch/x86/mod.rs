@@ -2,6 +2,7 @@
 //! legacy PIC and PIT, and QEMU's fw_cfg and debug-exit devices.
 
 pub mod cpu;
+pub mod exception;
 pub mod fw_cfg;
 pub mod gdt;
 pub mod idt;

@@ -10,10 +10,12 @@ use x86_64::VirtAddr;
 use x86_64::instructions::port::Port;
 use x86_64::structures::DescriptorTablePointer;
 
-pub fn reset_machine() -> ! {
+/// `settle` waits for the 8042's reset to take (the caller knows the clock:
+/// 100 ms is plenty) before the triple fault is tried.
+pub fn reset_machine(settle: impl FnOnce()) -> ! {
     // SAFETY: port 0x64 is the 8042's command port; 0xfe pulses the CPU reset line.
     unsafe { Port::<u8>::new(0x64).write(0xfe) };
-    crate::time::udelay(100_000);
+    settle();
     let empty = DescriptorTablePointer { limit: 0, base: VirtAddr::zero() };
     // SAFETY: deliberately breaks interrupt delivery: the next exception
     // triple-faults, which resets the machine. Nothing runs afterwards.

@@ -1,0 +1,130 @@
+//! The interrupt layer: the one shape every local APIC interrupt runs in, and
+//! the table through which subsystems claim their vectors.
+//!
+//! `arch::x86::idt` owns the IDT and the vector numbers; each APIC vector's
+//! entry stub only calls [`dispatch`] with its number. Subsystems register a
+//! handler for a vector at init with [`register`] (as Linux's `request_irq()`
+//! or Asterinas's `IrqLine::on_active()`), so the IDT knows no subsystem, and
+//! two policies from above are registered the same way: how to tell that a
+//! panic owns the machine ([`set_drop_check`], by `panic`) and what to do on
+//! the way out ([`set_return_hook`], by `sched`: the preemption check).
+//!
+//! Every interrupt, whatever its vector, runs the same steps in this order:
+//! 1. **EOI**, first. With the interrupt gate's IF = 0 nothing can nest while
+//!    the handler runs, so keeping the vector in service longer protects
+//!    nothing; sent first, it is also sent by a handler that never returns
+//!    (one that panics, the crash tests'), and a second interrupt of the same
+//!    vector raised meanwhile waits in the IRR until IRET, it is not lost
+//!    (SDM Vol. 3A "End-of-Interrupt (EOI)", "Interrupt, Task, and Processor
+//!    Priority"). Linux's system-vector handlers also acknowledge first.
+//! 2. **Drop after a panic**: once a panic owns the machine, nothing else
+//!    runs. A reschedule would switch to another thread, a cross-CPU call
+//!    would run someone's function (which may spin on a lock a stopped CPU
+//!    holds); the panic path's own waits only need the interrupt to end
+//!    their `hlt`, which it has.
+//! 3. **The handler**, inside an [`InterruptScope`], which counts this CPU's
+//!    nesting depth for the scheduler and the panic report. A vector nobody
+//!    registered runs nothing (the wake vector registers a handler that does
+//!    nothing: its IPI only ends a `hlt`).
+//! 4. **The return hook** (the preemption check), after the scope has ended,
+//!    so that a switch to another thread never happens inside a handler. It
+//!    runs for every vector: wherever an interrupt can arrive, the timer could
+//!    have arrived, so the check changes how soon a pending reschedule is
+//!    honoured, never whether.
+//!
+//! The spurious vector never gets here: it must not be acknowledged (SDM Vol.
+//! 3A "Spurious Interrupt"), so its stub in `idt` returns at once. NMIs have
+//! their own chain, in [`nmi`].
+
+pub mod nmi;
+pub mod tests;
+
+use core::sync::atomic::Ordering;
+
+use spin::Once;
+
+use crate::arch::x86::{idt, lapic};
+use crate::percpu;
+
+/// A registered handler for one vector.
+struct Line {
+    /// Who registered it, for the message of a second registration.
+    owner: &'static str,
+    handler: fn(),
+}
+
+static LINES: [Once<Line>; 256] = [const { Once::new() }; 256];
+static DROP_CHECK: Once<fn() -> bool> = Once::new();
+static RETURN_HOOK: Once<fn()> = Once::new();
+
+/// Connects the IDT's APIC and NMI stubs to this layer. Runs on the boot CPU
+/// before its IDT is loaded; the tables are shared by every CPU.
+pub fn init() {
+    idt::set_interrupt_entry(dispatch);
+    idt::set_nmi_entry(nmi::dispatch);
+}
+
+/// Makes `handler` run for every interrupt on `vector` (on any CPU), in the
+/// shape the module doc describes. One handler per vector: a second
+/// registration is a bug and panics.
+pub fn register(vector: u8, owner: &'static str, handler: fn()) {
+    let line = &LINES[vector as usize];
+    let mut won = false;
+    line.call_once(|| {
+        won = true;
+        Line { owner, handler }
+    });
+    if !won {
+        let taken_by = line.get().map_or("?", |line| line.owner);
+        panic!("irq: vector {vector:#x} is {taken_by}'s, {owner} cannot have it too");
+    }
+}
+
+/// Registers how to tell that a panic owns the machine: from then on every
+/// interrupt is acknowledged and dropped.
+pub fn set_drop_check(panic_in_progress: fn() -> bool) {
+    DROP_CHECK.call_once(|| panic_in_progress);
+}
+
+/// Registers what runs after every handler, outside its interrupt scope.
+pub fn set_return_hook(hook: fn()) {
+    RETURN_HOOK.call_once(|| hook);
+}
+
+/// The one shape (see the module doc). Called by the IDT stub of `vector`
+/// with interrupts disabled.
+fn dispatch(vector: u8) {
+    lapic::end_of_interrupt();
+    if DROP_CHECK.get().is_some_and(|panic_in_progress| panic_in_progress()) {
+        return;
+    }
+    if let Some(line) = LINES[vector as usize].get() {
+        let _scope = InterruptScope::enter();
+        (line.handler)();
+    }
+    if let Some(hook) = RETURN_HOOK.get() {
+        hook();
+    }
+}
+
+/// How many interrupt handlers are running on this CPU (nested).
+pub fn depth() -> u32 {
+    percpu::this().interrupt_depth.load(Ordering::Relaxed)
+}
+
+/// Counts this CPU's running interrupt handlers for as long as it lives, so
+/// the scheduler and the panic report can tell interrupt context apart.
+struct InterruptScope;
+
+impl InterruptScope {
+    fn enter() -> InterruptScope {
+        percpu::this().interrupt_depth.fetch_add(1, Ordering::Relaxed);
+        InterruptScope
+    }
+}
+
+impl Drop for InterruptScope {
+    fn drop(&mut self) {
+        percpu::this().interrupt_depth.fetch_sub(1, Ordering::Relaxed);
+    }
+}
