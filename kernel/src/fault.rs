@@ -20,7 +20,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use crate::mm::address_space::AddressSpace;
 use crate::sched::wait::Completion;
@@ -135,7 +135,7 @@ fn open_and_close_windows(cpu: usize, stop: &AtomicBool) {
         // thread repeats it until CLOSED says so: the window runs long by
         // one retry interval (nmi_retry_ns), no more.
         while CLOSE_REQUESTED.load(Ordering::Acquire) < window {
-            x86_64::instructions::hlt();
+            crate::arch::x86::cpu::halt();
         }
         CLOSED.store(window, Ordering::Release);
         interrupts::enable();

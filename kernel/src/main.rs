@@ -105,7 +105,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     smp::irq_handlers::register();
     fault::register_nmi();
     smp::call::open_this_cpu();
-    x86_64::instructions::interrupts::enable();
+    crate::arch::x86::interrupts::enable();
     smp::init(platform, boot_cpu);
     smp::call::set_wait_mode(args.ipi_wait);
     fault::start_from_args();

@@ -31,6 +31,7 @@ use core::fmt;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use crate::arch::x86::control::ControlRegisters;
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::exception::{self, SavedException};
 use crate::arch::x86::lapic::{self, Ipi};
@@ -40,8 +41,6 @@ use crate::console::emergency_write;
 use crate::irq::{self, nmi::NmiStage};
 use crate::symbols::{self, Demangled};
 use crate::{percpu, smp, time};
-use x86_64::registers::control::{Cr0, Cr3, Cr4};
-
 const NO_OWNER: usize = usize::MAX;
 /// The CPU that owns the panic, or NO_OWNER.
 static PANIC_OWNER: AtomicUsize = AtomicUsize::new(NO_OWNER);
@@ -74,7 +73,7 @@ impl StopRecord {
 /// first record wins: a CPU that stopped after its own panic and then takes
 /// the owner's NMI keeps saying why it stopped.
 fn stop_this_cpu(how: u8, rip: u64) -> ! {
-    x86_64::instructions::interrupts::disable();
+    crate::arch::x86::interrupts::disable();
     // Without per-CPU data this CPU is not online: nobody waits for its record.
     if let Some(this) = percpu::try_this() {
         let record = &this.stopped;
@@ -121,18 +120,9 @@ fn nmi_stops_this_cpu(interrupted_rip: u64) -> bool {
     false
 }
 
-fn stack_pointer() -> u64 {
-    let rsp: u64;
-    // SAFETY: reading rsp has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
-    };
-    rsp
-}
-
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    x86_64::instructions::interrupts::disable();
+    crate::arch::x86::interrupts::disable();
     let frame = cpu::frame_pointer();
     let me = panicking_cpu();
     if let Err(owner) =
@@ -246,17 +236,14 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
             error_code,
         ));
     }
+    let ControlRegisters { cr0, cr2, cr3, cr4 } = ControlRegisters::read();
     emergency_write(format_args!(
-        "panic: control registers: CR0 {:#x}  CR2 {:#x}  CR3 {:#x}  CR4 {:#x}\n",
-        Cr0::read_raw(),
-        x86_64::registers::control::Cr2::read_raw(),
-        Cr3::read().0.start_address().as_u64(),
-        Cr4::read_raw()
+        "panic: control registers: CR0 {cr0:#x}  CR2 {cr2:#x}  CR3 {cr3:#x}  CR4 {cr4:#x}\n"
     ));
     if exception.is_none() {
         emergency_write(format_args!(
             "panic: stack: RSP {:#018x}  RBP {frame:#018x}\n",
-            stack_pointer()
+            cpu::stack_pointer()
         ));
     }
     emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
@@ -422,7 +409,7 @@ fn spin_like_linux() -> ! {
     emergency_write(format_args!(
         "panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"
     ));
-    x86_64::instructions::interrupts::enable();
+    crate::arch::x86::interrupts::enable();
     loop {
         time::udelay(1000);
     }
@@ -531,9 +518,9 @@ fn crash_panic_with_pending_ipis() -> TestResult {
             .find(|c| c.number != me && c.state() == smp::ApState::Online)
             .map(|c| (me, c.number))
     };
-    x86_64::instructions::interrupts::disable();
+    crate::arch::x86::interrupts::disable();
     let Some((me, other)) = me_and_other() else {
-        x86_64::instructions::interrupts::enable();
+        crate::arch::x86::interrupts::enable();
         return Err("needs a second CPU".into());
     };
     // Outranks everything here: spawning it asks this CPU to reschedule.

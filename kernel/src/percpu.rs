@@ -8,12 +8,12 @@
 //! split and a migration cannot separate from the CPU that executes it. This is
 //! how Linux's `this_cpu_add()` works on x86.
 
-use core::arch::asm;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::x86::exception::ExceptionRecord;
 use crate::arch::x86::gdt::{GdtSlot, TssSlot};
+use crate::arch::x86::gs;
 use crate::panic::StopRecord;
 
 /// What one CPU keeps for itself.
@@ -100,7 +100,7 @@ pub fn install(percpu: &'static PerCpu) {
     percpu.self_ptr.store(address, Ordering::Relaxed);
     // `percpu` is 'static, so GS keeps pointing at live memory, and its first
     // field now holds its own address, which is what `this()` reads.
-    x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::from_ptr(address));
+    gs::set_base(address as *const u8);
 }
 
 /// For a CPU that starts again after INIT: forgets the soft state it had when
@@ -126,10 +126,9 @@ pub fn install_boot_cpu() -> &'static PerCpu {
 /// disabled: a thread moved to another CPU keeps the reference it took here.
 #[inline]
 pub fn this() -> &'static PerCpu {
-    let ptr: *const PerCpu;
     // SAFETY: `install()` ran on this CPU first (the boot path and the AP entry both
     // do it before anything else), so gs:[0] holds a pointer to a 'static PerCpu.
-    unsafe { asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
+    let ptr = unsafe { gs::read_u64(0) } as *const PerCpu;
     // SAFETY: see above; PerCpu is only ever shared (&), its mutable parts are atomics.
     unsafe { &*ptr }
 }
@@ -139,7 +138,7 @@ pub fn this() -> &'static PerCpu {
 /// Table 9-1). Reads the GS base MSR, which is slow: for the panic and
 /// exception paths, which may run that early.
 pub fn try_this() -> Option<&'static PerCpu> {
-    if x86_64::registers::model_specific::GsBase::read().is_null() { None } else { Some(this()) }
+    if gs::base() == 0 { None } else { Some(this()) }
 }
 
 /// This CPU's logical number.
@@ -152,12 +151,7 @@ pub fn cpu_number() -> usize {
 pub fn add_to_preempt_count(delta: i32) {
     // SAFETY: the offset names the `preempt_count` field of the PerCpu that GS points
     // at; a single add is atomic with respect to interrupts on this CPU.
-    unsafe {
-        asm!("add dword ptr gs:[{offset}], {delta:e}",
-             offset = const offset_of!(PerCpu, preempt_count),
-             delta = in(reg) delta,
-             options(nostack))
-    };
+    unsafe { gs::add_u32(offset_of!(PerCpu, preempt_count), delta) };
 }
 
 pub fn online_count() -> usize {

@@ -18,7 +18,6 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::PhysAddr;
-use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::MapToError;
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
@@ -26,6 +25,7 @@ use x86_64::structures::paging::{
 };
 
 use super::frame;
+use crate::arch::x86::mmu;
 use crate::smp::{AtomicCpuSet, CpuSet};
 use crate::sync::SpinLock;
 
@@ -188,7 +188,7 @@ impl AddressSpace {
         let generation = self.tlb_gen.load(Ordering::SeqCst);
         // SAFETY: the upper half matches the kernel's, so the running code and
         // stack stay mapped across the switch.
-        unsafe { Cr3::write(self.level4, Cr3Flags::empty()) };
+        unsafe { mmu::load_root(self.level4) };
         if let Some(previous) = previous {
             previous.active.remove(cpu, Ordering::SeqCst);
         }
@@ -210,7 +210,7 @@ impl AddressSpace {
 /// As for `AddressSpace::load`.
 pub unsafe fn load_kernel_tables(kernel: PhysFrame, cpu: usize, space: &AddressSpace) {
     // SAFETY: the kernel's tables map everything the kernel runs on.
-    unsafe { Cr3::write(kernel, Cr3Flags::empty()) };
+    unsafe { mmu::load_root(kernel) };
     space.active.remove(cpu, Ordering::SeqCst);
 }
 

@@ -77,7 +77,7 @@ fn heap_memory_is_returned() -> TestResult {
     // in every attempt.
     let mut attempts = alloc::vec::Vec::new();
     for _ in 0..3 {
-        let (before, after) = x86_64::instructions::interrupts::without_interrupts(|| {
+        let (before, after) = crate::arch::x86::interrupts::without_interrupts(|| {
             let before = used();
             for round in 0..100 {
                 let blocks: alloc::vec::Vec<alloc::vec::Vec<u8>> =

@@ -41,7 +41,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering, fence};
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use super::address_space::AddressSpace;
 use crate::percpu;
@@ -114,7 +114,7 @@ fn catch_up(state: &CpuTlbState, space: &AddressSpace) {
     if crate::args::get().fault == Some(crate::args::Fault::SkipLazyCatchUp) {
         return; // fault injection: the bug the torture must catch
     }
-    x86_64::instructions::tlb::flush_all();
+    crate::arch::x86::mmu::flush_all();
     state.loaded_gen.store(latest, Ordering::Relaxed);
     CATCH_UP_FLUSHES.fetch_add(1, Ordering::Relaxed);
 }
@@ -153,7 +153,7 @@ pub fn flush_for(space: &AddressSpace, request_gen: u64, flush_range: impl FnOnc
     if request_gen == local + 1 && request_gen == latest {
         flush_range();
     } else {
-        x86_64::instructions::tlb::flush_all();
+        crate::arch::x86::mmu::flush_all();
     }
     state.loaded_gen.store(latest, Ordering::Relaxed);
 }

@@ -8,7 +8,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::mapper::{MapToError, Translate};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
@@ -16,6 +15,7 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::{frame, layout};
+use crate::arch::x86::mmu;
 use crate::sync::SpinLock;
 
 static KERNEL_TABLES: SpinLock<Option<OffsetPageTable<'static>>> = SpinLock::new(None);
@@ -38,7 +38,7 @@ pub fn kernel_level4() -> PhysFrame {
 }
 
 pub fn init() {
-    let (level_4, _) = Cr3::read();
+    let level_4 = mmu::current_root();
     KERNEL_LEVEL4.store(level_4.start_address().as_u64(), Ordering::Relaxed);
     let offset = super::phys_to_virt(PhysAddr::new(0));
     let table: *mut PageTable = super::phys_to_virt(level_4.start_address()).as_mut_ptr();
@@ -161,7 +161,7 @@ pub fn map_mmio(phys: PhysAddr, size: u64) -> VirtAddr {
 /// then the other CPUs are stopped.
 pub fn is_mapped_for_panic(address: u64) -> bool {
     let Ok(address) = VirtAddr::try_new(address) else { return false };
-    let (level_4, _) = Cr3::read();
+    let level_4 = mmu::current_root();
     let mut table_address = level_4.start_address();
     let indices = [address.p4_index(), address.p3_index(), address.p2_index(), address.p1_index()];
     for (level, index) in indices.into_iter().enumerate() {

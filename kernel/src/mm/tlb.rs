@@ -25,10 +25,10 @@
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
 use x86_64::VirtAddr;
-use x86_64::instructions::tlb;
 
 use super::address_space::AddressSpace;
 use super::lazy_tlb;
+use crate::arch::x86::mmu;
 use crate::smp::CpuSet;
 use crate::smp::call::CrossCall;
 
@@ -38,11 +38,9 @@ pub const FLUSH_CEILING: usize = 33;
 /// Flushes `pages` pages from `start` on this CPU.
 pub fn flush_local(start: VirtAddr, pages: usize) {
     if pages > FLUSH_CEILING {
-        tlb::flush_all();
+        mmu::flush_all();
     } else {
-        for page in 0..pages as u64 {
-            tlb::flush(start + page * 4096);
-        }
+        mmu::flush_pages(start, pages);
     }
 }
 
@@ -94,7 +92,7 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
         // Only this CPU changes its own bit, and it cannot move meanwhile.
         |me| {
             if space.is_active_on(me) {
-                x86_64::instructions::interrupts::without_interrupts(flush);
+                crate::arch::x86::interrupts::without_interrupts(flush);
             }
         },
     );
@@ -124,20 +122,8 @@ pub fn shootdown_kernel_everything() {
 /// one, or toggle CR4.PGE to drop everything (SDM 4.10.4.1).
 fn flush_kernel_local(start: VirtAddr, pages: usize) {
     if pages > FLUSH_CEILING {
-        use x86_64::registers::control::{Cr4, Cr4Flags};
-        let flags = Cr4::read();
-        if flags.contains(Cr4Flags::PAGE_GLOBAL) {
-            // SAFETY: clearing and restoring PGE only flushes the TLB.
-            unsafe {
-                Cr4::write(flags - Cr4Flags::PAGE_GLOBAL);
-                Cr4::write(flags);
-            }
-        } else {
-            tlb::flush_all();
-        }
+        mmu::flush_all_including_global();
     } else {
-        for page in 0..pages as u64 {
-            tlb::flush(start + page * 4096);
-        }
+        mmu::flush_pages(start, pages);
     }
 }

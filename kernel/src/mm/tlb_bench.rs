@@ -68,7 +68,7 @@ impl HaltedThreads {
                 Builder::new("halted").pin(cpu).address_space(space.clone()).spawn(move || {
                     running.fetch_add(1, Ordering::AcqRel);
                     while !stop.load(Ordering::Acquire) {
-                        x86_64::instructions::hlt();
+                        crate::arch::x86::cpu::halt();
                     }
                 })
             })

@@ -308,10 +308,10 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
         .address_space(space.clone())
         .spawn(move || {
             let _ = read_generation();
-            x86_64::instructions::interrupts::disable();
+            crate::arch::x86::interrupts::disable();
             deaf_now2.store(true, Ordering::Release);
             crate::time::udelay(DEAF_FOR_US);
-            x86_64::instructions::interrupts::enable();
+            crate::arch::x86::interrupts::enable();
             read_after2.store(read_generation(), Ordering::Release);
         });
     while !deaf_now.load(Ordering::Acquire) {

@@ -31,7 +31,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use crate::arch::x86::cpu;
 use crate::arch::x86::idt::RESCHEDULE_VECTOR;

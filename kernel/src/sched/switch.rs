@@ -1,64 +1,8 @@
-//! The context switch: the only place where one thread's registers are put
-//! away and another's taken up.
-//!
-//! `switch_stacks(save, load, prev)` is called like a function by the thread
-//! that gives up the CPU. It pushes the registers the System V ABI says a
-//! called function must preserve (rbx, rbp, r12-r15), stores the stack pointer
-//! in `*save`, loads `load` as the new stack pointer, pops the other thread's
-//! registers and returns: into the other thread, at the point where that one
-//! called `switch_stacks` earlier. Everything else a thread needs (its
-//! instruction pointer, the caller-saved registers) is already on its stack,
-//! saved by the ordinary call. `prev` is handed through in rax so the thread
-//! that resumes knows whom it replaced and can finish that thread's switch.
-//!
-//! The kernel is built without SSE or x87 code (target x86_64-unknown-none,
-//! soft float; CR0.EM is set at boot so any such instruction faults), so there
-//! is no floating-point state to save.
-
-use core::arch::global_asm;
+//! The context switch, as the scheduler sees it: between two `Thread`s. The
+//! register save and restore itself, in assembly, is `arch::x86::switch`.
 
 use super::thread::Thread;
-
-global_asm!(
-    r#"
-.global sched_switch_stacks
-sched_switch_stacks:
-    push rbp
-    push rbx
-    push r12
-    push r13
-    push r14
-    push r15
-    mov [rdi], rsp          /* save: the old thread's stack pointer */
-    mov rsp, rsi            /* load: the new thread's */
-    mov rax, rdx            /* prev, returned to the new thread */
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
-    ret
-
-/* A new thread's first return from sched_switch_stacks lands here, with
-   rax = the thread it replaced and r12 = the new thread itself. */
-.global sched_thread_start
-sched_thread_start:
-    mov rdi, rax
-    mov rsi, r12
-    call {entry}
-    ud2
-"#,
-    entry = sym super::thread_entry,
-);
-
-// The Thread pointers only pass through registers; the assembly never looks
-// inside a Thread, so its layout does not matter.
-#[allow(improper_ctypes)]
-unsafe extern "C" {
-    fn sched_switch_stacks(save: *mut u64, load: u64, prev: *const Thread) -> *const Thread;
-    fn sched_thread_start();
-}
+use crate::arch::x86::switch as arch_switch;
 
 /// Switches from the calling thread (`prev`, whose stack pointer goes to
 /// `save`) to the thread whose saved stack pointer is `load`. Returns, when
@@ -69,24 +13,10 @@ unsafe extern "C" {
 /// (or built by `initial_stack`) whose thread is not running anywhere.
 pub(super) unsafe fn switch(save: *mut u64, load: u64, prev: *const Thread) -> *const Thread {
     // SAFETY: the caller's contract.
-    unsafe { sched_switch_stacks(save, load, prev) }
+    unsafe { arch_switch::switch_stacks(save, load, prev) }
 }
 
-/// Lays out a new thread's stack as if it had called `sched_switch_stacks`
-/// from `sched_thread_start`: six saved registers (r12 = `thread`), then the
-/// return address. Returns the stack pointer to save.
+/// A new thread's stack, whose first switch enters `sched::thread_entry`.
 pub(super) fn initial_stack(top: u64, thread: *const Thread) -> u64 {
-    // After the six pops and `ret`, rsp = top - 16: 16-byte aligned at the
-    // `call` in sched_thread_start, as the ABI requires.
-    let frame = (top - 72) as *mut u64;
-    let words = [0, 0, 0, thread as u64, 0, 0, sched_thread_start as *const () as u64];
-    // (r15, r14, r13, r12, rbx, rbp, return address), lowest address first.
-    // SAFETY: the 72 bytes below `top` are the fresh, mapped stack of a thread
-    // that does not run yet.
-    unsafe {
-        for (i, word) in words.iter().enumerate() {
-            frame.add(i).write(*word);
-        }
-    }
-    frame as u64
+    arch_switch::initial_stack(top, thread, super::thread_entry)
 }

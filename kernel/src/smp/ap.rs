@@ -2,15 +2,11 @@
 
 use core::sync::atomic::Ordering;
 
-use x86_64::PhysAddr;
-use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr3Flags, Cr4, Cr4Flags};
-use x86_64::structures::paging::PhysFrame;
-
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use super::{ApState, SMP, tsc_sync, wake_boot_cpu};
 use crate::arch::x86::cpu::{self, rdtsc};
-use crate::arch::x86::{gdt, idt, lapic};
+use crate::arch::x86::{control, gdt, idt, lapic};
 use crate::args::{self, Fault};
 use crate::percpu::{self, PerCpu};
 
@@ -37,11 +33,7 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     // SAFETY: the kernel's level-4 table maps everything the trampoline's copy
     // did in the kernel half (the copy came from it), which is all this code,
     // its stack and its data use; CR0/CR4 are the boot CPU's proven settings.
-    unsafe {
-        Cr3::write(PhysFrame::containing_address(PhysAddr::new(smp.kernel_cr3)), Cr3Flags::empty());
-        Cr0::write(Cr0Flags::from_bits_retain(smp.cr0));
-        Cr4::write(Cr4Flags::from_bits_retain(smp.cr4));
-    }
+    unsafe { control::adopt(smp.cr0, smp.kernel_cr3, smp.cr4) };
     percpu::install(percpu);
     percpu::reset_soft_state(percpu);
     gdt::init_this_cpu(&percpu.tss, &percpu.gdt, me.ist_stacks());

@@ -44,7 +44,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use super::cpu_set::{AtomicCpuSet, CpuSet};
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use super::CpuSet;
 use super::call::{self, WaitMode};

@@ -35,11 +35,12 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use crate::arch::x86::interrupts;
 use spin::Once;
 use x86_64::VirtAddr;
-use x86_64::instructions::interrupts;
 
 use crate::acpi::Platform;
+use crate::arch::x86::control::ControlRegisters;
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::gdt::{IST_STACK_SIZE, IstStacks};
 use crate::arch::x86::idt::WAKE_VECTOR;
@@ -231,13 +232,13 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
         });
     }
     let trampoline = if cpus.len() > 1 { install_trampoline(&cpus) } else { None };
-    let (kernel_cr3, _) = x86_64::registers::control::Cr3::read();
+    let boot_cpu = ControlRegisters::read();
     let smp = SMP.call_once(|| Smp {
         cpus,
         trampoline,
-        kernel_cr3: kernel_cr3.start_address().as_u64(),
-        cr0: x86_64::registers::control::Cr0::read_raw(),
-        cr4: x86_64::registers::control::Cr4::read_raw(),
+        kernel_cr3: boot_cpu.cr3,
+        cr0: boot_cpu.cr0,
+        cr4: boot_cpu.cr4,
     });
     if smp.trampoline.is_none() {
         let reason = if smp.cpus.len() > 1 { "no trampoline" } else { "no other CPU to start" };

@@ -21,7 +21,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus, on_boot_cpu, wait_until, wake_boot_cpu};
 use crate::arch::x86::cpu::{self, rdtsc};

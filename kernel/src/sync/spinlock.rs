@@ -11,7 +11,7 @@ use core::hint::spin_loop;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use crate::sched::preempt;
 

@@ -98,7 +98,7 @@ fn clock_agrees_with_pit() -> TestResult {
     while count < KEEP && count + discarded < TRIES {
         // Interrupts off within one window only, so that it is not lengthened
         // by the interrupt handlers of this CPU.
-        let (cycles, ticks) = x86_64::instructions::interrupts::without_interrupts(|| {
+        let (cycles, ticks) = crate::arch::x86::interrupts::without_interrupts(|| {
             pit::tsc_cycles_per_pit_ticks(WINDOW_TICKS)
         });
         let clock_ns = tsc_to_ns(cycles);

@@ -9,16 +9,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
 
+use crate::arch::x86::apic_timer;
 use crate::arch::x86::cpu::rdtsc_ordered;
 use crate::arch::x86::idt::TIMER_VECTOR;
-use crate::arch::x86::lapic::{self, Register};
 use crate::testing::{KernelTest, TestResult};
 use crate::{irq, percpu};
-
-/// Divide configuration 0b0011: divide by 16 (Figure 11-10 "Divide Configuration Register").
-const DIVIDE_BY_16: u32 = 0b0011;
-const LVT_MASKED: u32 = 1 << 16;
-const LVT_PERIODIC: u32 = 0b01 << 17;
 
 /// Timer ticks (after the divisor) per millisecond, measured at boot.
 static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
@@ -53,19 +48,17 @@ pub fn ticks_per_ms() -> u64 {
 /// window; the pairs leave nothing to outvote, and the median is kept as a
 /// second line of defence.
 pub fn calibrate() -> u64 {
-    let apic = lapic::get();
-    apic.write(Register::TimerDivide, DIVIDE_BY_16);
-    apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
+    apic_timer::mask_for_calibration();
     let mut rates = [0u64; 3];
     for rate in rates.iter_mut() {
-        apic.write(Register::TimerInitialCount, u32::MAX);
-        let (start_tsc, start_count) = paired_count(apic);
+        apic_timer::set_initial_count(u32::MAX);
+        let (start_tsc, start_count) = paired_count();
         super::udelay(10_000);
-        let (end_tsc, end_count) = paired_count(apic);
+        let (end_tsc, end_count) = paired_count();
         let elapsed_ns = super::tsc_to_ns(end_tsc - start_tsc).max(1);
         *rate = ((start_count - end_count) as u64 * 1_000_000 / elapsed_ns).max(1);
     }
-    apic.write(Register::TimerInitialCount, 0);
+    apic_timer::set_initial_count(0);
     percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
     rates.sort_unstable();
     TICKS_PER_MS.store(rates[1], Ordering::Relaxed);
@@ -76,11 +69,11 @@ pub fn calibrate() -> u64 {
 /// with the shortest TSC bracket around the read, timed at its midpoint.
 /// `rdtsc_ordered` (lfence; rdtsc) waits for earlier instructions, so the
 /// second TSC read cannot happen before the count has been read.
-fn paired_count(apic: &lapic::LocalApic) -> (u64, u32) {
+fn paired_count() -> (u64, u32) {
     (0..8)
         .map(|_| {
             let before = rdtsc_ordered();
-            let count = apic.read(Register::TimerCurrentCount);
+            let count = apic_timer::current_count();
             let after = rdtsc_ordered();
             (after - before, before + (after - before) / 2, count)
         })
@@ -110,11 +103,8 @@ pub fn init_this_cpu() {
 
 /// Interrupts this CPU `hz` times a second until `stop()`.
 pub fn start_periodic(hz: u64) {
-    let apic = lapic::get();
     percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
-    apic.write(Register::TimerDivide, DIVIDE_BY_16);
-    apic.write(Register::LvtTimer, LVT_PERIODIC | TIMER_VECTOR as u32);
-    apic.write(Register::TimerInitialCount, ticks_for_ns(1_000_000_000 / hz));
+    apic_timer::start_periodic(ticks_for_ns(1_000_000_000 / hz));
 }
 
 /// Interrupts this CPU once, `ns` nanoseconds from now. The divisor and the
@@ -122,22 +112,17 @@ pub fn start_periodic(hz: u64) {
 /// scheduler rearms the timer at every switch, and under a hypervisor each
 /// APIC register write can cost a VM exit.
 pub fn start_one_shot(ns: u64) {
-    let apic = lapic::get();
-    let this = percpu::this();
-    if !this.timer_one_shot_ready.swap(true, Ordering::Relaxed) {
-        apic.write(Register::TimerDivide, DIVIDE_BY_16);
-        apic.write(Register::LvtTimer, TIMER_VECTOR as u32);
+    if !percpu::this().timer_one_shot_ready.swap(true, Ordering::Relaxed) {
+        apic_timer::enter_one_shot_mode();
     }
-    apic.write(Register::TimerInitialCount, ticks_for_ns(ns));
+    apic_timer::set_initial_count(ticks_for_ns(ns));
 }
 
 /// Stops this CPU's timer: a zero initial count stops it (11.5.4), the mask
 /// keeps a pending expiry from being delivered.
 pub fn stop() {
-    let apic = lapic::get();
     percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
-    apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
-    apic.write(Register::TimerInitialCount, 0);
+    apic_timer::stop();
 }
 
 static TICK_HOOK: Once<fn()> = Once::new();

@@ -14,7 +14,7 @@
 //!    preempting the VM between the two ends does not matter; the median of
 //!    five such windows.
 
-use x86_64::instructions::interrupts;
+use crate::arch::x86::interrupts;
 
 use crate::arch::x86::{cpu, pit};
 

@@ -66,6 +66,11 @@ pub fn enable_interrupts_and_halt() {
     x86_64::instructions::interrupts::enable_and_hlt();
 }
 
+/// Sleeps until the next interrupt (or NMI), with interrupts as they are.
+pub fn halt() {
+    x86_64::instructions::hlt();
+}
+
 /// Stops this CPU for good: interrupts off, `hlt` in a loop (an NMI or SMI may
 /// still wake it, hence the loop).
 pub fn halt_forever() -> ! {
@@ -125,6 +130,17 @@ pub fn frame_pointer() -> u64 {
         core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
     };
     rbp
+}
+
+/// The stack pointer (rsp) where this is inlined.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let rsp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
+    rsp
 }
 
 /// The return address of the function this is inlined into.

@@ -46,7 +46,8 @@ const APIC_BASE_ADDRESS_MASK: u64 = 0xf_ffff_f000;
 const X2APIC_MSR_BASE: u32 = 0x800;
 
 const SVR_APIC_ENABLE: u32 = 1 << 8;
-const LVT_MASKED: u32 = 1 << 16;
+/// The mask bit of every local vector table entry (SDM Vol. 3A "Local Vector Table").
+pub const LVT_MASKED: u32 = 1 << 16;
 const LVT_DELIVERY_NMI: u32 = 0b100 << 8;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 

@@ -5,7 +5,7 @@
  * is, at physical address VV000 (Intel SDM Vol. 3A 9.4.4.1 "Typical BSP
  * Initialization Sequence" and 9.4.4.2 "Typical AP Initialization Sequence").
  * The kernel copies this code to such a page below 1 MiB and fills in the
- * parameter block at offset {PARAMS} of that page (see trampoline.rs):
+ * parameter block at offset {PARAMS} of that page (see trampoline.rs here; smp::trampoline places it):
  * everything that depends on where things are in memory comes from there, so
  * the code itself needs no relocation.
  *
