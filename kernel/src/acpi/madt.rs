@@ -17,16 +17,11 @@ use core::pin::Pin;
 
 use acpi::madt::{Madt, MadtEntry};
 
+use crate::arch::x86::lapic::Mode as ApicMode;
 use crate::testing::{KernelTest, TestResult};
 
 const FLAG_ENABLED: u32 = 1 << 0;
 const FLAG_ONLINE_CAPABLE: u32 = 1 << 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApicKind {
-    XApic,
-    X2Apic,
-}
 
 #[derive(Clone, Debug)]
 pub struct CpuEntry {
@@ -35,7 +30,8 @@ pub struct CpuEntry {
     pub apic_id: u32,
     /// ACPI processor UID (links to the processor's object in the namespace).
     pub acpi_uid: u32,
-    pub kind: ApicKind,
+    /// Which entry listed it: a Local APIC (8-bit id) or a Local x2APIC structure.
+    pub kind: ApicMode,
     pub enabled: bool,
     pub online_capable: bool,
     pub is_boot_cpu: bool,
@@ -65,7 +61,7 @@ impl Platform {
                 cpu: Some(0),
                 apic_id: boot_apic_id,
                 acpi_uid: 0,
-                kind: ApicKind::XApic,
+                kind: ApicMode::XApic,
                 enabled: true,
                 online_capable: false,
                 is_boot_cpu: true,
@@ -114,10 +110,7 @@ impl Platform {
                 "acpi: {number}  {:>7}  {:>8}  {:<6}  {flags}{}",
                 entry.apic_id,
                 entry.acpi_uid,
-                match entry.kind {
-                    ApicKind::XApic => "xAPIC",
-                    ApicKind::X2Apic => "x2APIC",
-                },
+                entry.kind.name(),
                 if entry.is_boot_cpu { ", boot CPU" } else { "" }
             );
         }
@@ -137,7 +130,7 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Platform {
     let mut cpus: Vec<CpuEntry> = Vec::new();
     let mut io_apics = Vec::new();
     let mut local_apic_address = madt.local_apic_address as u64;
-    let mut add_cpu = |apic_id: u32, acpi_uid: u32, flags: u32, kind: ApicKind| {
+    let mut add_cpu = |apic_id: u32, acpi_uid: u32, flags: u32, kind: ApicMode| {
         // An id listed twice (an x2APIC entry beside an xAPIC one) is one CPU.
         if cpus.iter().any(|c| c.apic_id == apic_id) {
             return;
@@ -155,10 +148,10 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Platform {
     for entry in madt.entries() {
         match entry {
             MadtEntry::LocalApic(e) => {
-                add_cpu(e.apic_id as u32, e.processor_id as u32, e.flags, ApicKind::XApic);
+                add_cpu(e.apic_id as u32, e.processor_id as u32, e.flags, ApicMode::XApic);
             }
             MadtEntry::LocalX2Apic(e) => {
-                add_cpu(e.x2apic_id, e.processor_uid, e.flags, ApicKind::X2Apic)
+                add_cpu(e.x2apic_id, e.processor_uid, e.flags, ApicMode::X2Apic)
             }
             MadtEntry::IoApic(e) => io_apics.push(IoApic {
                 id: e.io_apic_id,
@@ -247,16 +240,16 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     let madt = unsafe { Pin::new_unchecked(&*(bytes.as_ptr() as *const Madt)) };
     let platform = parse(madt, 300);
 
-    let summary: Vec<(u32, Option<usize>, ApicKind, bool, bool)> = platform
+    let summary: Vec<(u32, Option<usize>, ApicMode, bool, bool)> = platform
         .cpus
         .iter()
         .map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable))
         .collect();
     let expected = [
-        (5, Some(1), ApicKind::XApic, true, false),
-        (6, None, ApicKind::XApic, false, true),
-        (7, None, ApicKind::XApic, false, false),
-        (300, Some(0), ApicKind::X2Apic, true, false),
+        (5, Some(1), ApicMode::XApic, true, false),
+        (6, None, ApicMode::XApic, false, true),
+        (7, None, ApicMode::XApic, false, false),
+        (300, Some(0), ApicMode::X2Apic, true, false),
     ];
     crate::ensure!(summary == expected, "parsed {summary:?}, expected {expected:?}");
     crate::ensure!(platform.cpus[3].is_boot_cpu, "the boot CPU (APIC id 300) was not marked");
