@@ -24,7 +24,7 @@ pub mod table;
 use spin::Once;
 
 pub use parse::{Args, Bench, Fault, PanicAction, SmpMode, Then, WaitMode};
-pub use table::FW_CFG_FILE;
+use table::FW_CFG_FILE;
 
 const MAX_LENGTH: usize = 4096;
 
