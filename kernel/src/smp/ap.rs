@@ -4,7 +4,8 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::x86::interrupts;
 
-use super::{ApState, SMP, tsc_sync, wake_boot_cpu};
+use super::bring_up::wake_boot_cpu;
+use super::{ApState, SMP, tsc_sync};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::{control, gdt, idt, lapic};
 use crate::args::{self, Fault};
