@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod preempt;
+mod priority;
 mod runqueue;
 mod switch;
 pub mod tests;

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod call;
 pub mod call_tests;
 pub mod cpu_set;
+pub mod cpu_set_tests;
 pub mod park;
 pub mod stuck_cpu;
 pub mod tests;
@@ -154,6 +155,17 @@ static SMP: Once<Smp> = Once::new();
 /// Every CPU this kernel manages, online or not; index = CPU number.
 pub fn cpus() -> &'static [Cpu] {
     SMP.get().map(|smp| smp.cpus.as_slice()).unwrap_or(&[])
+}
+
+impl CpuSet {
+    /// The CPUs that are online now.
+    pub fn all_online() -> CpuSet {
+        let mut set = CpuSet::new();
+        for cpu in cpus().iter().filter(|c| c.state() == ApState::Online) {
+            set.insert(cpu.number);
+        }
+        set
+    }
 }
 
 /// The result of one bring-up of all APs.

@@ -2,8 +2,8 @@
 //! address, and its mangled name shown as a Rust path.
 //!
 //! It reads only the byte slice it is given and uses only `core`, `elf` and
-//! `rustc_demangle`, nothing of the kernel's, so a host test can compile this
-//! very file. It allocates nothing and takes no lock: the panic handler calls it.
+//! `rustc_demangle`, nothing of the kernel's, so the host unit tests
+//! (kernel-logic/) compile this very file. It allocates nothing and takes no lock: the panic handler calls it.
 //!
 //! **Why these crates.** Both replace hand-written code that re-did what a
 //! well-kept crate does:
