@@ -26,7 +26,9 @@ pub mod cpu_set;
 #[path = "../../kernel/src/sched/priority.rs"]
 pub mod priority;
 
-/// The run queue (kernel `sched::runqueue`).
+/// The run queue (kernel `sched::runqueue`). The kernel keeps it private, so
+/// clippy asks for a `Default` only here, where it is public for the tests.
+#[allow(clippy::new_without_default)]
 #[path = "../../kernel/src/sched/runqueue.rs"]
 pub mod runqueue;
 

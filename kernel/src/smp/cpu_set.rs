@@ -48,7 +48,7 @@ pub const MAX_CPUS: usize = 512;
 
 const BITS: usize = u64::BITS as usize;
 const WORDS: usize = MAX_CPUS / BITS;
-const _: () = assert!(MAX_CPUS % BITS == 0, "MAX_CPUS must be a multiple of 64");
+const _: () = assert!(MAX_CPUS.is_multiple_of(BITS), "MAX_CPUS must be a multiple of 64");
 
 /// The word holding `cpu`'s bit, and the bit within it.
 fn position(cpu: usize) -> (usize, u64) {
