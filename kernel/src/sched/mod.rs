@@ -26,6 +26,7 @@ pub mod bench;
 pub mod irq_handlers;
 mod placement;
 pub mod preempt;
+mod priority;
 mod runqueue;
 mod schedule;
 mod sleep;
