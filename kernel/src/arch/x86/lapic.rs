@@ -8,6 +8,7 @@
 //! - x2APIC: the same registers as MSRs 0x800 + offset/16, with a 32-bit APIC id
 //!   and a single 64-bit ICR write to send an IPI (11.12 "Extended XAPIC (x2APIC)",
 //!   Table 11-6 "Local APIC Register Address Map Supported by x2APIC").
+//!
 //! [`LocalApic`] hides the difference; the mode is chosen once from CPUID and is
 //! the same on every CPU.
 
