@@ -221,7 +221,7 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
     };
     emergency_write(format_args!(
         "panic: context: cpu{me}, {context}, preempt count {preempt_count}, {}\n",
-        CurrentThread
+        crate::sched::CurrentThread
     ));
     if let Some(SavedException { rip, rsp, rflags, cs, ss, error_code, .. }) = exception {
         emergency_write(format_args!(
@@ -247,14 +247,6 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
         ));
     }
     emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
-}
-
-struct CurrentThread;
-
-impl fmt::Display for CurrentThread {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        crate::sched::describe_current(f)
-    }
 }
 
 /// Where the panic happened.

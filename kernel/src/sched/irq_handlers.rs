@@ -17,6 +17,6 @@ pub fn register() {
         is_guard_page: |address| {
             percpu::try_this().is_some() && super::hit_current_guard_page(address)
         },
-        describe_owner: super::describe_current,
+        describe_owner: |f| core::fmt::Display::fmt(&super::CurrentThread, f),
     });
 }

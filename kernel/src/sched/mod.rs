@@ -186,15 +186,19 @@ fn start_on_this_cpu(current: Arc<Thread>, idle: Arc<Thread>) {
     });
 }
 
-/// Describes the running thread for a panic report (no allocation).
-pub fn describe_current(f: &mut core::fmt::Formatter) -> core::fmt::Result {
-    let current = this_cpu().current.load(Ordering::Relaxed);
-    if current.is_null() {
-        return f.write_str("no thread (scheduler not started)");
+/// The running thread, as a panic report names it (formatting allocates nothing).
+pub struct CurrentThread;
+
+impl core::fmt::Display for CurrentThread {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let current = this_cpu().current.load(Ordering::Relaxed);
+        if current.is_null() {
+            return f.write_str("no thread (scheduler not started)");
+        }
+        // SAFETY: read-only peek at the running thread for the report.
+        let thread = unsafe { &*current };
+        write!(f, "thread '{}' (id {}, {:?})", thread.name, thread.id, thread.priority)
     }
-    // SAFETY: read-only peek at the running thread for the report.
-    let thread = unsafe { &*current };
-    write!(f, "thread '{}' (id {}, {:?})", thread.name, thread.id, thread.priority)
 }
 
 /// Whether `address` is the guard page of the running thread's stack.
