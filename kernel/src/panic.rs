@@ -601,7 +601,7 @@ fn crash_panic_in_panic() -> TestResult {
     panic!("{}", PanicsWhenFormatted);
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::crash("crash_panic", crash_panic),
     KernelTest::crash("crash_panic_in_panic", crash_panic_in_panic),
     KernelTest::crash("crash_panic_storm", crash_panic_storm),

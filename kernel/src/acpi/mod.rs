@@ -7,7 +7,7 @@
 //! one table, the MADT (see `madt`). A machine without ACPI, or without a MADT,
 //! gets a clear message and runs on the boot CPU alone.
 
-pub mod madt;
+mod madt;
 
 use core::ptr::NonNull;
 

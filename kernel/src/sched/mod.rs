@@ -20,7 +20,7 @@ pub mod bench;
 pub mod preempt;
 mod runqueue;
 mod switch;
-pub mod tests;
+mod tests;
 pub mod thread;
 pub mod wait;
 

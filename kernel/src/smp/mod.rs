@@ -21,11 +21,11 @@
 mod ap;
 pub mod bench;
 pub mod call;
-pub mod call_tests;
-pub mod cpu_set;
-pub mod park;
+mod call_tests;
+mod cpu_set;
+mod park;
 pub mod stuck_cpu;
-pub mod tests;
+mod tests;
 mod timeline;
 mod trampoline;
 mod tsc_sync;

@@ -338,7 +338,7 @@ fn crash_breakpoint() -> crate::testing::TestResult {
     Err("int3 returned instead of being reported".into())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::crash("crash_page_fault", crash_page_fault),
     KernelTest::crash("crash_double_fault", crash_double_fault),
     KernelTest::crash("crash_breakpoint", crash_breakpoint),
