@@ -292,7 +292,7 @@ fn a_page_fault_is_reported_readably() {
         .expect_line("page fault (#PF, vector 14) accessing 0x7fffdeadb000 (read from a page that is not present), error code 0x0, at RIP 0xffff")
         .expect_line("panic: context: cpu0, exception handler (vector 14)")
         .expect_line("panic: registers at the exception: RIP 0xffff")
-        .expect_line("kernel::arch::x86::idt::crash_page_fault+0x")
+        .expect_line("kernel::panic::exception_crash_tests::crash_page_fault+0x")
         .expect_line("CR2 0x7fffdeadb000")
         .expect_line("panic: backtrace (newest first):")
         .expect_line("kernel::testing::run+0x")
