@@ -25,6 +25,7 @@
 pub mod bench;
 mod placement;
 pub mod preempt;
+mod priority;
 mod runqueue;
 mod schedule;
 mod sleep;

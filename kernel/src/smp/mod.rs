@@ -24,6 +24,7 @@ mod bring_up;
 pub mod call;
 mod call_tests;
 mod cpu_set;
+mod cpu_set_tests;
 mod park;
 mod registry;
 pub mod stuck_cpu;
@@ -77,6 +78,17 @@ static SMP: Once<Smp> = Once::new();
 /// Every CPU this kernel manages, online or not; index = CPU number.
 pub fn cpus() -> &'static [Cpu] {
     SMP.get().map(|smp| smp.cpus.as_slice()).unwrap_or(&[])
+}
+
+impl CpuSet {
+    /// The CPUs that are online now.
+    pub fn all_online() -> CpuSet {
+        let mut set = CpuSet::new();
+        for cpu in cpus().iter().filter(|c| c.state() == ApState::Online) {
+            set.insert(cpu.number);
+        }
+        set
+    }
 }
 
 /// The result of one bring-up of all APs.
