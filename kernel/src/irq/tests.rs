@@ -72,7 +72,7 @@ fn xapic_destinations_are_8_bits() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("lapic_self_ipi_is_delivered", self_ipi_is_delivered),
     KernelTest::new("lapic_xapic_destinations_are_8_bits", xapic_destinations_are_8_bits),
 ];

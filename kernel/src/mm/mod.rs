@@ -15,7 +15,7 @@ pub mod paging;
 pub mod stack;
 pub mod tlb;
 pub mod tlb_bench;
-pub mod tlb_tests;
+mod tlb_tests;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

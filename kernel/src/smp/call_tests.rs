@@ -9,8 +9,8 @@ use crate::arch::x86::interrupts;
 
 use super::CpuSet;
 use super::call::{self, WaitMode};
-use crate::mm::tlb_tests::Random;
 use crate::sched::{Builder, Priority, sleep_ns};
+use crate::testing::Random;
 use crate::testing::{KernelTest, TestResult};
 use crate::{percpu, smp, time};
 
@@ -294,7 +294,7 @@ fn calls_to_self_run_locally() -> TestResult {
     Err(alloc::format!("a call to CPU {me} ran on {}", ran_on.load(Ordering::Acquire)))
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("xcall_to_self_runs_locally", calls_to_self_run_locally),
     KernelTest::new("xcall_torture", cross_call_torture),
     KernelTest::new(
