@@ -14,6 +14,11 @@ extern crate alloc;
 #[path = "../../kernel/src/symbols/elf_functions.rs"]
 pub mod elf_functions;
 
+/// xAPIC or x2APIC (kernel `arch::x86::apic_mode`), which the MADT reader
+/// names as `super::apic_mode`.
+#[path = "../../kernel/src/arch/x86/apic_mode.rs"]
+pub mod apic_mode;
+
 /// The MADT reader (kernel `acpi::madt`).
 #[path = "../../kernel/src/acpi/madt.rs"]
 pub mod madt;

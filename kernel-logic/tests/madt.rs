@@ -4,7 +4,7 @@
 use std::pin::Pin;
 
 use acpi::madt::Madt;
-use kernel_logic::madt::{ApicKind, Malformed, Platform, check_entries, parse};
+use kernel_logic::madt::{ApicMode, Malformed, Platform, check_entries, parse};
 
 /// A MADT under construction: header, local APIC address, flags, entries.
 struct Table {
@@ -75,7 +75,7 @@ fn parse_with_length(bytes: &[u8], length: u32, boot_apic_id: u32) -> Result<Pla
 }
 
 /// (APIC id, logical CPU number, kind, enabled, online capable) per CPU entry.
-fn summary(platform: &Platform) -> Vec<(u32, Option<usize>, ApicKind, bool, bool)> {
+fn summary(platform: &Platform) -> Vec<(u32, Option<usize>, ApicMode, bool, bool)> {
     platform.cpus.iter().map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable)).collect()
 }
 
@@ -93,10 +93,10 @@ fn xapic_and_x2apic_entries_are_read_with_their_flags() {
     assert_eq!(
         summary(&platform),
         [
-            (5, Some(1), ApicKind::XApic, true, false),
-            (6, None, ApicKind::XApic, false, true),
-            (7, None, ApicKind::XApic, false, false),
-            (300, Some(0), ApicKind::X2Apic, true, false),
+            (5, Some(1), ApicMode::XApic, true, false),
+            (6, None, ApicMode::XApic, false, true),
+            (7, None, ApicMode::XApic, false, false),
+            (300, Some(0), ApicMode::X2Apic, true, false),
         ]
     );
     let boot = &platform.cpus[3];
@@ -179,7 +179,7 @@ fn reserved_and_oem_entries_are_skipped() {
         .entry(&[0x11, 2]) // reserved type, header only
         .parse(0)
         .expect("well formed");
-    assert_eq!(summary(&platform), [(0, Some(0), ApicKind::XApic, true, false)]);
+    assert_eq!(summary(&platform), [(0, Some(0), ApicMode::XApic, true, false)]);
 }
 
 #[test]

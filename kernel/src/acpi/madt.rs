@@ -12,8 +12,9 @@
 //! other enabled CPUs in MADT order. Online-capable CPUs are listed but get no
 //! number: this kernel does not hot-add CPUs.
 //!
-//! This file uses nothing of the kernel's, so the host unit tests
-//! (kernel-logic/) compile it as it is; the in-kernel tests, which read this
+//! This file uses nothing of the kernel's but `apic_mode` (which the kernel
+//! and kernel-logic/ both place beside it as `super::apic_mode`), so the host
+//! unit tests compile it as it is; the in-kernel tests, which read this
 //! machine's MADT, are in madt_tests.rs.
 
 use alloc::vec::Vec;
@@ -23,14 +24,10 @@ use core::pin::Pin;
 
 use acpi::madt::{self as entry, Madt, MadtEntry};
 
+pub use super::apic_mode::ApicMode;
+
 const FLAG_ENABLED: u32 = 1 << 0;
 const FLAG_ONLINE_CAPABLE: u32 = 1 << 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApicKind {
-    XApic,
-    X2Apic,
-}
 
 #[derive(Clone, Debug)]
 pub struct CpuEntry {
@@ -39,7 +36,8 @@ pub struct CpuEntry {
     pub apic_id: u32,
     /// ACPI processor UID (links to the processor's object in the namespace).
     pub acpi_uid: u32,
-    pub kind: ApicKind,
+    /// Which entry listed it: Processor Local APIC (xAPIC) or Local x2APIC.
+    pub kind: ApicMode,
     pub enabled: bool,
     pub online_capable: bool,
     pub is_boot_cpu: bool,
@@ -69,7 +67,7 @@ impl Platform {
                 cpu: Some(0),
                 apic_id: boot_apic_id,
                 acpi_uid: 0,
-                kind: ApicKind::XApic,
+                kind: ApicMode::XApic,
                 enabled: true,
                 online_capable: false,
                 is_boot_cpu: true,
@@ -118,10 +116,7 @@ impl Platform {
                 "acpi: {number}  {:>7}  {:>8}  {:<6}  {flags}{}",
                 entry.apic_id,
                 entry.acpi_uid,
-                match entry.kind {
-                    ApicKind::XApic => "xAPIC",
-                    ApicKind::X2Apic => "x2APIC",
-                },
+                entry.kind.name(),
                 if entry.is_boot_cpu { ", boot CPU" } else { "" }
             );
         }
@@ -219,7 +214,7 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Result<Platform, Malformed>
     let mut cpus: Vec<CpuEntry> = Vec::new();
     let mut io_apics = Vec::new();
     let mut local_apic_address = madt.local_apic_address as u64;
-    let mut add_cpu = |apic_id: u32, acpi_uid: u32, flags: u32, kind: ApicKind| {
+    let mut add_cpu = |apic_id: u32, acpi_uid: u32, flags: u32, kind: ApicMode| {
         // An id listed twice (an x2APIC entry beside an xAPIC one) is one CPU.
         if cpus.iter().any(|c| c.apic_id == apic_id) {
             return;
@@ -237,10 +232,10 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Result<Platform, Malformed>
     for entry in madt.entries() {
         match entry {
             MadtEntry::LocalApic(e) => {
-                add_cpu(e.apic_id as u32, e.processor_id as u32, e.flags, ApicKind::XApic);
+                add_cpu(e.apic_id as u32, e.processor_id as u32, e.flags, ApicMode::XApic);
             }
             MadtEntry::LocalX2Apic(e) => {
-                add_cpu(e.x2apic_id, e.processor_uid, e.flags, ApicKind::X2Apic)
+                add_cpu(e.x2apic_id, e.processor_uid, e.flags, ApicMode::X2Apic)
             }
             MadtEntry::IoApic(e) => io_apics.push(IoApic {
                 id: e.io_apic_id,

@@ -5,7 +5,7 @@ use core::pin::Pin;
 
 use acpi::madt::Madt;
 
-use super::madt::{ApicKind, parse};
+use super::madt::{ApicMode, parse};
 use crate::testing::{KernelTest, TestResult};
 
 fn madt_matches_this_machine() -> TestResult {
@@ -61,16 +61,16 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     let madt = unsafe { Pin::new_unchecked(&*(bytes.as_ptr() as *const Madt)) };
     let platform = parse(madt, 300).map_err(|malformed| alloc::format!("{malformed}"))?;
 
-    let summary: Vec<(u32, Option<usize>, ApicKind, bool, bool)> = platform
+    let summary: Vec<(u32, Option<usize>, ApicMode, bool, bool)> = platform
         .cpus
         .iter()
         .map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable))
         .collect();
     let expected = [
-        (5, Some(1), ApicKind::XApic, true, false),
-        (6, None, ApicKind::XApic, false, true),
-        (7, None, ApicKind::XApic, false, false),
-        (300, Some(0), ApicKind::X2Apic, true, false),
+        (5, Some(1), ApicMode::XApic, true, false),
+        (6, None, ApicMode::XApic, false, true),
+        (7, None, ApicMode::XApic, false, false),
+        (300, Some(0), ApicMode::X2Apic, true, false),
     ];
     crate::ensure!(summary == expected, "parsed {summary:?}, expected {expected:?}");
     crate::ensure!(platform.cpus[3].is_boot_cpu, "the boot CPU (APIC id 300) was not marked");

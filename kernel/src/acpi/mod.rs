@@ -16,6 +16,9 @@ use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use spin::Once;
 use x86_64::PhysAddr;
 
+/// For `madt`, which names it as `super::apic_mode` so that the host tests
+/// (kernel-logic/) can compile it unchanged.
+use crate::arch::x86::apic_mode;
 pub use madt::Platform;
 
 /// Maps ACPI tables through the bootloader's physical memory window: every

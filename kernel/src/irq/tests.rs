@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 
 use crate::arch::x86::idt::SELF_TEST_VECTOR;
-use crate::arch::x86::lapic::{self, Ipi, Mode};
+use crate::arch::x86::lapic::{self, ApicMode, Ipi};
 use crate::testing::{KernelTest, TestResult};
 
 /// Registers the self-test vector's handler, once, for whichever test sends first.
@@ -56,12 +56,12 @@ fn self_ipi_is_delivered() -> TestResult {
 /// cut to 44 (a different CPU).
 fn xapic_destinations_are_8_bits() -> TestResult {
     for (mode, id, expected) in [
-        (Mode::XApic, 0, true),
-        (Mode::XApic, 254, true),
-        (Mode::XApic, 255, false),
-        (Mode::XApic, 300, false),
-        (Mode::X2Apic, 300, true),
-        (Mode::X2Apic, u32::MAX, false),
+        (ApicMode::XApic, 0, true),
+        (ApicMode::XApic, 254, true),
+        (ApicMode::XApic, 255, false),
+        (ApicMode::XApic, 300, false),
+        (ApicMode::X2Apic, 300, true),
+        (ApicMode::X2Apic, u32::MAX, false),
     ] {
         crate::ensure!(
             mode.can_address(id) == expected,

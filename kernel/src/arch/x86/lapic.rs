@@ -17,6 +17,7 @@ use x86_64::instructions::interrupts;
 use x86_64::registers::model_specific::Msr;
 use x86_64::{PhysAddr, VirtAddr};
 
+pub use super::apic_mode::ApicMode;
 use super::cpu;
 use super::idt::SPURIOUS_VECTOR;
 
@@ -52,34 +53,8 @@ pub const LVT_MASKED: u32 = 1 << 16;
 const LVT_DELIVERY_NMI: u32 = 0b100 << 8;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    XApic,
-    X2Apic,
-}
-
-/// The highest APIC id an xAPIC IPI can name: the destination field is 8
-/// bits (11.6.1, ICR bits 56-63), and 0xff means "all CPUs" (broadcast).
-pub const MAX_XAPIC_DESTINATION: u32 = 0xfe;
-
-impl Mode {
-    pub fn can_address(self, apic_id: u32) -> bool {
-        match self {
-            Mode::XApic => apic_id <= MAX_XAPIC_DESTINATION,
-            Mode::X2Apic => apic_id != u32::MAX, // 0xffffffff is x2APIC's broadcast
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::XApic => "xAPIC",
-            Mode::X2Apic => "x2APIC",
-        }
-    }
-}
-
 pub struct LocalApic {
-    mode: Mode,
+    mode: ApicMode,
     /// Where the xAPIC page is mapped (unused in x2APIC mode).
     mmio: VirtAddr,
 }
@@ -114,7 +89,7 @@ impl Ipi {
 }
 
 impl LocalApic {
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> ApicMode {
         self.mode
     }
 
@@ -122,9 +97,11 @@ impl LocalApic {
         match self.mode {
             // SAFETY: `mmio` maps the APIC page uncached and `register` is an offset
             // inside it; APIC registers are read with aligned 32-bit loads (11.4.1).
-            Mode::XApic => unsafe { (self.mmio + register as u64).as_ptr::<u32>().read_volatile() },
+            ApicMode::XApic => unsafe {
+                (self.mmio + register as u64).as_ptr::<u32>().read_volatile()
+            },
             // SAFETY: x2APIC mode is enabled on this CPU, so this MSR exists.
-            Mode::X2Apic => unsafe {
+            ApicMode::X2Apic => unsafe {
                 Msr::new(X2APIC_MSR_BASE + (register as u32 >> 4)).read() as u32
             },
         }
@@ -133,11 +110,11 @@ impl LocalApic {
     pub fn write(&self, register: Register, value: u32) {
         match self.mode {
             // SAFETY: as in read().
-            Mode::XApic => unsafe {
+            ApicMode::XApic => unsafe {
                 (self.mmio + register as u64).as_mut_ptr::<u32>().write_volatile(value)
             },
             // SAFETY: as in read(); writing a defined APIC register.
-            Mode::X2Apic => unsafe {
+            ApicMode::X2Apic => unsafe {
                 Msr::new(X2APIC_MSR_BASE + (register as u32 >> 4)).write(value as u64)
             },
         }
@@ -147,8 +124,8 @@ impl LocalApic {
     /// bits in x2APIC mode (11.4.6 "Local APIC ID", 11.12.5.1).
     pub fn id(&self) -> u32 {
         match self.mode {
-            Mode::XApic => self.read(Register::Id) >> 24,
-            Mode::X2Apic => self.read(Register::Id),
+            ApicMode::XApic => self.read(Register::Id) >> 24,
+            ApicMode::X2Apic => self.read(Register::Id),
         }
     }
 
@@ -172,7 +149,7 @@ impl LocalApic {
         let were_enabled = interrupts::are_enabled();
         interrupts::disable();
         match self.mode {
-            Mode::XApic => {
+            ApicMode::XApic => {
                 self.write(Register::InterruptCommandHigh, destination << 24);
                 // Writing the low half sends the IPI.
                 self.write(Register::InterruptCommandLow, low);
@@ -180,7 +157,7 @@ impl LocalApic {
                     core::hint::spin_loop();
                 }
             }
-            Mode::X2Apic => {
+            ApicMode::X2Apic => {
                 let icr = ((destination as u64) << 32) | low as u64;
                 // WRMSR to an x2APIC register is not serializing (11.12.3
                 // "MSR Access in x2APIC Mode"): without a fence the IPI can
@@ -215,11 +192,11 @@ impl LocalApic {
     pub fn end_all_in_service(&self) {
         let in_service = |i: u32| match self.mode {
             // SAFETY: as in read(): an ISR register of the mapped APIC page.
-            Mode::XApic => unsafe {
+            ApicMode::XApic => unsafe {
                 (self.mmio + (0x100 + 0x10 * i) as u64).as_ptr::<u32>().read_volatile()
             },
             // SAFETY: MSRs 0x810-0x817 are the ISR in x2APIC mode (Table 11-6).
-            Mode::X2Apic => unsafe { Msr::new(X2APIC_MSR_BASE + 0x10 + i).read() as u32 },
+            ApicMode::X2Apic => unsafe { Msr::new(X2APIC_MSR_BASE + 0x10 + i).read() as u32 },
         };
         for _ in 0..256 {
             if (0..8).all(|i| in_service(i) == 0) {
@@ -250,12 +227,12 @@ pub fn init_boot_cpu(
     force_xapic: bool,
     map_mmio: impl FnOnce(PhysAddr, u64) -> VirtAddr,
 ) -> &'static LocalApic {
-    let mode = if cpu::has_x2apic() && !force_xapic { Mode::X2Apic } else { Mode::XApic };
+    let mode = if cpu::has_x2apic() && !force_xapic { ApicMode::X2Apic } else { ApicMode::XApic };
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (all x86_64 CPUs).
     let base = unsafe { Msr::new(IA32_APIC_BASE).read() };
     let mmio = match mode {
-        Mode::XApic => map_mmio(PhysAddr::new(base & APIC_BASE_ADDRESS_MASK), 4096),
-        Mode::X2Apic => VirtAddr::zero(),
+        ApicMode::XApic => map_mmio(PhysAddr::new(base & APIC_BASE_ADDRESS_MASK), 4096),
+        ApicMode::X2Apic => VirtAddr::zero(),
     };
     let lapic = LAPIC.call_once(|| LocalApic { mode, mmio });
     init_this_cpu();
@@ -291,7 +268,7 @@ pub fn init_this_cpu() {
 pub fn in_common_mode_here() -> bool {
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no effect.
     let x2apic_here = unsafe { Msr::new(IA32_APIC_BASE).read() } & APIC_BASE_X2APIC != 0;
-    x2apic_here == (get().mode == Mode::X2Apic)
+    x2apic_here == (get().mode == ApicMode::X2Apic)
 }
 
 /// Puts this CPU's local APIC in the mode every CPU uses, enabled. A CPU out
@@ -306,7 +283,7 @@ pub fn enter_mode_on_this_cpu() {
     // State Transitions"; the base address bits are kept as they are.
     unsafe {
         let mut base = msr.read() | APIC_BASE_ENABLE;
-        if lapic.mode == Mode::X2Apic {
+        if lapic.mode == ApicMode::X2Apic {
             base |= APIC_BASE_X2APIC;
         }
         msr.write(base);

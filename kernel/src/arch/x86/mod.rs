@@ -1,6 +1,7 @@
 //! x86_64: CPU features, descriptor tables, interrupts, the local APIC, the
 //! legacy PIC and PIT, and QEMU's fw_cfg and debug-exit devices.
 
+pub mod apic_mode;
 pub mod apic_timer;
 pub mod control;
 pub mod cpu;
