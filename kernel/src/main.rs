@@ -32,7 +32,7 @@ mod time;
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
 
-use arch::x86::{cpu, gdt, idt, lapic, pic, qemu_exit};
+use arch::x86::{cpu, gdt, idt, interrupts, lapic, pic, qemu_exit};
 use args::{Bench, Then};
 
 /// What the bootloader sets up for the kernel (bootloader_api 0.11).
@@ -106,7 +106,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     smp::irq_handlers::register();
     fault::register_nmi();
     smp::call::open_this_cpu();
-    crate::arch::x86::interrupts::enable();
+    interrupts::enable();
     smp::init(platform, boot_cpu);
     smp::call::set_wait_mode(args.ipi_wait);
     fault::start_from_args();
