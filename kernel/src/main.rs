@@ -49,10 +49,10 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     time::start();
-    let boot_cpu = percpu::install_boot_cpu();
+    percpu::install_boot_cpu();
     console::init();
     logger::init(log::LevelFilter::Info);
-    gdt::init_this_cpu(boot_cpu, gdt::boot_cpu_ist_stacks());
+    gdt::init_this_cpu(gdt::boot_cpu_tables(), gdt::boot_cpu_ist_stacks());
     idt::init_this_cpu();
     let (tsc_hz, source) = time::tsc::calibrate();
 
@@ -85,7 +85,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     pic::remap_and_mask();
     let apic = lapic::init_boot_cpu(args.force_xapic);
-    boot_cpu.apic_id.store(apic.id(), core::sync::atomic::Ordering::Relaxed);
+    percpu::set_apic_id(0, apic.id());
     let timer_ticks_per_ms = time::timer::calibrate();
     log::info!(
         "apic: boot CPU has APIC id {}, {} mode; timer at {} kHz (divide by 16)",
@@ -99,7 +99,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     sched::init_boot_cpu("main");
     smp::call::open_this_cpu();
     x86_64::instructions::interrupts::enable();
-    smp::init(platform, boot_cpu);
+    smp::init(platform);
     smp::call::set_wait_mode(args.ipi_wait);
     fault::start_from_args();
 

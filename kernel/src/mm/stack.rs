@@ -78,7 +78,7 @@ const PURGE_AT_FRAMES: usize = 256;
 /// (interrupts on, preemption allowed); elsewhere it leaves them for later.
 pub fn purge_retired() {
     let can_wait =
-        x86_64::instructions::interrupts::are_enabled() && crate::sched::preempt::count() == 0;
+        x86_64::instructions::interrupts::are_enabled() && crate::sync::preempt::count() == 0;
     if !can_wait || RETIRED.lock_irqsave().len() < PURGE_AT_FRAMES || !crate::sched::is_started() {
         return;
     }

@@ -30,10 +30,11 @@ use super::{frame, tlb};
 use crate::arch::x86::cpu;
 use crate::fault::IrqOffInjector;
 use crate::sched::bench::percentile;
-use crate::sched::{Builder, JoinHandle, Priority, preempt, sleep_ns};
+use crate::sched::{Builder, JoinHandle, Priority, sleep_ns};
 use crate::smp::CpuSet;
 use crate::smp::call::{self, WaitMode};
 use crate::symbols::Demangled;
+use crate::sync::preempt;
 use crate::{smp, time};
 
 const BASE: u64 = 0x0000_0050_0000_0000;

@@ -17,7 +17,6 @@
 //!   timer off.
 
 pub mod bench;
-pub mod preempt;
 mod runqueue;
 mod switch;
 pub mod tests;
@@ -37,9 +36,9 @@ use crate::arch::x86::idt::RESCHEDULE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::stack::KernelStack;
-use crate::percpu;
-use crate::sync::SpinLock;
-use crate::{smp, time};
+use crate::percpu::{self, cpu_local};
+use crate::sync::{SpinLock, preempt};
+use crate::time;
 use runqueue::RunQueue;
 pub use thread::{Priority, State, Thread};
 pub use wait::Completion;
@@ -48,7 +47,7 @@ const THREAD_STACK_SIZE: u64 = 32 * 1024;
 /// How long a Normal thread runs before others of its class get a turn.
 const TIME_SLICE_NS: u64 = 10_000_000;
 
-/// One CPU's scheduler state; lives in its `PerCpu`.
+/// One CPU's scheduler state.
 pub struct CpuScheduler {
     run_queue: SpinLock<RunQueue>,
     /// The running thread, holding one strong reference (Arc::into_raw).
@@ -91,12 +90,16 @@ pub fn is_started_on(cpu: usize) -> bool {
     cpu_scheduler(cpu).started.load(Ordering::Acquire)
 }
 
+cpu_local! {
+    static CPU_SCHEDULER: CpuScheduler = CpuScheduler::new();
+}
+
 fn this_cpu() -> &'static CpuScheduler {
-    &percpu::this().sched
+    CPU_SCHEDULER.get()
 }
 
 fn cpu_scheduler(cpu: usize) -> &'static CpuScheduler {
-    &smp::cpus()[cpu].percpu.sched
+    CPU_SCHEDULER.on(cpu)
 }
 
 /// The running thread.
@@ -117,6 +120,7 @@ pub fn current() -> Arc<Thread> {
 /// CPU an idle thread. For the boot CPU (the idle thread is spawned) and for
 /// APs, which become their own idle thread with `become_idle()`.
 pub fn init_boot_cpu(name: &str) {
+    preempt::set_reschedule(preempt_point);
     let me = Arc::new(Thread::new(name.into(), Priority::Normal, None, None, State::Running));
     let idle = new_thread(
         alloc::format!("idle{}", percpu::cpu_number()),
@@ -254,17 +258,15 @@ impl JoinHandle {
 /// Where a new unpinned thread goes: the CPU with the fewest queued threads,
 /// preferring one that is idle (its current thread is the idle thread).
 fn least_loaded_cpu() -> usize {
-    smp::cpus()
-        .iter()
-        .filter(|c| {
-            c.percpu.sched.started.load(Ordering::Acquire) && c.state() == smp::ApState::Online
-        })
-        .min_by_key(|c| {
-            let sched = &c.percpu.sched;
+    // A started CPU is online: its scheduler starts after the CPU goes online
+    // and stops before it parks (smp::ap, smp::park).
+    percpu::cpus_with_area()
+        .filter(|&cpu| cpu_scheduler(cpu).started.load(Ordering::Acquire))
+        .min_by_key(|&cpu| {
+            let sched = cpu_scheduler(cpu);
             let busy = sched.current_rank.load(Ordering::Relaxed) > Priority::Idle.rank();
-            (sched.run_queue.lock_irqsave().len() + busy as usize, c.number)
+            (sched.run_queue.lock_irqsave().len() + busy as usize, cpu)
         })
-        .map(|c| c.number)
         .unwrap_or(0)
 }
 
@@ -297,7 +299,7 @@ fn enqueue(mut cpu: usize, thread: Arc<Thread>) {
     if rank > target.current_rank.load(Ordering::Relaxed) {
         target.need_resched.store(true, Ordering::Release);
         if cpu != percpu::cpu_number() {
-            lapic::get().send_ipi(smp::cpus()[cpu].apic_id, Ipi::Fixed(RESCHEDULE_VECTOR));
+            lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Fixed(RESCHEDULE_VECTOR));
         }
     }
     // Dropping the lock re-enables preemption: if this CPU was asked to
@@ -330,17 +332,17 @@ fn cpu_for_wake(thread: &Thread) -> usize {
     if thread.priority.rank() > cpu_scheduler(last).current_rank.load(Ordering::Relaxed) {
         return last;
     }
-    let idle = smp::cpus().iter().find(|c| {
-        let sched = &c.percpu.sched;
-        c.state() == smp::ApState::Online
-            && sched.started.load(Ordering::Acquire)
+    let idle = percpu::cpus_with_area().find(|&cpu| {
+        let sched = cpu_scheduler(cpu);
+        // Started implies online (see least_loaded_cpu).
+        sched.started.load(Ordering::Acquire)
             && sched.current_rank.load(Ordering::Relaxed) == Priority::Idle.rank()
             && sched.run_queue.lock_irqsave().is_empty()
     });
     match idle {
         Some(cpu) => {
             MIGRATIONS.fetch_add(1, Ordering::Relaxed);
-            cpu.number
+            cpu
         }
         None => last,
     }
@@ -373,9 +375,7 @@ pub fn sleep_ns(ns: u64) {
 /// holds; the caller checks its condition again.
 pub fn block_until(woken: &dyn Fn() -> bool, deadline_ns: u64) {
     assert!(
-        interrupts::are_enabled()
-            && preempt::count() == 0
-            && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0,
+        interrupts::are_enabled() && preempt::count() == 0 && preempt::interrupt_depth() == 0,
         "block_until() where the thread may not sleep (interrupts off, preemption off, or in an interrupt)"
     );
     let me = current();
@@ -570,13 +570,14 @@ fn idle_loop() {
     }
 }
 
-/// A preemption point (called by `preempt::enable()` when the count reaches 0).
-pub fn preempt_point() {
+/// A preemption point: `preempt::enable()` calls it when the count reaches 0
+/// (registered in `init_boot_cpu`).
+fn preempt_point() {
     let cpu = this_cpu();
     if cpu.need_resched.load(Ordering::Acquire)
         && cpu.started.load(Ordering::Acquire)
         && interrupts::are_enabled()
-        && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0
+        && preempt::interrupt_depth() == 0
     {
         schedule();
     }
@@ -590,7 +591,7 @@ pub fn preempt_on_interrupt_return() {
     if cpu.need_resched.load(Ordering::Acquire)
         && cpu.started.load(Ordering::Acquire)
         && preempt::count() == 0
-        && percpu::this().interrupt_depth.load(Ordering::Relaxed) == 0
+        && preempt::interrupt_depth() == 0
     {
         schedule();
     }

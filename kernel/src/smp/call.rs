@@ -49,9 +49,11 @@ use x86_64::instructions::interrupts;
 use super::cpu_set::{AtomicCpuSet, CpuSet};
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::sched::{self, Thread, preempt};
+use crate::percpu::{self, cpu_local};
+use crate::sched::{self, Thread};
 use crate::sync::SpinLock;
-use crate::{percpu, time};
+use crate::sync::preempt;
+use crate::time;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -96,7 +98,7 @@ pub fn wait_mode() -> WaitMode {
 /// thousands of vCPU halts and host wake-ups a second, and a worse tail.)
 pub const SPIN_BEFORE_SLEEP_NS: u64 = 200_000;
 
-/// One CPU's queue of calls to run; lives in its `PerCpu`.
+/// One CPU's queue of calls to run.
 pub struct CallQueue {
     calls: SpinLock<VecDeque<*const CallDescriptor>>,
     /// Set while the CPU is not online (before it first comes up, and from
@@ -130,8 +132,12 @@ impl CallQueue {
     }
 }
 
+cpu_local! {
+    static CALL_QUEUE: CallQueue = CallQueue::new();
+}
+
 fn queue_of(cpu: usize) -> &'static CallQueue {
-    &super::cpus()[cpu].percpu.calls
+    CALL_QUEUE.on(cpu)
 }
 
 /// The work, as the targets see it.
@@ -239,7 +245,7 @@ impl CallDescriptor {
 
 /// The call IPI's handler: run everything queued for this CPU.
 pub fn on_call_interrupt() {
-    let queue = &percpu::this().calls;
+    let queue = CALL_QUEUE.get();
     loop {
         let next = queue.calls.lock_irqsave().pop_front();
         match next {
@@ -253,7 +259,7 @@ pub fn on_call_interrupt() {
 /// already queued. A caller that finds the queue closed acknowledges the call
 /// itself (see `enqueue`), so no caller ever waits for a parked CPU.
 pub fn close_this_cpu() {
-    for descriptor in percpu::this().calls.close_and_take() {
+    for descriptor in CALL_QUEUE.get().close_and_take() {
         CallDescriptor::run(descriptor);
     }
 }
@@ -268,7 +274,7 @@ pub fn close_queue_of_failed(cpu: usize) {
 
 /// For a CPU coming (back) online: take calls again.
 pub fn open_this_cpu() {
-    percpu::this().calls.closed.store(false, Ordering::Release);
+    CALL_QUEUE.get().closed.store(false, Ordering::Release);
 }
 
 /// Queues `descriptor` on `cpu` and kicks it unless a kick is already on its

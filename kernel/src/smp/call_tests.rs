@@ -277,9 +277,9 @@ fn preempt_wait_lets_higher_priority_run() -> TestResult {
 
 fn calls_to_self_run_locally() -> TestResult {
     let ran_on = AtomicUsize::new(usize::MAX);
-    crate::sched::preempt::disable();
+    crate::sync::preempt::disable();
     let me = percpu::cpu_number();
-    crate::sched::preempt::enable();
+    crate::sync::preempt::enable();
     // The thread may move between reading its CPU and calling; retry until it did not.
     for _ in 0..10 {
         if call::call_on_any(CpuSet::single(me), "self", &|| {

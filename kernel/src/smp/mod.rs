@@ -40,12 +40,12 @@ use x86_64::instructions::interrupts;
 
 use crate::acpi::Platform;
 use crate::arch::x86::cpu::{self, rdtsc};
-use crate::arch::x86::gdt::{IST_STACK_SIZE, IstStacks};
+use crate::arch::x86::gdt::{self, CpuTables, IST_STACK_SIZE, IstStacks};
 use crate::arch::x86::idt::WAKE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::args::{self, SmpMode};
 use crate::mm::stack::KernelStack;
-use crate::percpu::{self, PerCpu};
+use crate::percpu::{self, Area};
 use crate::time;
 pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 pub use park::park_all;
@@ -95,7 +95,9 @@ pub struct PhaseTimes {
 pub struct Cpu {
     pub number: usize,
     pub apic_id: u32,
-    pub percpu: &'static PerCpu,
+    /// Its per-CPU area, and its TSS and GDT.
+    area: Area,
+    tables: &'static CpuTables,
     state: AtomicU8,
     /// A park request for this CPU (see `park`).
     park_request: AtomicU8,
@@ -175,7 +177,7 @@ pub struct BringUp {
 
 /// Prepares every AP's stack and per-CPU data, installs the trampoline, and
 /// brings the APs up in the mode `smp=` asks for.
-pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
+pub fn init(platform: &Platform) {
     let args = args::get();
     // In xAPIC mode an IPI names its target with 8 bits: a CPU whose APIC id
     // does not fit cannot be started or reached (its id cut to 8 bits would
@@ -211,9 +213,12 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     let mut cpus = Vec::with_capacity(wanted);
     // Numbered in MADT order (the boot CPU first), without the CPUs left out.
     for (number, entry) in enabled[..wanted].iter().enumerate() {
-        let percpu: &'static PerCpu =
-            if number == 0 { boot_cpu } else { Box::leak(Box::new(PerCpu::new(number))) };
-        percpu.apic_id.store(entry.apic_id, Ordering::Relaxed);
+        let (area, tables) = if number == 0 {
+            (Area::of(0), gdt::boot_cpu_tables()) // made before the heap existed
+        } else {
+            (Area::new(number), &*Box::leak(Box::new(CpuTables::new())))
+        };
+        percpu::set_apic_id(number, entry.apic_id);
         let ist_stacks = if number == 0 {
             [VirtAddr::zero(); 3] // the boot CPU's are static (gdt::boot_cpu_ist_stacks)
         } else {
@@ -222,7 +227,8 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
         cpus.push(Cpu {
             number,
             apic_id: entry.apic_id,
-            percpu,
+            area,
+            tables,
             state: AtomicU8::new(if number == 0 { ApState::Online } else { ApState::Offline } as u8),
             park_request: AtomicU8::new(park::NO_REQUEST),
             times: PhaseTimes::default(),
@@ -267,11 +273,7 @@ fn install_trampoline(cpus: &[Cpu]) -> Option<Trampoline> {
     let table: Vec<ApStartEntry> = cpus[1..]
         .iter()
         .map(|cpu| {
-            ApStartEntry::new(
-                cpu.apic_id,
-                KernelStack::new(AP_STACK_SIZE).top,
-                cpu.percpu as *const _ as u64,
-            )
+            ApStartEntry::new(cpu.apic_id, KernelStack::new(AP_STACK_SIZE).top, cpu.area.address())
         })
         .collect();
     let table: &'static [ApStartEntry] = Box::leak(table.into_boxed_slice());

@@ -5,13 +5,20 @@
 //! zero (SDM Vol. 3A 11.5.4 "APIC Timer"). Its rate is not architectural, so it
 //! is measured at boot against the TSC, which is already calibrated.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::x86::cpu::rdtsc_ordered;
 use crate::arch::x86::idt::TIMER_VECTOR;
 use crate::arch::x86::lapic::{self, Register};
-use crate::percpu;
+use crate::percpu::cpu_local;
 use crate::testing::{KernelTest, TestResult};
+
+cpu_local! {
+    /// Local APIC timer interrupts taken on this CPU.
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+    /// The timer is set up for one-shot mode: only the count needs writing.
+    static ONE_SHOT_READY: AtomicBool = AtomicBool::new(false);
+}
 
 /// Divide configuration 0b0011: divide by 16 (Figure 11-10 "Divide Configuration Register").
 const DIVIDE_BY_16: u32 = 0b0011;
@@ -64,7 +71,7 @@ pub fn calibrate() -> u64 {
         *rate = ((start_count - end_count) as u64 * 1_000_000 / elapsed_ns).max(1);
     }
     apic.write(Register::TimerInitialCount, 0);
-    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
+    ONE_SHOT_READY.get().store(false, Ordering::Relaxed);
     rates.sort_unstable();
     TICKS_PER_MS.store(rates[1], Ordering::Relaxed);
     rates[1]
@@ -109,7 +116,7 @@ pub fn init_this_cpu() {
 /// Interrupts this CPU `hz` times a second until `stop()`.
 pub fn start_periodic(hz: u64) {
     let apic = lapic::get();
-    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
+    ONE_SHOT_READY.get().store(false, Ordering::Relaxed);
     apic.write(Register::TimerDivide, DIVIDE_BY_16);
     apic.write(Register::LvtTimer, LVT_PERIODIC | TIMER_VECTOR as u32);
     apic.write(Register::TimerInitialCount, ticks_for_ns(1_000_000_000 / hz));
@@ -121,8 +128,7 @@ pub fn start_periodic(hz: u64) {
 /// APIC register write can cost a VM exit.
 pub fn start_one_shot(ns: u64) {
     let apic = lapic::get();
-    let this = percpu::this();
-    if !this.timer_one_shot_ready.swap(true, Ordering::Relaxed) {
+    if !ONE_SHOT_READY.get().swap(true, Ordering::Relaxed) {
         apic.write(Register::TimerDivide, DIVIDE_BY_16);
         apic.write(Register::LvtTimer, TIMER_VECTOR as u32);
     }
@@ -133,18 +139,23 @@ pub fn start_one_shot(ns: u64) {
 /// keeps a pending expiry from being delivered.
 pub fn stop() {
     let apic = lapic::get();
-    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
+    ONE_SHOT_READY.get().store(false, Ordering::Relaxed);
     apic.write(Register::LvtTimer, LVT_MASKED | TIMER_VECTOR as u32);
     apic.write(Register::TimerInitialCount, 0);
 }
 
 /// Called by the timer's interrupt handler.
 pub fn on_interrupt() {
-    percpu::this().timer_ticks.fetch_add(1, Ordering::Relaxed);
+    TICKS.get().fetch_add(1, Ordering::Relaxed);
 }
 
 fn local_ticks() -> u64 {
-    percpu::this().timer_ticks.load(Ordering::Relaxed)
+    TICKS.get().load(Ordering::Relaxed)
+}
+
+/// CPU `cpu`'s count of timer interrupts.
+pub fn ticks_on(cpu: usize) -> &'static AtomicU64 {
+    TICKS.on(cpu)
 }
 
 /// Spins until the clock passes `deadline_ns` (timer interrupts still arrive).

@@ -22,14 +22,14 @@ struct InterruptScope;
 
 impl InterruptScope {
     fn enter() -> InterruptScope {
-        percpu::this().interrupt_depth.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        crate::sync::preempt::enter_interrupt();
         InterruptScope
     }
 }
 
 impl Drop for InterruptScope {
     fn drop(&mut self) {
-        percpu::this().interrupt_depth.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+        crate::sync::preempt::exit_interrupt();
     }
 }
 
@@ -130,7 +130,7 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
 /// kernel stack overflow: the page fault could not push its frame.
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, error_code: u64) -> ! {
     let address = Cr2::read_raw();
-    if percpu::try_this().is_some() && crate::sched::hit_current_guard_page(address) {
+    if percpu::is_installed() && crate::sched::hit_current_guard_page(address) {
         save_exception(8, Some(error_code), &frame);
         panic!(
             "kernel stack overflow in {}: double fault (#DF, vector 8, on its IST stack) after touching the guard page at {address:#x}, RIP {:#x}",
@@ -169,8 +169,8 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
 /// Keeps the exception's registers for the panic report, if this CPU has its
 /// per-CPU data yet (an AP can fault in its first instructions).
 fn save_exception(vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
-    if let Some(this) = percpu::try_this() {
-        this.exception.save(vector, error_code, frame);
+    if percpu::is_installed() {
+        crate::panic::save_exception(vector, error_code, frame);
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod fw_cfg;
 pub mod gdt;
+pub mod gs;
 pub mod idt;
 pub mod lapic;
 pub mod pic;
