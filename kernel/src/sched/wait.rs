@@ -52,7 +52,7 @@ impl WaitQueue {
                     waiters.push_back(me.clone());
                 }
                 if let Some(deadline) = deadline_ns {
-                    super::add_sleeper(deadline, me.clone());
+                    super::sleep::add_sleeper(deadline, me.clone());
                 }
             }
             super::schedule();

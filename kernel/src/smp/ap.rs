@@ -8,7 +8,8 @@ use x86_64::structures::paging::PhysFrame;
 
 use x86_64::instructions::interrupts;
 
-use super::{ApState, SMP, tsc_sync, wake_boot_cpu};
+use super::bring_up::wake_boot_cpu;
+use super::{ApState, SMP, tsc_sync};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::{gdt, idt, lapic};
 use crate::args::{self, Fault};

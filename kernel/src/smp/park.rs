@@ -23,7 +23,8 @@ use core::sync::atomic::Ordering;
 
 use x86_64::instructions::interrupts;
 
-use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus, on_boot_cpu, wait_until, wake_boot_cpu};
+use super::bring_up::{on_boot_cpu, wait_until, wake_boot_cpu};
+use super::{AP_TIMEOUT_MS, ApState, Cpu, SMP, cpus};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::sched::{Builder, Priority};
 use crate::{percpu, time};
