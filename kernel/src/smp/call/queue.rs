@@ -28,7 +28,6 @@ pub(super) struct CallQueue {
 // SAFETY: the pointers are only dereferenced under the protocol described at
 // the top: a descriptor outlives every queue entry that points to it.
 unsafe impl Sync for CallQueue {}
-unsafe impl Send for CallQueue {}
 
 impl CallQueue {
     const fn new() -> CallQueue {
