@@ -26,6 +26,7 @@ mod symbols;
 mod sync;
 mod testing;
 mod time;
+mod tlb;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
@@ -97,6 +98,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     cpu::forbid_floating_point();
     sched::init_boot_cpu("main");
+    tlb::init();
     smp::call::open_this_cpu();
     x86_64::instructions::interrupts::enable();
     smp::init(platform);
@@ -109,7 +111,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     match args.bench {
         Some(Bench::Smp) => smp::bench::run(),
         Some(Bench::Sched) => sched::bench::run(),
-        Some(Bench::Tlb) => mm::tlb_bench::run(),
+        Some(Bench::Tlb) => tlb::bench::run(),
         None => {}
     }
     if args.bench.is_some() {

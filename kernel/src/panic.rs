@@ -195,6 +195,9 @@ fn panic(info: &PanicInfo) -> ! {
         }
         cpu::halt_forever();
     }
+    // The timer is the panic path's now (it may wait on it): the scheduler's
+    // tick must not wake or switch threads any more, on any CPU.
+    crate::sched::stop_for_panic();
     // The panic owns this CPU for good: no thread switch from here on (a
     // pending reschedule must not run another thread after the report).
     let preempt_count = percpu::is_installed().then(crate::sync::preempt::count);
@@ -588,7 +591,7 @@ fn crash_panic_with_pending_ipis() -> TestResult {
     let queued2 = queued.clone();
     Builder::new("queue-a-call").pin(other).spawn(move || {
         crate::smp::call::call_on_many_nowait(
-            crate::smp::CpuSet::single(me),
+            crate::percpu::CpuSet::single(me),
             "after_panic",
             || {
                 crate::println!("xcall: a cross-CPU call ran after the panic");

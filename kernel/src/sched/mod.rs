@@ -51,7 +51,7 @@ pub use sleep::{block_until, sleep_ns};
 use spawn::new_thread;
 pub use spawn::{Builder, JoinHandle};
 pub use thread::{Priority, State, Thread};
-pub use tick::{on_timer_interrupt, with_timer_lent};
+pub use tick::{on_timer_interrupt, stop_for_panic, with_timer_lent};
 pub use wait::Completion;
 
 const THREAD_STACK_SIZE: u64 = 32 * 1024;

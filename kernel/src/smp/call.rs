@@ -49,8 +49,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use x86_64::instructions::interrupts;
 
-use super::cpu_set::CpuSet;
 use crate::percpu;
+use crate::percpu::CpuSet;
 use crate::sched::{self, Thread};
 use crate::sync::preempt;
 use descriptor::CallDescriptor;

@@ -7,11 +7,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::instructions::interrupts;
 
-use super::CpuSet;
 use super::call::{self, WaitMode};
-use crate::mm::tlb_tests::Random;
+use crate::percpu::CpuSet;
 use crate::sched::{Builder, Priority, sleep_ns};
 use crate::testing::{KernelTest, TestResult};
+use crate::tlb::tests::Random;
 use crate::{percpu, smp, time};
 
 struct Counts {

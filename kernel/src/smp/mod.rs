@@ -23,7 +23,6 @@ pub mod bench;
 mod bring_up;
 pub mod call;
 pub mod call_tests;
-pub mod cpu_set;
 pub mod park;
 mod registry;
 pub mod stuck_cpu;
@@ -44,9 +43,9 @@ use crate::arch::x86::gdt::{self, CpuTables, IST_STACK_SIZE};
 use crate::arch::x86::lapic;
 use crate::args::{self, SmpMode};
 use crate::mm::stack::KernelStack;
+use crate::percpu::MAX_CPUS;
 use crate::percpu::{self, Area};
 pub use bring_up::{bring_up, bring_up_first};
-pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 pub use park::park_all;
 pub use registry::{ApState, Cpu, PhaseTimes};
 pub use timeline::Phases;
@@ -115,7 +114,7 @@ pub fn init(platform: &Platform) {
     // CPU sets have room for MAX_CPUS (see cpu_set.rs for the choice).
     if enabled.len() > MAX_CPUS {
         log::warn!(
-            "smp: the firmware lists {} startable CPUs, more than this kernel's MAX_CPUS ({MAX_CPUS}, smp/cpu_set.rs); \
+            "smp: the firmware lists {} startable CPUs, more than this kernel's MAX_CPUS ({MAX_CPUS}, percpu/cpu_set.rs); \
              managing the first {MAX_CPUS} and leaving {} out",
             enabled.len(),
             enabled.len() - MAX_CPUS

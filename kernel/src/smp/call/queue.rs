@@ -7,10 +7,10 @@
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::super::cpu_set::CpuSet;
 use super::descriptor::CallDescriptor;
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::percpu::CpuSet;
 use crate::percpu::{self, cpu_local};
 use crate::sync::SpinLock;
 

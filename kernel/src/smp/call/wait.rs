@@ -4,9 +4,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::super::cpu_set::CpuSet;
 use super::queue::queue_of;
 use super::{CrossCall, SPIN_BEFORE_SLEEP_NS, WaitMode};
+use crate::percpu::CpuSet;
 use crate::sched;
 use crate::sync::preempt;
 use crate::time;

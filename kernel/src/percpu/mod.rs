@@ -56,8 +56,9 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::arch::x86::gs;
 
-/// The most CPUs this kernel manages (the CPU sets in `smp` hold as many).
-pub const MAX_CPUS: usize = 512;
+pub mod cpu_set;
+
+pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 
 /// Alignment of every area, and the largest a per-CPU variable may ask for
 /// (one cache line, so the copies of different CPUs never share one).

@@ -3,7 +3,8 @@
 //! A [`CpuSet`] holds one bit per CPU number in `MAX_CPUS / 64` words. It is
 //! `Copy`: callers build one on the stack, pass it by value and keep it while
 //! they wait (a cross-CPU call's targets travel with the waiting thread, see
-//! `smp::call`). [`AtomicCpuSet`] is the same bitmap in atomic words, for sets
+//! `smp::call`). `CpuSet::all_online()` is defined by `smp`, which knows
+//! which CPUs are online. [`AtomicCpuSet`] is the same bitmap in atomic words, for sets
 //! that CPUs change concurrently: an address space's loaded-on set, a call's
 //! acknowledgements.
 //!
@@ -71,15 +72,6 @@ impl CpuSet {
     pub fn single(cpu: usize) -> CpuSet {
         let mut set = CpuSet::new();
         set.insert(cpu);
-        set
-    }
-
-    /// The CPUs that are online now.
-    pub fn all_online() -> CpuSet {
-        let mut set = CpuSet::new();
-        for cpu in super::cpus().iter().filter(|c| c.state() == super::ApState::Online) {
-            set.insert(cpu.number);
-        }
         set
     }
 
@@ -354,7 +346,7 @@ fn atomic_set_concurrent_updates() -> TestResult {
                 }
             }
         };
-        super::call::call_on_many(online, "cpu_set_flip", &flip)
+        crate::smp::call::call_on_many(online, "cpu_set_flip", &flip)
             .map_err(|e| alloc::format!("{e:?}"))?;
         let expected: CpuSet =
             if round % 2 == 0 { online.iter().flat_map(bits).collect() } else { CpuSet::new() };
