@@ -22,7 +22,7 @@
 //! during which the count was above zero, and keeps the longest one since the
 //! last `reset_tracer()` with the address of the code that opened it.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::x86::cpu::rdtsc;
 use crate::percpu::{self, cpu_local};
@@ -41,20 +41,17 @@ cpu_local! {
 }
 
 /// What `enable()` calls when the count drops to zero: the scheduler's
-/// preemption point, registered by `set_reschedule()` (null: none yet).
-static RESCHEDULE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// preemption point, registered once by `set_reschedule()`.
+static RESCHEDULE: spin::Once<fn()> = spin::Once::new();
 
 /// Registers the scheduler's preemption point, which `enable()` calls each
 /// time the count drops to zero (the scheduler checks whether a switch is due).
 pub fn set_reschedule(preempt_point: fn()) {
-    RESCHEDULE.store(preempt_point as *mut (), Ordering::Release);
+    RESCHEDULE.call_once(|| preempt_point);
 }
 
 fn reschedule() {
-    let hook = RESCHEDULE.load(Ordering::Acquire);
-    if !hook.is_null() {
-        // SAFETY: only set_reschedule() stores here, always a `fn()`.
-        let preempt_point = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
+    if let Some(preempt_point) = RESCHEDULE.get() {
         preempt_point();
     }
 }
