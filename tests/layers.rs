@@ -22,7 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Edges that go upwards today and are being removed by other work of the
-/// same issue (the interrupt layer, the kernel-argument table). Each must
+/// same issue (the interrupt layer and the arch boundary). Each must
 /// still exist: once it is gone the entry must go too, so the list only shrinks.
 const KNOWN_UPWARD: &[(&str, &str, &str)] = &[
     ("arch", "fault", "idt.rs's NMI handler asks the fault injector (the interrupt layer)"),
@@ -37,7 +37,6 @@ const KNOWN_UPWARD: &[(&str, &str, &str)] = &[
     ("arch", "smp", "idt.rs and lapic.rs call smp's handlers (the interrupt layer)"),
     ("arch", "sync", "idt.rs counts interrupt depth; fw_cfg.rs takes a SpinLock"),
     ("arch", "time", "idt.rs's timer handler and reset.rs's udelay (the interrupt layer)"),
-    ("args", "smp", "args.rs checks CPU numbers against smp (the kernel-argument table)"),
 ];
 
 fn kernel_src() -> PathBuf {

@@ -59,26 +59,8 @@ pub use queue::{close_queue_of_failed, close_this_cpu, on_call_interrupt, open_t
 use wait::PendingCall;
 pub use wait::{STUCK_AFTER_MS, stuck_reports};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum WaitMode {
-    Preempt,
-    Spin,
-    Sleep,
-}
-
-impl WaitMode {
-    pub const ALL: [WaitMode; 3] = [WaitMode::Spin, WaitMode::Preempt, WaitMode::Sleep];
-
-    /// The name `ipi_wait=` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            WaitMode::Preempt => "preempt",
-            WaitMode::Spin => "spin",
-            WaitMode::Sleep => "sleep",
-        }
-    }
-}
+/// Defined with the other kernel-argument values, which name nothing above them.
+pub use crate::args::WaitMode;
 
 static WAIT_MODE: AtomicU8 = AtomicU8::new(WaitMode::Sleep as u8);
 

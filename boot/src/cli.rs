@@ -1,0 +1,292 @@
+//! The runner's command line: `cargo run -- [RUNNER FLAGS] [-- KERNEL ARGS]`
+//! boots the kernel, `cargo run -- bench-panic` measures a panicked kernel.
+//!
+//! Parsed by `clap`; its errors exit with status 2, as QEMU failing to start
+//! does, and `--help` ends with the kernel arguments from the kernel's own
+//! table (see [`crate::kernel_args`]).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::{Accelerator, DEFAULT_CPUS, DEFAULT_MEMORY, Firmware, RunConfig, kernel_args};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Request {
+    /// Boot the kernel.
+    Run(RunConfig),
+    /// `bench-panic`: see `panic_bench`.
+    BenchPanic { accelerator: Accelerator, seconds: u64 },
+}
+
+/// Boot the kernel in QEMU.
+#[derive(Parser, Debug)]
+#[command(
+    bin_name = "cargo run --",
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Measure the host CPU a panicked kernel uses, halting against spinning (docs/panic.md)
+    BenchPanic {
+        /// Use KVM instead of TCG
+        #[arg(long)]
+        kvm: bool,
+        /// Seconds to measure each panicked kernel for
+        #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive_whole)]
+        seconds: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunFlags {
+    /// Boot the UEFI image with OVMF
+    #[arg(long, overrides_with = "bios")]
+    uefi: bool,
+    /// Boot the BIOS image (the default)
+    #[arg(long, overrides_with = "uefi")]
+    bios: bool,
+    /// Number of CPUs, 1 to 255
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CPUS, value_parser = cpu_count)]
+    smp: u32,
+    /// Guest memory, as QEMU's -m
+    #[arg(long, value_name = "M", default_value = DEFAULT_MEMORY)]
+    memory: String,
+    /// Use KVM instead of TCG (the accelerator is printed)
+    #[arg(long, overrides_with = "tcg")]
+    kvm: bool,
+    /// Use QEMU's emulator, TCG (the default)
+    #[arg(long, overrides_with = "kvm")]
+    tcg: bool,
+    /// Start paused; QEMU waits for GDB on localhost:1234
+    #[arg(long)]
+    gdb: bool,
+    /// Kill QEMU after SECS seconds and exit with status 124
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
+    timeout: Option<Duration>,
+    /// Pass ARG to QEMU as it is (repeatable)
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    qemu_arg: Vec<String>,
+    /// Kernel arguments may also come before `--`
+    #[arg(value_name = "KEY=VALUE", value_parser = kernel_word)]
+    words: Vec<String>,
+    /// Kernel arguments, key=value words (listed below)
+    #[arg(last = true, value_name = "KERNEL ARGS")]
+    kernel_args: Vec<String>,
+}
+
+fn cpu_count(text: &str) -> Result<u32, String> {
+    let cpus = text.parse().ok().filter(|n| (1..=255).contains(n));
+    cpus.ok_or_else(|| "expected a number of CPUs from 1 to 255".into())
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let seconds = text.parse().ok().filter(|&s: &f64| s > 0.0 && s.is_finite());
+    seconds
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "expected a positive number of seconds".into())
+}
+
+fn positive_whole(text: &str) -> Result<u64, String> {
+    let number = text.parse().ok().filter(|&n| n > 0);
+    number.ok_or_else(|| "expected a positive whole number".into())
+}
+
+/// A kernel argument given before `--` must look like one, so that a typo in
+/// a runner flag's value is not handed to the kernel.
+fn kernel_word(text: &str) -> Result<String, String> {
+    if text.contains('=') {
+        Ok(text.to_string())
+    } else {
+        Err("expected a runner flag, or a kernel argument key=value".into())
+    }
+}
+
+/// What follows the flags in `--help`.
+fn after_help() -> String {
+    const TRAILER: &str = "\
+Serial output goes to stdout as it arrives; after a kernel's `HOSTSTAT end LABEL` line the
+runner adds `HOST LABEL` lines: how long each QEMU thread ran and waited for a host core since
+`HOSTSTAT begin LABEL` (see docs/runner.md).
+
+Exit status: 0 kernel success, 1 kernel failure (a failed test or a panic that exits), 2 QEMU
+failed or a bad runner flag, 3 guest reset or powered off, 124 timeout.
+
+Environment: QEMU=path overrides qemu-system-x86_64, OVMF=path the UEFI firmware.";
+    format!(
+        "Kernel arguments: key=value words, read by the kernel through QEMU's fw_cfg. A bad one is\n\
+         reported by the kernel, and the boot goes on.\n{}\n\n{TRAILER}",
+        kernel_args::help()
+    )
+}
+
+/// The command line's grammar, with the help text.
+pub fn command() -> clap::Command {
+    Cli::command().after_help(after_help())
+}
+
+/// Parses the runner's command line, program name first. The error, when
+/// there is one, is also how `--help` is answered: `error.exit()` prints it
+/// and exits with the right status.
+pub fn parse(
+    argv: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Request, clap::Error> {
+    let matches = command().try_get_matches_from(argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some(Command::BenchPanic { kvm, seconds }) = cli.command {
+        let accelerator = if kvm { Accelerator::Kvm } else { Accelerator::Tcg };
+        return Ok(Request::BenchPanic { accelerator, seconds });
+    }
+    let flags = cli.run;
+    let mut kernel_args = flags.words;
+    kernel_args.extend(flags.kernel_args);
+    Ok(Request::Run(RunConfig {
+        firmware: if flags.uefi { Firmware::Uefi } else { Firmware::Bios },
+        cpus: flags.smp,
+        memory: flags.memory,
+        accelerator: if flags.kvm { Accelerator::Kvm } else { Accelerator::Tcg },
+        gdb: flags.gdb,
+        timeout: flags.timeout,
+        qemu_args: flags.qemu_arg,
+        kernel_args,
+        ..RunConfig::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Request, clap::Error> {
+        parse(std::iter::once("boot").chain(words.iter().copied()))
+    }
+
+    fn run_config(words: &[&str]) -> RunConfig {
+        match parse_words(words) {
+            Ok(Request::Run(config)) => config,
+            other => panic!("{words:?}: {other:?}"),
+        }
+    }
+
+    fn error(words: &[&str]) -> String {
+        parse_words(words).expect_err(&format!("{words:?} must be refused")).to_string()
+    }
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn flags_and_kernel_args_are_separated() {
+        let config = run_config(&[
+            "--uefi",
+            "--smp",
+            "8",
+            "--memory=1G",
+            "--kvm",
+            "--timeout",
+            "2.5",
+            "--qemu-arg",
+            "-machine",
+            "--qemu-arg=acpi=off",
+            "--",
+            "then=exit",
+            "--not-a-flag",
+        ]);
+        assert_eq!(config.firmware, Firmware::Uefi);
+        assert_eq!(config.cpus, 8);
+        assert_eq!(config.memory, "1G");
+        assert_eq!(config.accelerator, Accelerator::Kvm);
+        assert_eq!(config.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(config.qemu_args, ["-machine", "acpi=off"]);
+        assert_eq!(config.kernel_args, ["then=exit", "--not-a-flag"]);
+    }
+
+    #[test]
+    fn defaults_and_the_last_of_two_opposite_flags() {
+        let config = run_config(&[]);
+        let default = RunConfig::default();
+        assert_eq!((config.firmware, config.cpus), (default.firmware, default.cpus));
+        assert_eq!((config.memory, config.accelerator), (default.memory, default.accelerator));
+        assert_eq!((config.gdb, config.timeout), (false, None));
+        assert!(config.kernel_args.is_empty() && config.qemu_args.is_empty());
+        let config = run_config(&["--uefi", "--bios", "--kvm", "--tcg", "--gdb"]);
+        assert_eq!((config.firmware, config.accelerator), (Firmware::Bios, Accelerator::Tcg));
+        assert!(config.gdb);
+        assert_eq!(run_config(&["--bios", "--uefi"]).firmware, Firmware::Uefi);
+    }
+
+    #[test]
+    fn kernel_args_may_come_before_the_separator() {
+        let config = run_config(&["log=debug", "--smp", "2", "then=exit", "--", "test=all"]);
+        assert_eq!(config.kernel_args, ["log=debug", "then=exit", "test=all"]);
+        assert_eq!(config.cpus, 2);
+        assert!(error(&["quiet"]).contains("key=value"));
+    }
+
+    #[test]
+    fn bad_flags_are_explained() {
+        assert!(error(&["--smp", "0"]).contains("from 1 to 255"));
+        assert!(error(&["--smp", "256"]).contains("from 1 to 255"));
+        assert!(error(&["--smp"]).contains("a value is required"));
+        assert!(error(&["--timeout", "soon"]).contains("positive number of seconds"));
+        assert!(error(&["--timeout", "0"]).contains("positive number of seconds"));
+        assert!(error(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
+        let kind = |words: &[&str]| parse_words(words).unwrap_err().kind();
+        assert_eq!(kind(&["--smp", "0"]), ErrorKind::ValueValidation);
+        assert_eq!(kind(&["--help"]), ErrorKind::DisplayHelp);
+        assert_eq!(kind(&["-h"]), ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn errors_exit_with_status_2_and_help_with_0() {
+        assert_eq!(parse_words(&["--frobnicate"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse_words(&["--help"]).unwrap_err().exit_code(), 0);
+    }
+
+    #[test]
+    fn help_lists_the_flags_the_subcommand_and_every_kernel_argument() {
+        let help = command().render_help().to_string();
+        for flag in ["--uefi", "--smp <N>", "--memory <M>", "--kvm", "--gdb", "--timeout <SECS>"] {
+            assert!(help.contains(flag), "{flag} missing from\n{help}");
+        }
+        assert!(help.contains("bench-panic"), "{help}");
+        assert!(help.contains("[default: 4]") && help.contains("[default: 512M]"), "{help}");
+        for parameter in kernel_args::table::PARAMETERS {
+            assert!(help.contains(&format!("\n  {} ", parameter.key)), "{}", parameter.key);
+        }
+        assert!(help.contains("124 timeout"), "{help}");
+        assert!(help.lines().all(|line| line.len() <= 100), "{help}");
+    }
+
+    #[test]
+    fn bench_panic_is_a_subcommand() {
+        let request = parse_words(&["bench-panic", "--kvm", "--seconds", "2"]).unwrap();
+        assert!(matches!(
+            request,
+            Request::BenchPanic { accelerator: Accelerator::Kvm, seconds: 2 }
+        ));
+        let request = parse_words(&["bench-panic"]).unwrap();
+        assert!(matches!(
+            request,
+            Request::BenchPanic { accelerator: Accelerator::Tcg, seconds: 10 }
+        ));
+        assert!(error(&["bench-panic", "--seconds", "0"]).contains("positive whole number"));
+        assert!(error(&["bench-panic", "--smp", "2"]).contains("unexpected argument '--smp'"));
+        // Run flags and the subcommand do not mix.
+        assert!(parse_words(&["--smp", "2", "bench-panic"]).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! What a run is: the firmware, the virtual machine's size, the accelerator,
+//! and the arguments for QEMU and for the kernel.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The number of CPUs when `--smp` is not given.
+pub const DEFAULT_CPUS: u32 = 4;
+/// The guest memory when `--memory` is not given, as QEMU's -m takes it.
+pub const DEFAULT_MEMORY: &str = "512M";
+/// Where Debian's `ovmf` package puts the UEFI firmware.
+const OVMF_CANDIDATES: &[&str] =
+    &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accelerator {
+    /// QEMU's software emulator: slower, available everywhere.
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+}
+
+impl Accelerator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accelerator::Tcg => "TCG",
+            Accelerator::Kvm => "KVM",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub firmware: Firmware,
+    pub cpus: u32,
+    /// QEMU's -m value, e.g. "512M".
+    pub memory: String,
+    pub accelerator: Accelerator,
+    /// Start paused and wait for GDB on localhost:1234.
+    pub gdb: bool,
+    pub timeout: Option<Duration>,
+    /// Passed to QEMU as they are, after everything else.
+    pub qemu_args: Vec<String>,
+    pub kernel_args: Vec<String>,
+    /// The QEMU program: $QEMU, else qemu-system-x86_64 from PATH.
+    pub qemu_binary: String,
+    /// Where to look for the UEFI firmware: $OVMF, else where Debian's `ovmf` puts it.
+    pub ovmf_candidates: Vec<PathBuf>,
+}
+
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
+            firmware: Firmware::Bios,
+            cpus: DEFAULT_CPUS,
+            memory: DEFAULT_MEMORY.into(),
+            accelerator: Accelerator::Tcg,
+            gdb: false,
+            timeout: None,
+            qemu_args: Vec::new(),
+            kernel_args: Vec::new(),
+            qemu_binary: std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
+            ovmf_candidates: match std::env::var_os("OVMF") {
+                Some(path) => vec![PathBuf::from(path)],
+                None => OVMF_CANDIDATES.iter().map(PathBuf::from).collect(),
+            },
+        }
+    }
+}
+
+/// A one-line description of the run, printed by the runner before it starts.
+pub fn describe(config: &RunConfig) -> String {
+    format!(
+        "{} firmware, {} CPU{}, {} memory, accelerator {}, kernel args: {}",
+        match config.firmware {
+            Firmware::Bios => "BIOS",
+            Firmware::Uefi => "UEFI",
+        },
+        config.cpus,
+        if config.cpus == 1 { "" } else { "s" },
+        config.memory,
+        config.accelerator.name(),
+        if config.kernel_args.is_empty() {
+            "(none)".to_string()
+        } else {
+            config.kernel_args.join(" ")
+        }
+    )
+}

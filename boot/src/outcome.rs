@@ -1,0 +1,82 @@
+//! How a run ended, read from QEMU's exit status, and the runner's own exit
+//! status for each ending.
+
+/// QEMU's exit status for the kernel's two debug-exit codes
+/// (kernel/src/arch/x86/qemu_exit.rs): `(code << 1) | 1`.
+const QEMU_STATUS_KERNEL_SUCCESS: i32 = 33;
+const QEMU_STATUS_KERNEL_FAILURE: i32 = 35;
+
+/// How a run ended. The runner's exit status is [`Outcome::exit_code`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel exited through isa-debug-exit with its success code.
+    KernelSuccess,
+    /// The kernel exited with its failure code (a failed test, a panic with panic=exit).
+    KernelFailure,
+    /// The run was killed after --timeout.
+    TimedOut,
+    /// The guest reset or powered off (QEMU runs with -no-reboot): a triple
+    /// fault, a reboot request, or a power-off.
+    GuestReset,
+    /// QEMU itself failed; `message` is what it printed on stderr.
+    QemuFailed { status: Option<i32>, message: String },
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::KernelSuccess => 0,
+            Outcome::KernelFailure => 1,
+            Outcome::QemuFailed { .. } => 2,
+            Outcome::GuestReset => 3,
+            Outcome::TimedOut => 124,
+        }
+    }
+
+    pub(crate) fn from_status(status: Option<i32>, stderr: String) -> Outcome {
+        match status {
+            Some(QEMU_STATUS_KERNEL_SUCCESS) => Outcome::KernelSuccess,
+            Some(QEMU_STATUS_KERNEL_FAILURE) => Outcome::KernelFailure,
+            Some(0) => Outcome::GuestReset,
+            status => Outcome::QemuFailed { status, message: stderr },
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::KernelSuccess => "the kernel exited with success".into(),
+            Outcome::KernelFailure => "the kernel exited with failure".into(),
+            Outcome::TimedOut => "timed out: QEMU was killed".into(),
+            Outcome::GuestReset => {
+                "the guest reset or powered off without reporting through isa-debug-exit".into()
+            }
+            Outcome::QemuFailed { status, message } => {
+                format!("QEMU failed (exit status {status:?}): {}", message.trim())
+            }
+        }
+    }
+}
+
+/// A problem found before QEMU could run, with what to do about it.
+#[derive(Debug)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_exit_statuses_map_to_outcomes() {
+        assert_eq!(Outcome::from_status(Some(33), String::new()).exit_code(), 0);
+        assert_eq!(Outcome::from_status(Some(35), String::new()).exit_code(), 1);
+        assert_eq!(Outcome::from_status(Some(0), String::new()), Outcome::GuestReset);
+        assert_eq!(Outcome::from_status(Some(1), "boom".into()).exit_code(), 2);
+        assert_eq!(Outcome::TimedOut.exit_code(), 124);
+    }
+}

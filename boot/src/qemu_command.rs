@@ -1,0 +1,98 @@
+//! The QEMU command line for a [`RunConfig`] (docs/runner.md explains each
+//! piece).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::kernel_args::table::FW_CFG_FILE;
+use crate::{Accelerator, BIOS_IMAGE, Firmware, RunConfig, SetupError, UEFI_IMAGE};
+
+fn find_ovmf(candidates: &[PathBuf]) -> Result<&Path, SetupError> {
+    candidates.iter().map(PathBuf::as_path).find(|p| p.is_file()).ok_or_else(|| {
+        let looked_in: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        SetupError(format!(
+            "--uefi needs the OVMF firmware, which is not installed (looked for {}).\n\
+             Install it with: sudo apt-get install ovmf   (or run ./dev setup), or set OVMF=/path/to/OVMF.fd",
+            looked_in.join(", ")
+        ))
+    })
+}
+
+/// Doubles commas: QEMU's option parser reads ",," as a literal comma.
+fn escape_qemu_option_value(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+/// The QEMU command line for `config`.
+pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
+    let mut command = Command::new(&config.qemu_binary);
+    let image = match config.firmware {
+        Firmware::Bios => Path::new(BIOS_IMAGE),
+        Firmware::Uefi => {
+            command.arg("-bios").arg(find_ovmf(&config.ovmf_candidates)?);
+            Path::new(UEFI_IMAGE)
+        }
+    };
+    // snapshot=on: the image is never written, so runs can share it in parallel.
+    command.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
+    command.args(["-smp", &config.cpus.to_string(), "-m", &config.memory]);
+    // Name QEMU's threads (`CPU 1/TCG`, `worker`...) so host_stats can tell them apart.
+    command.args(["-name", "debug-threads=on"]);
+    match config.accelerator {
+        // One host thread per vCPU (QEMU's default for x86 on x86, made explicit).
+        Accelerator::Tcg => command.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        Accelerator::Kvm => {
+            if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+                return Err(SetupError(
+                    "--kvm: /dev/kvm is missing or not accessible to this user".into(),
+                ));
+            }
+            // Nested KVM here rejects MSR 0x10a (IA32_ARCH_CAPABILITIES) with -cpu host.
+            command.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"])
+        }
+    };
+    command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    command.args(["-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot"]);
+    let kernel_args = config.kernel_args.join(" ");
+    if !kernel_args.is_empty() {
+        command
+            .arg("-fw_cfg")
+            .arg(format!("name={FW_CFG_FILE},string={}", escape_qemu_option_value(&kernel_args)));
+    }
+    if config.gdb {
+        command.args(["-s", "-S"]);
+    }
+    command.args(&config.qemu_args);
+    Ok(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(command: &Command) -> Vec<String> {
+        command.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn kernel_args_reach_fw_cfg_with_commas_escaped() {
+        let config = RunConfig {
+            kernel_args: vec!["test=a,b".into(), "log=debug".into()],
+            ..RunConfig::default()
+        };
+        let args = arguments(&qemu_command(&config).unwrap());
+        let position = args.iter().position(|a| a == "-fw_cfg").expect("no -fw_cfg");
+        assert_eq!(args[position + 1], "name=opt/kernel/args,string=test=a,,b log=debug");
+        assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
+    }
+
+    #[test]
+    fn tcg_is_multi_threaded_and_threads_are_named() {
+        let args = arguments(&qemu_command(&RunConfig::default()).unwrap());
+        assert!(
+            args.windows(4).any(|w| w == ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+            "{args:?}"
+        );
+        assert!(args.windows(2).any(|w| w == ["-name", "debug-threads=on"]), "{args:?}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Running QEMU: starting it, collecting its serial output and stderr while
+//! it runs, and waiting for (or forcing) its end.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::serial::{SerialSink, pump_serial};
+use crate::{Outcome, RunConfig, SetupError, host_stats, qemu_command};
+
+/// Bytes one reader thread collects and others read.
+type SharedBuffer = Arc<Mutex<Vec<u8>>>;
+
+fn spawn(mut command: Command) -> Result<Child, SetupError> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.spawn().map_err(|error| {
+        let program = command.get_program().to_string_lossy().into_owned();
+        if error.kind() == std::io::ErrorKind::NotFound {
+            SetupError(format!(
+                "cannot run '{program}': it is not installed.\n\
+                 Install QEMU with: sudo apt-get install qemu-system-x86   (or run ./dev setup)"
+            ))
+        } else {
+            SetupError(format!("cannot run '{program}': {error}"))
+        }
+    })
+}
+
+/// Copies everything from `source` into a shared buffer, and also to `echo` if given.
+fn collect(
+    mut source: impl Read + Send + 'static,
+    echo: Option<fn(&[u8])>,
+) -> (SharedBuffer, thread::JoinHandle<()>) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buffer);
+    let handle = thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = source.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Some(echo) = echo {
+                echo(&chunk[..n]);
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buffer, handle)
+}
+
+fn echo_to_stderr(bytes: &[u8]) {
+    let _ = std::io::stderr().write_all(bytes);
+}
+
+/// A QEMU process started by [`RunningQemu::start`], with its output being collected.
+pub struct RunningQemu {
+    child: Child,
+    started: Instant,
+    /// The captured serial output (None when it is shown instead), and its reader.
+    serial: (Option<SharedBuffer>, thread::JoinHandle<()>),
+    stderr: (SharedBuffer, thread::JoinHandle<()>),
+}
+
+impl RunningQemu {
+    /// Starts QEMU. With `capture_serial` the kernel's serial output is
+    /// collected instead of shown on stdout; either way the runner's `HOST`
+    /// lines are part of it. QEMU's own stderr is always kept (and shown when
+    /// the serial output is), for the error report.
+    pub fn start(config: &RunConfig, capture_serial: bool) -> Result<RunningQemu, SetupError> {
+        let mut child = spawn(qemu_command(config)?)?;
+        let echo = (!capture_serial).then_some(echo_to_stderr as fn(&[u8]));
+        let stderr = collect(child.stderr.take().unwrap(), echo);
+        let buffer = capture_serial.then(|| Arc::new(Mutex::new(Vec::new())));
+        let (stdout, sink) = (child.stdout.take().unwrap(), SerialSink(buffer.clone()));
+        let watcher = host_stats::Watcher::new(child.id());
+        let reader = thread::spawn(move || pump_serial(stdout, sink, watcher));
+        Ok(RunningQemu { child, started: Instant::now(), serial: (buffer, reader), stderr })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The serial output so far (empty when it is not captured).
+    pub fn serial_text(&self) -> String {
+        self.serial
+            .0
+            .as_ref()
+            .map(|buffer| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the serial output contains `text`; false if QEMU ended or
+    /// `timeout` passed first.
+    pub fn wait_for_output(&mut self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.serial_text().contains(text) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return self.serial_text().contains(text);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Waits for QEMU to end (killing it once `timeout`, counted from the
+    /// start, has passed) and returns how it ended and the serial output.
+    pub fn finish(mut self, timeout: Option<Duration>) -> Result<(Outcome, String), SetupError> {
+        let status = loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| SetupError(format!("waiting for QEMU failed: {e}")))?
+            {
+                break Some(status);
+            }
+            if timeout.is_some_and(|limit| self.started.elapsed() >= limit) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let (stderr, stderr_reader) = self.stderr;
+        let _ = stderr_reader.join();
+        let (buffer, reader) = self.serial;
+        let _ = reader.join();
+        let serial_text = buffer
+            .map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned())
+            .unwrap_or_default();
+        let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        let outcome = match status {
+            None => Outcome::TimedOut,
+            Some(status) => Outcome::from_status(status.code(), stderr_text),
+        };
+        Ok((outcome, serial_text))
+    }
+
+    /// Ends QEMU now.
+    pub fn kill(self) {
+        let _ = self.finish(Some(Duration::ZERO));
+    }
+}
+
+/// Runs QEMU to the end (or to `config.timeout`); see [`RunningQemu::start`].
+pub fn run(config: &RunConfig, capture_serial: bool) -> Result<(Outcome, String), SetupError> {
+    RunningQemu::start(config, capture_serial)?.finish(config.timeout)
+}
