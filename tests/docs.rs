@@ -2,8 +2,8 @@
 //! every Rust item path in backticks, in README.md and docs/*.md. No QEMU.
 //!
 //! What counts as a reference, and how each is checked:
-//! - A repository path: `kernel/src/...`, `boot/...`, `scripts/...`,
-//!   `docs/...` or `tests/...`, in prose or in code, with an optional `:LINE`
+//! - A repository path: `kernel/src/...`, `kernel-logic/...`, `boot/...`,
+//!   `scripts/...`, `docs/...` or `tests/...`, in prose or in code, with an optional `:LINE`
 //!   or `:FIRST-LAST`. The file (or directory, for a trailing `/`) must exist,
 //!   and outside fenced code blocks the lines too. Inside fenced blocks the
 //!   line numbers are a recorded run's (a panic's `file:line:col`), so only
@@ -101,14 +101,14 @@ struct Repository {
 impl Repository {
     fn new(root: PathBuf) -> Repository {
         let mut rust_files = Vec::new();
-        for dir in ["kernel", "boot", "tests"] {
+        for dir in ["kernel", "kernel-logic", "boot", "tests"] {
             rust_files.extend(
                 files_under(&root.join(dir))
                     .into_iter()
                     .filter(|path| path.extension().is_some_and(|ext| ext == "rs")),
             );
         }
-        let extensions = ["kernel", "boot", "tests", "scripts", "docs"]
+        let extensions = ["kernel", "kernel-logic", "boot", "tests", "scripts", "docs"]
             .iter()
             .flat_map(|dir| files_under(&root.join(dir)))
             .map(|path| extension(&path.to_string_lossy()).to_string())
@@ -210,7 +210,7 @@ impl Repository {
 
     /// Where files called `name` are now, as a hint for a moved file.
     fn files_named(&self, name: &str) -> String {
-        let places: Vec<String> = ["kernel", "boot", "tests", "scripts", "docs"]
+        let places: Vec<String> = ["kernel", "kernel-logic", "boot", "tests", "scripts", "docs"]
             .iter()
             .flat_map(|dir| files_under(&self.root.join(dir)))
             .filter(|file| file.file_name().is_some_and(|f| f == name))

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 /// Directories whose paths the docs name in full.
-pub const REPOSITORY_PREFIXES: [&str; 5] = ["kernel/src/", "boot/", "scripts/", "docs/", "tests/"];
+pub const REPOSITORY_PREFIXES: [&str; 6] =
+    ["kernel/src/", "kernel-logic/", "boot/", "scripts/", "docs/", "tests/"];
 
 /// A file's text; an unreadable file reads as empty, so it defines nothing.
 pub fn read(file: &Path) -> String {

@@ -11,13 +11,17 @@
 //! Logical CPU numbers are given here: 0 to the boot CPU, then 1, 2, ... to the
 //! other enabled CPUs in MADT order. Online-capable CPUs are listed but get no
 //! number: this kernel does not hot-add CPUs.
+//!
+//! This file uses nothing of the kernel's, so the host unit tests
+//! (kernel-logic/) compile it as it is; the in-kernel tests, which read this
+//! machine's MADT, are in madt_tests.rs.
 
 use alloc::vec::Vec;
+use core::fmt;
+use core::mem::size_of;
 use core::pin::Pin;
 
-use acpi::madt::{Madt, MadtEntry};
-
-use crate::testing::{KernelTest, TestResult};
+use acpi::madt::{self as entry, Madt, MadtEntry};
 
 const FLAG_ENABLED: u32 = 1 << 0;
 const FLAG_ONLINE_CAPABLE: u32 = 1 << 1;
@@ -132,8 +136,86 @@ impl Platform {
     }
 }
 
+/// Why a MADT was not read. The `acpi` crate's entry walk trusts every
+/// length it finds, so a firmware bug here would send it past the table's
+/// end, or round forever on an entry of length 0; `parse` checks first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// The table's length does not cover its own fixed fields.
+    TooShort { length: usize },
+    /// An entry shorter than its type's fields (or than its 2-byte header),
+    /// or one that runs past the table's end.
+    BadEntry { offset: usize, entry_type: u8, length: u8 },
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match *self {
+            Malformed::TooShort { length } => {
+                write!(f, "the MADT is {length} bytes long, too short for its header")
+            }
+            Malformed::BadEntry { offset, entry_type, length } => write!(
+                f,
+                "the MADT entry at offset {offset} (type {entry_type}, length {length}) \
+                 does not fit its type or the table"
+            ),
+        }
+    }
+}
+
+/// The fields the `acpi` crate reads for an entry type, header included.
+fn entry_length(entry_type: u8) -> usize {
+    match entry_type {
+        0x0 => size_of::<entry::LocalApicEntry>(),
+        0x1 => size_of::<entry::IoApicEntry>(),
+        0x2 => size_of::<entry::InterruptSourceOverrideEntry>(),
+        0x3 => size_of::<entry::NmiSourceEntry>(),
+        0x4 => size_of::<entry::LocalApicNmiEntry>(),
+        0x5 => size_of::<entry::LocalApicAddressOverrideEntry>(),
+        0x6 => size_of::<entry::IoSapicEntry>(),
+        0x7 => size_of::<entry::LocalSapicEntry>(),
+        0x8 => size_of::<entry::PlatformInterruptSourceEntry>(),
+        0x9 => size_of::<entry::LocalX2ApicEntry>(),
+        0xa => size_of::<entry::X2ApicNmiEntry>(),
+        0xb => size_of::<entry::GiccEntry>(),
+        0xc => size_of::<entry::GicdEntry>(),
+        0xd => size_of::<entry::GicMsiFrameEntry>(),
+        0xe => size_of::<entry::GicRedistributorEntry>(),
+        0xf => size_of::<entry::GicInterruptTranslationServiceEntry>(),
+        0x10 => size_of::<entry::MultiprocessorWakeupEntry>(),
+        // Reserved and OEM types are skipped: only their header is read.
+        _ => 2,
+    }
+}
+
+/// Checks that a MADT, given as its bytes (the header's `length` of them),
+/// is a list of entries that each fit their type and the table (ACPI 6.5
+/// 5.2.12: each entry starts with its type and length bytes).
+pub fn check_entries(table: &[u8]) -> Result<(), Malformed> {
+    let mut offset = size_of::<Madt>();
+    if table.len() < offset {
+        return Err(Malformed::TooShort { length: table.len() });
+    }
+    while offset < table.len() {
+        let entry_type = table[offset];
+        let length = table.get(offset + 1).copied().unwrap_or(0);
+        let end = offset + length as usize;
+        if (length as usize) < entry_length(entry_type).max(2) || end > table.len() {
+            return Err(Malformed::BadEntry { offset, entry_type, length });
+        }
+        offset = end;
+    }
+    Ok(())
+}
+
 /// Reads the processor and I/O APIC entries of a MADT.
-pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Platform {
+pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Result<Platform, Malformed> {
+    let length = { madt.header.length } as usize;
+    // SAFETY: a `Madt` reference stands for the whole table, `length` bytes
+    // from its header on: `acpi` maps that much, and its own entry walk reads
+    // that far. The bytes are only read.
+    let table = unsafe { core::slice::from_raw_parts(&*madt as *const Madt as *const u8, length) };
+    check_entries(table)?;
     let mut cpus: Vec<CpuEntry> = Vec::new();
     let mut io_apics = Vec::new();
     let mut local_apic_address = madt.local_apic_address as u64;
@@ -170,13 +252,13 @@ pub fn parse(madt: Pin<&Madt>, boot_apic_id: u32) -> Platform {
         }
     }
     number_cpus(&mut cpus);
-    Platform {
+    Ok(Platform {
         cpus,
         io_apics,
         local_apic_address,
         has_legacy_pics: madt.supports_8259(),
         from_madt: true,
-    }
+    })
 }
 
 /// Boot CPU is 0; other enabled CPUs follow in MADT order.
@@ -191,91 +273,3 @@ fn number_cpus(cpus: &mut [CpuEntry]) {
         }
     }
 }
-
-// Tests.
-
-fn madt_matches_this_machine() -> TestResult {
-    let platform = super::platform();
-    crate::ensure!(platform.from_madt, "no MADT was read");
-    let boot = platform.cpus.iter().filter(|c| c.is_boot_cpu).count();
-    crate::ensure!(boot == 1, "{boot} entries match the boot CPU's APIC id");
-    let mut ids: Vec<u32> = platform.cpus.iter().map(|c| c.apic_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    crate::ensure!(ids.len() == platform.cpus.len(), "an APIC id is listed twice");
-    let numbers: Vec<usize> = platform.startable_cpus().map(|c| c.cpu.unwrap()).collect();
-    crate::ensure!(
-        numbers.iter().copied().eq(0..numbers.len()),
-        "CPU numbers are not 0..n: {numbers:?}"
-    );
-    if let Some(qemu_cpus) = crate::arch::x86::fw_cfg::cpu_count() {
-        crate::ensure!(
-            numbers.len() == qemu_cpus as usize,
-            "MADT has {} startable CPUs, QEMU says it has {qemu_cpus}",
-            numbers.len()
-        );
-    }
-    Ok(())
-}
-
-/// Builds a MADT in memory with every kind of processor entry and parses it.
-fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
-    #[repr(C, align(8))]
-    struct Table([u8; 128]);
-    let mut table = Table([0; 128]);
-    let bytes = &mut table.0;
-    let mut length = 44; // SDT header (36) + local APIC address (4) + flags (4)
-    let mut push = |entry: &[u8]| {
-        bytes[length..length + entry.len()].copy_from_slice(entry);
-        length += entry.len();
-    };
-    // Type 0 (Processor Local APIC): type, length, ACPI uid, APIC id, flags.
-    push(&[0, 8, 0, 5, 1, 0, 0, 0]); // uid 0, id 5, enabled
-    push(&[0, 8, 1, 6, 2, 0, 0, 0]); // uid 1, id 6, online capable: listed, not started
-    push(&[0, 8, 2, 7, 0, 0, 0, 0]); // uid 2, id 7, neither: never start
-    // Type 9 (Processor Local x2APIC): type, length, reserved(2), id(4), flags(4), uid(4).
-    push(&[9, 16, 0, 0, 0x2c, 0x01, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0]); // id 300, enabled, uid 3
-    push(&[9, 16, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]); // id 5 again: a duplicate
-    // Type 1 (I/O APIC): type, length, id, reserved, address(4), GSI base(4).
-    push(&[1, 12, 2, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0]);
-    bytes[0..4].copy_from_slice(b"APIC");
-    bytes[4..8].copy_from_slice(&(length as u32).to_le_bytes());
-    bytes[36..40].copy_from_slice(&0xfee0_0000u32.to_le_bytes());
-    bytes[40..44].copy_from_slice(&1u32.to_le_bytes()); // PCAT_COMPAT: legacy PICs present
-    // SAFETY: the buffer is 8-aligned, at least size_of::<Madt>() long, and starts
-    // with a MADT header whose length covers exactly the entries written above.
-    let madt = unsafe { Pin::new_unchecked(&*(bytes.as_ptr() as *const Madt)) };
-    let platform = parse(madt, 300);
-
-    let summary: Vec<(u32, Option<usize>, ApicKind, bool, bool)> = platform
-        .cpus
-        .iter()
-        .map(|c| (c.apic_id, c.cpu, c.kind, c.enabled, c.online_capable))
-        .collect();
-    let expected = [
-        (5, Some(1), ApicKind::XApic, true, false),
-        (6, None, ApicKind::XApic, false, true),
-        (7, None, ApicKind::XApic, false, false),
-        (300, Some(0), ApicKind::X2Apic, true, false),
-    ];
-    crate::ensure!(summary == expected, "parsed {summary:?}, expected {expected:?}");
-    crate::ensure!(platform.cpus[3].is_boot_cpu, "the boot CPU (APIC id 300) was not marked");
-    crate::ensure!(
-        platform.cpus[3].acpi_uid == 3,
-        "x2APIC uid read as {}",
-        platform.cpus[3].acpi_uid
-    );
-    crate::ensure!(
-        platform.io_apics.len() == 1,
-        "expected one I/O APIC, got {}",
-        platform.io_apics.len()
-    );
-    crate::ensure!(platform.io_apics[0].address == 0xfec0_0000, "I/O APIC address wrong");
-    crate::ensure!(platform.has_legacy_pics, "PCAT_COMPAT flag not seen");
-    Ok(())
-}
-
-pub static TESTS: &[KernelTest] = &[
-    KernelTest::new("madt_matches_this_machine", madt_matches_this_machine),
-    KernelTest::new("madt_parses_xapic_x2apic_and_flags", madt_parses_xapic_x2apic_and_flags),
-];

@@ -8,6 +8,7 @@
 //! gets a clear message and runs on the boot CPU alone.
 
 pub mod madt;
+pub mod madt_tests;
 
 use core::ptr::NonNull;
 
@@ -66,5 +67,5 @@ fn read_madt(rsdp: Option<u64>, boot_apic_id: u32) -> Result<Platform, alloc::st
     let madt = tables
         .find_table::<acpi::madt::Madt>()
         .map_err(|error| alloc::format!("no MADT (APIC) table ({error:?})"))?;
-    Ok(madt::parse(madt.get(), boot_apic_id))
+    madt::parse(madt.get(), boot_apic_id).map_err(|malformed| alloc::format!("{malformed}"))
 }

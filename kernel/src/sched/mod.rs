@@ -24,6 +24,7 @@
 
 pub mod bench;
 mod placement;
+mod priority;
 mod runqueue;
 mod schedule;
 mod sleep;

@@ -6,43 +6,11 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+pub use super::priority::Priority;
 use super::wait::WaitQueue;
 use crate::mm::address_space::AddressSpace;
 use crate::mm::stack::KernelStack;
 use crate::sync::SpinLock;
-
-/// Strict priorities: a runnable thread of a higher class always runs before
-/// any thread of a lower one (Linux: SCHED_FIFO above SCHED_OTHER).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Priority {
-    /// Only the per-CPU idle threads.
-    Idle,
-    /// Time-shared: round-robin with a time slice among threads of this class.
-    Normal,
-    /// Real-time levels 1 (lowest) to 3: first in, first out, no time slice.
-    RealTime(u8),
-}
-
-impl Priority {
-    pub const HIGHEST_REAL_TIME: u8 = 3;
-
-    /// Run-queue level: 0 for Normal, n for RealTime(n).
-    pub fn level(self) -> usize {
-        match self {
-            Priority::Idle | Priority::Normal => 0,
-            Priority::RealTime(n) => n.clamp(1, Self::HIGHEST_REAL_TIME) as usize,
-        }
-    }
-
-    /// A number that orders priorities, for atomics.
-    pub fn rank(self) -> u8 {
-        match self {
-            Priority::Idle => 0,
-            Priority::Normal => 1,
-            Priority::RealTime(n) => 1 + n.clamp(1, Self::HIGHEST_REAL_TIME),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

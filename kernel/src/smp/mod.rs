@@ -23,6 +23,7 @@ pub mod bench;
 mod bring_up;
 pub mod call;
 pub mod call_tests;
+pub mod cpu_set_tests;
 pub mod park;
 mod registry;
 pub mod stuck_cpu;
@@ -44,7 +45,7 @@ use crate::arch::x86::lapic;
 use crate::args::{self, SmpMode};
 use crate::mm::stack::KernelStack;
 use crate::percpu::MAX_CPUS;
-use crate::percpu::{self, Area};
+use crate::percpu::{self, Area, CpuSet};
 pub use bring_up::{bring_up, bring_up_first};
 pub use park::park_all;
 pub use registry::{ApState, Cpu, PhaseTimes};
@@ -76,6 +77,17 @@ static SMP: Once<Smp> = Once::new();
 /// Every CPU this kernel manages, online or not; index = CPU number.
 pub fn cpus() -> &'static [Cpu] {
     SMP.get().map(|smp| smp.cpus.as_slice()).unwrap_or(&[])
+}
+
+impl CpuSet {
+    /// The CPUs that are online now.
+    pub fn all_online() -> CpuSet {
+        let mut set = CpuSet::new();
+        for cpu in cpus().iter().filter(|c| c.state() == ApState::Online) {
+            set.insert(cpu.number);
+        }
+        set
+    }
 }
 
 /// The result of one bring-up of all APs.

@@ -9,7 +9,7 @@ use x86_64::VirtAddr;
 use crate::arch::x86::gdt::{CpuTables, IstStacks};
 use crate::arch::x86::idt::WAKE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::percpu::{Area, CpuSet};
+use crate::percpu::Area;
 
 /// Where an AP is in its life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,18 +53,6 @@ pub struct Cpu {
     pub(super) park_request: AtomicU8,
     pub times: PhaseTimes,
     pub(super) ist_stacks: [VirtAddr; 3],
-}
-
-/// The CPUs the registry counts as online. An inherent function of `CpuSet`
-/// defined here, where "online" is known: the set itself lives below, in `percpu`.
-impl CpuSet {
-    pub fn all_online() -> CpuSet {
-        let mut set = CpuSet::new();
-        for cpu in super::cpus().iter().filter(|c| c.state() == ApState::Online) {
-            set.insert(cpu.number);
-        }
-        set
-    }
 }
 
 impl Cpu {
