@@ -28,7 +28,7 @@
 //!   the AP's first Rust code, which installs it.
 //! - **The GS base.** Each CPU points its GS base (`IA32_GS_BASE`, SDM Vol. 3A
 //!   "Segment Loading Instructions in IA-32e Mode"; see `arch::x86::gs`) at its
-//!   own area. The area's [`AREA_SELF`] variable holds the area's address, so
+//!   own area. The area's `AREA_SELF` variable holds the area's address, so
 //!   `get()` is a `gs:`-relative load of that pointer plus the offset.
 //! - **Other CPUs' copies.** `on(cpu)` looks the area up in a table filled
 //!   as areas are made.
@@ -46,10 +46,11 @@
 //! and it is shared between CPUs (`Sync`), mutable only through atomics or
 //! locks. Its alignment is at most [`AREA_ALIGN`].
 //!
-//! The linker's garbage collection drops unreferenced sections; a per-CPU
-//! variable no code names may be dropped with them, which is harmless since
-//! nothing can reach it. Every variable that is used is kept by its use, and
-//! the offsets come from the final layout, so they match the areas.
+//! Nothing is dropped by the linker's garbage collection (`--gc-sections`):
+//! `#[used]` makes rustc mark the section `SHF_GNU_RETAIN` (`readelf -S` shows
+//! `cpu_local` with flags `WAR`), so even a variable no code names yet stays
+//! in the template. The offsets come from the final layout, so they match the
+//! areas.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
