@@ -186,13 +186,69 @@ fn a_failing_kernel_test_is_reported_as_failing() {
         .expect_line("1 passed, 1 failed");
 }
 
+/// The listing is also the check that the kernel's test registry (a linker
+/// section, see kernel/src/testing/registry.rs) lost no test: it must name
+/// exactly the tests declared in the kernel's source, each with its kind.
 #[test]
 fn an_unknown_test_name_lists_the_available_tests() {
-    boot(Firmware::Bios, 1, &["test=no_such_test"])
-        .expect(Outcome::KernelFailure)
+    let run = boot(Firmware::Bios, 1, &["test=no_such_test"]);
+    run.expect(Outcome::KernelFailure)
         .expect_line("test: no test named 'no_such_test'; available tests:")
         .expect_line("    clock_is_monotonic")
         .expect_line("    crash_page_fault  (run by name only)");
+    let mut listed: Vec<&str> = run
+        .serial
+        .lines()
+        .skip_while(|line| !line.ends_with("available tests:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("    "))
+        .collect();
+    listed.sort_unstable();
+    let mut declared: Vec<String> = declared_kernel_tests()
+        .into_iter()
+        .map(|(name, by_name_only)| {
+            format!("    {name}{}", if by_name_only { "  (run by name only)" } else { "" })
+        })
+        .collect();
+    declared.sort_unstable();
+    assert!(declared.len() >= 40, "found only {} tests in the kernel's source", declared.len());
+    assert_eq!(listed, declared, "the kernel lists other tests than its source declares");
+}
+
+/// Every test the kernel's source declares (`KernelTest::new`, `::crash` or
+/// `::long`, outside comments), with whether it is run by name only.
+fn declared_kernel_tests() -> Vec<(String, bool)> {
+    const CONSTRUCTORS: [(&str, bool); 3] =
+        [("KernelTest::new(", false), ("KernelTest::crash(", true), ("KernelTest::long(", true)];
+    let mut paths = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kernel/src")];
+    let mut tests = Vec::new();
+    while let Some(path) = paths.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).unwrap();
+            paths.extend(entries.map(|entry| entry.unwrap().path()));
+            continue;
+        }
+        if path.extension().is_none_or(|extension| extension != "rs") {
+            continue;
+        }
+        let source: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        for (constructor, by_name_only) in CONSTRUCTORS {
+            for (at, _) in source.match_indices(constructor) {
+                let arguments = source[at + constructor.len()..].trim_start();
+                let name = arguments.strip_prefix('"').and_then(|rest| rest.split('"').next());
+                let name = name.unwrap_or_else(|| {
+                    panic!("{}: a {constructor}..) whose name is no string literal", path.display())
+                });
+                tests.push((name.to_string(), by_name_only));
+            }
+        }
+    }
+    tests
 }
 
 #[test]
@@ -236,7 +292,7 @@ fn a_page_fault_is_reported_readably() {
         .expect_line("page fault (#PF, vector 14) accessing 0x7fffdeadb000 (read from a page that is not present), error code 0x0, at RIP 0xffff")
         .expect_line("panic: context: cpu0, exception handler (vector 14)")
         .expect_line("panic: registers at the exception: RIP 0xffff")
-        .expect_line("kernel::arch::x86::idt::crash_page_fault+0x")
+        .expect_line("kernel::panic::exception_crash_tests::crash_page_fault+0x")
         .expect_line("CR2 0x7fffdeadb000")
         .expect_line("panic: backtrace (newest first):")
         .expect_line("kernel::testing::run+0x")

@@ -86,7 +86,7 @@ fn names_its_own_functions() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("symbols_demangle_legacy_names", demangles_legacy_names),
     KernelTest::new("symbols_name_kernel_functions", names_its_own_functions),
 ];

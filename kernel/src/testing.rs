@@ -1,11 +1,17 @@
 //! The in-kernel test registry and runner.
 //!
-//! Tests live next to the code they test: each module exports a
-//! `TESTS: &[KernelTest]` slice, and [`REGISTRY`] lists those slices. One
-//! kernel image carries them all; `test=NAME` runs one, `test=a,b` several,
-//! `test=all` every test that is not a crash test. Each prints
-//! `test NAME ... ok` or `test NAME ... FAILED (reason)`, then a closing line
-//! `N passed, N failed`, and the kernel exits QEMU with success only if all passed.
+//! Tests live next to the code they test: each module lists its tests with
+//! [`kernel_tests!`], which places them in the `kernel_tests` linker section,
+//! and the runner walks that section. No module is public for the runner's
+//! sake, and no list here names every module. One kernel image carries them
+//! all; `test=NAME` runs one, `test=a,b` several, `test=all` every test that
+//! is not a crash test. Each prints `test NAME ... ok` or
+//! `test NAME ... FAILED (reason)`, then a closing line `N passed, N failed`,
+//! and the kernel exits QEMU with success only if all passed.
+//!
+//! Tests run in the order of their module paths, and within a module in the
+//! order of its list: the linker concatenates the section's pieces in
+//! whatever order its input arrives in, so the runner sorts them.
 //!
 //! Crash tests (`KernelTest::crash`) end in a panic on purpose; the host tests
 //! boot them one at a time and read the panic report.
@@ -14,6 +20,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::arch::x86::qemu_exit::{self, ExitCode};
+
+mod registry;
+
+pub use registry::TestGroup;
 
 pub type TestResult = Result<(), String>;
 
@@ -59,27 +69,6 @@ macro_rules! ensure {
     };
 }
 
-/// Every module's tests.
-static REGISTRY: &[&[KernelTest]] = &[
-    crate::mm::frame::TESTS,
-    crate::mm::heap::TESTS,
-    crate::time::TESTS,
-    crate::time::timer::TESTS,
-    crate::acpi::madt_tests::TESTS,
-    crate::arch::x86::lapic::TESTS,
-    crate::smp::tests::TESTS,
-    crate::smp::cpu_set_tests::TESTS,
-    crate::smp::park::TESTS,
-    crate::sched::tests::TESTS,
-    crate::smp::call_tests::TESTS,
-    crate::mm::address_space::TESTS,
-    crate::tlb::tests::TESTS,
-    crate::symbols::TESTS,
-    crate::panic::TESTS,
-    crate::arch::x86::idt::TESTS,
-    HARNESS_TESTS,
-];
-
 static SKIP_REASON: crate::sync::SpinLock<Option<&'static str>> = crate::sync::SpinLock::new(None);
 
 /// Ends a test that cannot run on this machine (too few CPUs): it is reported
@@ -90,7 +79,7 @@ pub fn skip(reason: &'static str) -> TestResult {
 }
 
 fn all_tests() -> impl Iterator<Item = &'static KernelTest> {
-    REGISTRY.iter().flat_map(|tests| tests.iter())
+    registry::groups().flat_map(|group| group.tests.iter())
 }
 
 /// Runs the tests named by `selection` and exits QEMU with the verdict.
@@ -207,8 +196,7 @@ fn harness_reports_failure() -> TestResult {
     Err("this test fails on purpose, to show that failures are reported".into())
 }
 
-static HARNESS_TESTS: &[KernelTest] =
-    &[KernelTest::crash("harness_reports_failure", harness_reports_failure)];
+crate::kernel_tests![KernelTest::crash("harness_reports_failure", harness_reports_failure)];
 
 /// Recurses until the stack runs out: for the stack-overflow crash tests.
 #[allow(unconditional_recursion)]
@@ -217,4 +205,21 @@ pub fn overflow_the_stack(depth: u64) -> u64 {
     // black_box keeps the frame (and the recursion) from being optimised away.
     core::hint::black_box(&frame);
     overflow_the_stack(depth + 1) + frame[3]
+}
+
+/// A simple xorshift generator, seeded per thread: the torture tests' random
+/// choices, reproducible from the seed.
+pub struct Random(u64);
+
+impl Random {
+    pub fn new(seed: u64) -> Random {
+        Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }

@@ -89,7 +89,7 @@ fn madt_parses_xapic_x2apic_and_flags() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("madt_matches_this_machine", madt_matches_this_machine),
     KernelTest::new("madt_parses_xapic_x2apic_and_flags", madt_parses_xapic_x2apic_and_flags),
 ];

@@ -7,8 +7,8 @@
 //! one table, the MADT (see `madt`). A machine without ACPI, or without a MADT,
 //! gets a clear message and runs on the boot CPU alone.
 
-pub mod madt;
-pub mod madt_tests;
+mod madt;
+mod madt_tests;
 
 use core::ptr::NonNull;
 

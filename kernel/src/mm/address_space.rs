@@ -312,7 +312,7 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[KernelTest::new(
+crate::kernel_tests![KernelTest::new(
     "address_space_sees_kernel_mappings_made_after_it",
     sees_kernel_mappings_made_after_it,
 )];

@@ -194,7 +194,7 @@ fn freed_frames_are_reused() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new(
         "frame_alloc_distinct_usable_writable",
         frames_are_distinct_usable_and_writable,

@@ -113,7 +113,7 @@ fn crash_out_of_memory() -> TestResult {
     Err(alloc::format!("allocated {} bytes, more than the heap has", huge.len()))
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("heap_box_and_vec", heap_box_and_vec),
     KernelTest::new("heap_memory_is_returned", heap_memory_is_returned),
     KernelTest::new("heap_exhaustion_is_an_error", heap_exhaustion_is_an_error_not_a_hang),

@@ -30,7 +30,7 @@ mod schedule;
 mod sleep;
 mod spawn;
 mod switch;
-pub mod tests;
+mod tests;
 pub mod thread;
 mod tick;
 pub mod wait;

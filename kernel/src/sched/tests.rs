@@ -392,7 +392,7 @@ fn crash_thread_stack_overflow() -> TestResult {
     Err("the thread returned from infinite recursion".into())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new(
         "sched_higher_priority_preempts_busy_thread",
         higher_priority_preempts_a_busy_thread,

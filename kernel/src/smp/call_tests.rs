@@ -10,8 +10,8 @@ use x86_64::instructions::interrupts;
 use super::call::{self, WaitMode};
 use crate::percpu::CpuSet;
 use crate::sched::{Builder, Priority, sleep_ns};
+use crate::testing::Random;
 use crate::testing::{KernelTest, TestResult};
-use crate::tlb::tests::Random;
 use crate::{percpu, smp, time};
 
 struct Counts {
@@ -294,7 +294,7 @@ fn calls_to_self_run_locally() -> TestResult {
     Err(alloc::format!("a call to CPU {me} ran on {}", ran_on.load(Ordering::Acquire)))
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("xcall_to_self_runs_locally", calls_to_self_run_locally),
     KernelTest::new("xcall_torture", cross_call_torture),
     KernelTest::new(

@@ -124,7 +124,7 @@ fn atomic_set_concurrent_updates() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("cpu_set_above_64", set_above_64),
     KernelTest::new("cpu_set_operations_cross_words", set_operations_cross_words),
     KernelTest::new("cpu_set_atomic_above_64", atomic_set_above_64),

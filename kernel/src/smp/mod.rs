@@ -22,15 +22,19 @@ mod ap;
 pub mod bench;
 mod bring_up;
 pub mod call;
-pub mod call_tests;
-pub mod cpu_set_tests;
-pub mod park;
+mod call_tests;
+mod cpu_set_tests;
+mod park;
 mod registry;
 pub mod stuck_cpu;
-pub mod tests;
+mod tests;
 mod timeline;
 mod trampoline;
 mod tsc_sync;
+
+/// The test vector's handler (`lapic::on_self_test_interrupt`) counts its answers
+/// in the IPI test's per-CPU counters.
+pub use tests::count_answered_ipi;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

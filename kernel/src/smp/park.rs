@@ -272,7 +272,7 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[KernelTest::new(
+crate::kernel_tests![KernelTest::new(
     "smp_park_moves_work_away_and_restart_is_clean",
     park_moves_work_away_and_restart_is_clean,
 )];

@@ -172,7 +172,7 @@ fn park_and_bring_up_again() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("smp_all_cpus_online", all_cpus_online),
     KernelTest::new("smp_percpu_holds_own_apic_id", percpu_holds_own_apic_id),
     KernelTest::new("smp_every_cpu_answers_an_ipi", every_cpu_answers_an_ipi),

@@ -134,7 +134,7 @@ fn udelay_waits_long_enough() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("clock_is_monotonic", clock_is_monotonic),
     KernelTest::new("clock_agrees_with_pit", clock_agrees_with_pit),
     KernelTest::new("udelay_waits_long_enough", udelay_waits_long_enough),

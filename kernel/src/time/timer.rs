@@ -224,7 +224,7 @@ fn one_shot_once() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("lapic_timer_periodic_rate", periodic_timer_ticks_at_its_rate),
     KernelTest::new("lapic_timer_one_shot", one_shot_timer_fires_once_and_not_early),
 ];

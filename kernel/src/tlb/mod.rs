@@ -28,7 +28,7 @@
 //! through the one function `init` registers.
 
 pub mod bench;
-pub mod tests;
+mod tests;
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 

@@ -15,7 +15,7 @@ use crate::percpu::CpuSet;
 use crate::sched::Builder;
 use crate::smp::call::{self, WaitMode};
 use crate::sync::SpinLock;
-use crate::testing::{KernelTest, TestResult};
+use crate::testing::{KernelTest, Random, TestResult};
 use crate::tlb;
 use crate::{percpu, smp};
 
@@ -37,22 +37,6 @@ fn write_pattern(frame: PhysFrame, page: usize, generation: u64) {
 
 fn page_address(page: usize) -> VirtAddr {
     VirtAddr::new(TORTURE_BASE + page as u64 * 4096)
-}
-
-/// A simple xorshift generator, seeded per thread.
-pub struct Random(u64);
-
-impl Random {
-    pub fn new(seed: u64) -> Random {
-        Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 struct Torture {
@@ -383,7 +367,7 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("tlb_torture_short", tlb_torture_short),
     KernelTest::new("tlb_shootdown_waits_for_a_deaf_cpu", shootdown_waits_for_a_deaf_cpu),
     KernelTest::new("tlb_kernel_shootdown_reaches_every_cpu", kernel_shootdown_reaches_every_cpu),

@@ -14,7 +14,6 @@ use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, Pag
 use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
 use super::lapic;
 use crate::percpu;
-use crate::testing::KernelTest;
 
 /// Counts this CPU's running interrupt handlers for as long as it lives, so
 /// the panic report (and later the scheduler) can tell interrupt context apart.
@@ -306,41 +305,3 @@ fn build_idt() -> InterruptDescriptorTable {
     idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
     idt
 }
-
-// Crash tests: each ends in a panic whose report the host tests read.
-
-fn crash_page_fault() -> crate::testing::TestResult {
-    let unmapped = 0x0000_7fff_dead_b000 as *const u64;
-    // SAFETY: deliberately unsound: this read must fault, to show the report.
-    let value = unsafe { core::ptr::read_volatile(unmapped) };
-    Err(alloc::format!("reading an unmapped page returned {value:#x} instead of faulting"))
-}
-
-fn crash_double_fault() -> crate::testing::TestResult {
-    // The kernel stack has an unmapped guard page below it. Running into it raises
-    // a page fault whose frame cannot be pushed on that stack: a double fault,
-    // which only reports because its handler runs on its own IST stack.
-    let depth = crate::testing::overflow_the_stack(0);
-    Err(alloc::format!("recursed {depth} times without overflowing the stack"))
-}
-
-fn crash_floating_point() -> crate::testing::TestResult {
-    // The kernel has no floating-point state to switch (see sched::switch), so
-    // any x87 or SSE instruction must fault rather than silently corrupt
-    // another thread's registers.
-    // SAFETY: deliberately executes an x87 instruction, which must raise #NM.
-    unsafe { core::arch::asm!("fninit", options(nomem, nostack)) };
-    Err("an x87 instruction ran instead of faulting".into())
-}
-
-fn crash_breakpoint() -> crate::testing::TestResult {
-    x86_64::instructions::interrupts::int3();
-    Err("int3 returned instead of being reported".into())
-}
-
-pub static TESTS: &[KernelTest] = &[
-    KernelTest::crash("crash_page_fault", crash_page_fault),
-    KernelTest::crash("crash_double_fault", crash_double_fault),
-    KernelTest::crash("crash_breakpoint", crash_breakpoint),
-    KernelTest::crash("crash_floating_point", crash_floating_point),
-];

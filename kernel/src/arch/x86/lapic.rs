@@ -316,7 +316,7 @@ static SELF_TEST_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 /// The test vector's handler: counts, and notes which APIC id the CPU that
 /// took it has, so tests can check that per-CPU data matches the hardware.
 pub fn on_self_test_interrupt() {
-    crate::smp::tests::count_answered_ipi(get().id());
+    crate::smp::count_answered_ipi(get().id());
     SELF_TEST_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -363,7 +363,7 @@ fn xapic_destinations_are_8_bits() -> TestResult {
     Ok(())
 }
 
-pub static TESTS: &[KernelTest] = &[
+crate::kernel_tests![
     KernelTest::new("lapic_self_ipi_is_delivered", self_ipi_is_delivered),
     KernelTest::new("lapic_xapic_destinations_are_8_bits", xapic_destinations_are_8_bits),
 ];
