@@ -16,6 +16,7 @@
 //! - up to `FLUSH_CEILING` pages are flushed one by one with INVLPG, a larger
 //!   range with a full flush (reloading CR3), which is cheaper than many INVLPGs;
 //! - the local flush runs while the remote CPUs work on theirs.
+//!
 //! The wait follows `ipi_wait=` (see smp::call), and it never gives up: a
 //! shootdown returns only once every target has flushed, so the caller may
 //! free the old frame. A target that does not answer (interrupts off for a
