@@ -23,8 +23,8 @@ pub mod apic_mode;
 #[path = "../../kernel/src/acpi/madt.rs"]
 pub mod madt;
 
-/// CPU sets (kernel `smp::cpu_set`).
-#[path = "../../kernel/src/smp/cpu_set.rs"]
+/// CPU sets (kernel `percpu::cpu_set`).
+#[path = "../../kernel/src/percpu/cpu_set.rs"]
 pub mod cpu_set;
 
 /// Thread priorities (kernel `sched::priority`).

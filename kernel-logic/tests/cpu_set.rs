@@ -1,4 +1,4 @@
-//! CPU sets (kernel/src/smp/cpu_set.rs): membership across words, set
+//! CPU sets (kernel/src/percpu/cpu_set.rs): membership across words, set
 //! operations, the walk, the printed form, and CPU numbers out of range.
 
 use std::sync::atomic::Ordering;

@@ -28,6 +28,7 @@ mod symbols;
 mod sync;
 mod testing;
 mod time;
+mod tlb;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
@@ -53,10 +54,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     time::start();
     irq::init();
     panic::init();
-    let boot_cpu = percpu::install_boot_cpu();
+    percpu::install_boot_cpu();
     console::init();
     logger::init(log::LevelFilter::Info);
-    gdt::init_this_cpu(&boot_cpu.tss, &boot_cpu.gdt, gdt::boot_cpu_ist_stacks());
+    gdt::init_this_cpu(gdt::boot_cpu_tables(), gdt::boot_cpu_ist_stacks());
     idt::init_this_cpu();
     let (tsc_hz, source) = time::tsc::calibrate();
 
@@ -89,7 +90,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     pic::remap_and_mask();
     let apic = lapic::init_boot_cpu(args.force_xapic, mm::paging::map_mmio);
-    boot_cpu.apic_id.store(apic.id(), core::sync::atomic::Ordering::Relaxed);
+    percpu::set_apic_id(0, apic.id());
     let timer_ticks_per_ms = time::timer::calibrate();
     time::timer::register_interrupt();
     log::info!(
@@ -102,12 +103,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     cpu::forbid_floating_point();
     sched::init_boot_cpu("main");
+    tlb::init();
     sched::irq_handlers::register();
     smp::irq_handlers::register();
     fault::register_nmi();
     smp::call::open_this_cpu();
     interrupts::enable();
-    smp::init(platform, boot_cpu);
+    smp::init(platform);
     smp::call::set_wait_mode(args.ipi_wait);
     fault::start_from_args();
 
@@ -117,7 +119,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     match args.bench {
         Some(Bench::Smp) => smp::bench::run(),
         Some(Bench::Sched) => sched::bench::run(),
-        Some(Bench::Tlb) => mm::tlb_bench::run(),
+        Some(Bench::Tlb) => tlb::bench::run(),
         None => {}
     }
     if args.bench.is_some() {

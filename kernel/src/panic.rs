@@ -33,14 +33,15 @@ use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::x86::control::ControlRegisters;
 use crate::arch::x86::cpu::{self, rdtsc};
-use crate::arch::x86::exception::{self, SavedException};
+use crate::arch::x86::exception::{self, ExceptionRecord, SavedException};
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::qemu_exit;
 use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
 use crate::irq::{self, nmi::NmiStage};
+use crate::percpu::{self, cpu_local};
 use crate::symbols::{self, Demangled};
-use crate::{percpu, smp, time};
+use crate::{smp, time};
 
 mod crash_tests;
 mod exception_crash_tests;
@@ -58,17 +59,25 @@ pub fn in_progress() -> bool {
 }
 
 /// Why and where the panic path stopped a CPU.
-pub struct StopRecord {
+struct StopRecord {
     /// 0: running; 1: stopped by the NMI; 2: panicked too and stopped itself.
     how: AtomicU8,
     rip: AtomicU64,
+}
+
+cpu_local! {
+    /// The exception being turned into a panic, for the report's registers
+    /// (arch's record: the exception handlers find it through `init`'s lookup).
+    static EXCEPTION: ExceptionRecord = ExceptionRecord::new();
+    /// Where the panic path stopped this CPU.
+    static STOPPED: StopRecord = StopRecord::new();
 }
 
 const STOPPED_BY_NMI: u8 = 1;
 const STOPPED_AFTER_OWN_PANIC: u8 = 2;
 
 impl StopRecord {
-    pub const fn new() -> StopRecord {
+    const fn new() -> StopRecord {
         StopRecord { how: AtomicU8::new(0), rip: AtomicU64::new(0) }
     }
 }
@@ -79,8 +88,8 @@ impl StopRecord {
 fn stop_this_cpu(how: u8, rip: u64) -> ! {
     crate::arch::x86::interrupts::disable();
     // Without per-CPU data this CPU is not online: nobody waits for its record.
-    if let Some(this) = percpu::try_this() {
-        let record = &this.stopped;
+    if percpu::is_installed() {
+        let record = STOPPED.get();
         if record.how.load(Ordering::Acquire) == 0 {
             record.rip.store(rip, Ordering::Relaxed);
             record.how.store(how, Ordering::Release);
@@ -97,9 +106,10 @@ fn stop_this_cpu(how: u8, rip: u64) -> ! {
 const EARLY_CPU_BASE: usize = 1 << 32;
 
 fn panicking_cpu() -> usize {
-    match percpu::try_this() {
-        Some(this) => this.cpu,
-        None => EARLY_CPU_BASE + cpu::initial_apic_id() as usize,
+    if percpu::is_installed() {
+        percpu::cpu_number()
+    } else {
+        EARLY_CPU_BASE + cpu::initial_apic_id() as usize
     }
 }
 
@@ -110,7 +120,7 @@ fn panicking_cpu() -> usize {
 pub fn init() {
     irq::set_drop_check(in_progress);
     irq::nmi::register(NmiStage::Stop, nmi_stops_this_cpu);
-    exception::set_record_lookup(|| percpu::try_this().map(|this| &this.exception));
+    exception::set_record_lookup(|| percpu::is_installed().then(|| EXCEPTION.get()));
 }
 
 /// The NMI chain's first stage: is this the panic path's stop signal? If so,
@@ -146,11 +156,14 @@ fn panic(info: &PanicInfo) -> ! {
         }
         cpu::halt_forever();
     }
+    // The timer is the panic path's now (it may wait on it): the scheduler's
+    // tick must not wake or switch threads any more, on any CPU.
+    crate::sched::stop_for_panic();
     // The panic owns this CPU for good: no thread switch from here on (a
     // pending reschedule must not run another thread after the report).
-    let preempt_count = percpu::try_this().map(|this| this.preempt_count.load(Ordering::Relaxed));
+    let preempt_count = percpu::is_installed().then(crate::sync::preempt::count);
     if preempt_count.is_some() {
-        crate::sched::preempt::disable();
+        crate::sync::preempt::disable();
     }
     if lapic::is_initialised() {
         if !lapic::in_common_mode_here() {
@@ -178,16 +191,16 @@ fn stop_other_cpus(me: usize) -> usize {
         lapic::get().send_ipi(cpu.apic_id, Ipi::Nmi);
     }
     let deadline = rdtsc() + time::ns_to_tsc(STOP_TIMEOUT_MS * 1_000_000);
-    let all_stopped = || others().all(|c| c.percpu.stopped.how.load(Ordering::Acquire) != 0);
+    let all_stopped = || others().all(|c| STOPPED.on(c.number).how.load(Ordering::Acquire) != 0);
     while !all_stopped() && rdtsc() < deadline {
         core::hint::spin_loop();
     }
-    others().filter(|c| c.percpu.stopped.how.load(Ordering::Acquire) != 0).count()
+    others().filter(|c| STOPPED.on(c.number).how.load(Ordering::Acquire) != 0).count()
 }
 
 /// `preempt_count` is the count when the panic began (the panic raised it since).
 fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
-    if percpu::try_this().is_none() {
+    if !percpu::is_installed() {
         let apic_id = me - EARLY_CPU_BASE;
         emergency_write(format_args!(
             "\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"
@@ -218,7 +231,7 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
         ));
     }
     let exception = exception::this_cpu_record().and_then(|record| record.saved());
-    let context = match (&exception, irq::depth()) {
+    let context = match (&exception, crate::sync::preempt::interrupt_depth()) {
         (Some(saved), _) => Context::Exception(saved.vector),
         (None, 0) => Context::Kernel,
         (None, depth) => Context::Interrupt(depth),
@@ -277,7 +290,7 @@ fn report_stopped_cpus(me: usize, stopped: usize) {
     }
     emergency_write(format_args!("panic: other CPUs ({stopped} stopped):\n"));
     for cpu in others {
-        let record = &cpu.percpu.stopped;
+        let record = STOPPED.on(cpu.number);
         let rip = record.rip.load(Ordering::Relaxed);
         match record.how.load(Ordering::Acquire) {
             STOPPED_BY_NMI => emergency_write(format_args!(
@@ -370,7 +383,7 @@ impl fmt::Display for Backtrace {
 /// What happens after the report: `panic=`.
 fn finish() -> ! {
     let action = args::get().panic_action();
-    let no_interrupts_here = !crate::arch::x86::idt::loaded_here() || percpu::try_this().is_none();
+    let no_interrupts_here = !crate::arch::x86::idt::loaded_here() || !percpu::is_installed();
     if no_interrupts_here && matches!(action, PanicAction::Halt | PanicAction::Spin) {
         // An AP in its first instructions has no IDT yet: with interrupts on,
         // any interrupt would triple-fault. It halts with them off; the other
@@ -390,7 +403,7 @@ fn finish() -> ! {
 
 /// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
 fn halt_quietly() -> ! {
-    if lapic::is_initialised() && percpu::try_this().is_some() {
+    if lapic::is_initialised() && percpu::is_installed() {
         crate::time::timer::stop();
     }
     emergency_write(format_args!("panic: halting (sti; hlt)\n"));
@@ -415,7 +428,7 @@ fn spin_like_linux() -> ! {
 fn reboot_after(seconds: u64) -> ! {
     emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
     let deadline = time::now_ns().saturating_add(seconds.saturating_mul(1_000_000_000));
-    if lapic::is_initialised() && percpu::try_this().is_some() {
+    if lapic::is_initialised() && percpu::is_installed() {
         while time::now_ns() < deadline {
             // One-shot counts are 32-bit: sleep in steps of at most a second.
             crate::time::timer::start_one_shot((deadline - time::now_ns()).clamp(1, 1_000_000_000));

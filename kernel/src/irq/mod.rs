@@ -23,7 +23,8 @@
 //!    holds); the panic path's own waits only need the interrupt to end
 //!    their `hlt`, which it has.
 //! 3. **The handler**, inside an [`InterruptScope`], which counts this CPU's
-//!    nesting depth for the scheduler and the panic report. A vector nobody
+//!    nesting depth (kept beside the preempt count, in `sync::preempt`) for
+//!    the scheduler and the panic report. A vector nobody
 //!    registered runs nothing (the wake vector registers a handler that does
 //!    nothing: its IPI only ends a `hlt`).
 //! 4. **The return hook** (the preemption check), after the scope has ended,
@@ -39,12 +40,10 @@
 pub mod nmi;
 pub mod tests;
 
-use core::sync::atomic::Ordering;
-
 use spin::Once;
 
 use crate::arch::x86::{idt, lapic};
-use crate::percpu;
+use crate::sync::preempt;
 
 /// A registered handler for one vector.
 struct Line {
@@ -107,24 +106,20 @@ fn dispatch(vector: u8) {
     }
 }
 
-/// How many interrupt handlers are running on this CPU (nested).
-pub fn depth() -> u32 {
-    percpu::this().interrupt_depth.load(Ordering::Relaxed)
-}
-
-/// Counts this CPU's running interrupt handlers for as long as it lives, so
-/// the scheduler and the panic report can tell interrupt context apart.
+/// Counts this CPU's running interrupt handlers (`preempt::interrupt_depth`)
+/// for as long as it lives, so the scheduler and the panic report can tell
+/// interrupt context apart.
 struct InterruptScope;
 
 impl InterruptScope {
     fn enter() -> InterruptScope {
-        percpu::this().interrupt_depth.fetch_add(1, Ordering::Relaxed);
+        preempt::enter_interrupt();
         InterruptScope
     }
 }
 
 impl Drop for InterruptScope {
     fn drop(&mut self) {
-        percpu::this().interrupt_depth.fetch_sub(1, Ordering::Relaxed);
+        preempt::exit_interrupt();
     }
 }

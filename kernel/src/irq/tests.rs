@@ -22,9 +22,7 @@ static SELF_TEST_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 /// The self-test vector's handler: counts, and notes which APIC id the CPU that
 /// took it has, so tests can check that per-CPU data matches the hardware.
 fn on_self_test_interrupt() {
-    let percpu = crate::percpu::this();
-    percpu.apic_id_seen_in_handler.store(lapic::get().id(), Ordering::Relaxed);
-    percpu.test_ipis_answered.fetch_add(1, Ordering::Release);
+    crate::smp::count_answered_ipi(lapic::get().id());
     SELF_TEST_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -26,7 +26,7 @@ use x86_64::structures::paging::{
 
 use super::frame;
 use crate::arch::x86::mmu;
-use crate::smp::{AtomicCpuSet, CpuSet};
+use crate::percpu::{AtomicCpuSet, CpuSet};
 use crate::sync::SpinLock;
 
 pub struct AddressSpace {
@@ -298,7 +298,7 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
     .map_err(|e| alloc::format!("{e:?}"))?;
     // SAFETY: only this test used the page.
     let unmapped = unsafe { super::paging::unmap(page) };
-    super::tlb::shootdown_kernel(address, 1);
+    crate::tlb::shootdown_kernel(address, 1);
     if let Some(frame) = unmapped {
         // SAFETY: unmapped and flushed everywhere.
         unsafe { frame::free(frame) };

@@ -44,11 +44,11 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering, fence};
 use crate::arch::x86::interrupts;
 
 use super::address_space::AddressSpace;
-use crate::percpu;
+use crate::percpu::{self, cpu_local};
 
 /// One CPU's view of its TLB. `loaded` and `loaded_gen` change only on their
 /// own CPU with interrupts off; `lazy` is read by initiators on other CPUs.
-pub struct CpuTlbState {
+struct CpuTlbState {
     /// The address space loaded in CR3 (one strong reference), or null for
     /// the kernel's own tables.
     loaded: AtomicPtr<AddressSpace>,
@@ -59,7 +59,7 @@ pub struct CpuTlbState {
 }
 
 impl CpuTlbState {
-    pub const fn new() -> CpuTlbState {
+    const fn new() -> CpuTlbState {
         CpuTlbState {
             loaded: AtomicPtr::new(core::ptr::null_mut()),
             loaded_gen: AtomicU64::new(0),
@@ -68,13 +68,17 @@ impl CpuTlbState {
     }
 }
 
+cpu_local! {
+    static TLB_STATE: CpuTlbState = CpuTlbState::new();
+}
+
 fn this_cpu() -> &'static CpuTlbState {
-    &percpu::this().tlb
+    TLB_STATE.get()
 }
 
 /// Whether `cpu` is lazy: a shootdown may skip it (see the module comment).
 pub fn is_lazy(cpu: usize) -> bool {
-    crate::smp::cpus()[cpu].percpu.tlb.lazy.load(Ordering::Relaxed)
+    TLB_STATE.on(cpu).lazy.load(Ordering::Relaxed)
 }
 
 static CATCH_UP_FLUSHES: AtomicU64 = AtomicU64::new(0);

@@ -13,9 +13,6 @@ pub mod layout;
 pub mod lazy_tlb;
 pub mod paging;
 pub mod stack;
-pub mod tlb;
-pub mod tlb_bench;
-mod tlb_tests;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

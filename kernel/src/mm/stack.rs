@@ -73,17 +73,33 @@ impl KernelStack {
 /// flush of every CPU, waiting for the slowest) off most thread creations.
 const PURGE_AT_FRAMES: usize = 256;
 
+/// Flushes every CPU's TLB of kernel translations, or returns false if this
+/// CPU cannot wait for that now. Registered by `tlb::init`: the flush is a
+/// round of cross-CPU calls, which sit above memory management (they wait
+/// through the scheduler), so mm reaches it through this one function.
+static FLUSH_EVERY_CPU: spin::Once<fn() -> bool> = spin::Once::new();
+
+/// Registers the kernel-wide TLB flush `purge_retired` needs (see FLUSH_EVERY_CPU).
+pub fn set_flush_every_cpu(flush: fn() -> bool) {
+    FLUSH_EVERY_CPU.call_once(|| flush);
+}
+
 /// Frees the frames of retired stacks once every CPU has flushed its TLB, if
 /// enough are waiting. Runs where a cross-CPU call may be waited for
 /// (interrupts on, preemption allowed); elsewhere it leaves them for later.
 pub fn purge_retired() {
     let can_wait =
-        crate::arch::x86::interrupts::are_enabled() && crate::sched::preempt::count() == 0;
-    if !can_wait || RETIRED.lock_irqsave().len() < PURGE_AT_FRAMES || !crate::sched::is_started() {
+        crate::arch::x86::interrupts::are_enabled() && crate::sync::preempt::count() == 0;
+    let Some(flush_every_cpu) = FLUSH_EVERY_CPU.get() else { return };
+    if !can_wait || RETIRED.lock_irqsave().len() < PURGE_AT_FRAMES {
         return;
     }
+    // Taken before the flush: a frame retired after it began may still be cached.
     let frames = core::mem::take(&mut *RETIRED.lock_irqsave());
-    super::tlb::shootdown_kernel_everything();
+    if !flush_every_cpu() {
+        RETIRED.lock_irqsave().extend(frames);
+        return;
+    }
     for frame in frames {
         // SAFETY: unmapped, and now flushed from every CPU's TLB.
         unsafe { super::frame::free(frame) };

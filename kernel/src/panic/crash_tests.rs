@@ -110,7 +110,7 @@ fn crash_panic_with_pending_ipis() -> TestResult {
     let queued2 = queued.clone();
     Builder::new("queue-a-call").pin(other).spawn(move || {
         crate::smp::call::call_on_many_nowait(
-            crate::smp::CpuSet::single(me),
+            crate::percpu::CpuSet::single(me),
             "after_panic",
             || {
                 crate::println!("xcall: a cross-CPU call ran after the panic");

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::{Builder, Completion, Priority, sleep_ns};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::symbols::Demangled;
-use crate::{smp, time};
+use crate::time;
 
 const PING_PONGS: u64 = 2000;
 const WAKE_SAMPLES: usize = 400;
@@ -99,13 +99,13 @@ fn wake_latencies_us(waker_cpu: usize, target: usize, busy: bool) -> Vec<u64> {
 }
 
 pub fn run() {
-    let cpus = smp::cpus().len();
+    let cpus = crate::percpu::cpus_with_area().len();
     let accelerator = cpu::accelerator_name();
     if cpus < 3 {
         crate::println!("BENCH sched needs at least 3 CPUs (has {cpus})");
         return;
     }
-    super::preempt::reset_tracer();
+    crate::sync::preempt::reset_tracer();
     let switch_ns = same_cpu_switch_ns(1);
     crate::println!(
         "BENCH sched context_switch_ns={switch_ns} (same CPU, completion ping-pong, {PING_PONGS} round trips) cpus={cpus} accel={accelerator}"
@@ -121,7 +121,7 @@ pub fn run() {
             samples[samples.len() - 1]
         );
     }
-    for span in super::preempt::longest_spans() {
+    for span in crate::sync::preempt::longest_spans() {
         let name = crate::symbols::lookup(span.from).map(|(name, _)| name).unwrap_or("?");
         crate::println!(
             "BENCH sched preempt_off cpu={} max_us={} from={} accel={accelerator}",

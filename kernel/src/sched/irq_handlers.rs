@@ -14,9 +14,7 @@ pub fn register() {
     irq::set_return_hook(super::preempt_on_interrupt_return);
     exception::set_stack_guard(StackGuard {
         // An AP may double-fault before it has per-CPU data, hence no thread.
-        is_guard_page: |address| {
-            percpu::try_this().is_some() && super::hit_current_guard_page(address)
-        },
+        is_guard_page: |address| percpu::is_installed() && super::hit_current_guard_page(address),
         describe_owner: |f| core::fmt::Display::fmt(&super::CurrentThread, f),
     });
 }

@@ -20,12 +20,11 @@
 //! `placement` (which CPU, and queueing there), `schedule` (the switch
 //! decision, preemption points, the idle loop), `sleep` (blocking with a
 //! deadline), `tick` (the per-CPU timer), with `thread`, `runqueue`, `switch`
-//! (the context switch) and `preempt` (the preempt count) beneath them.
+//! (the context switch) beneath them; the preempt count is `sync::preempt`.
 
 pub mod bench;
 pub mod irq_handlers;
 mod placement;
-pub mod preempt;
 mod priority;
 mod runqueue;
 mod schedule;
@@ -43,27 +42,25 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
 use crate::arch::x86::interrupts;
 
-use crate::percpu;
-use crate::sync::SpinLock;
-use crate::{smp, time};
+use crate::percpu::{self, cpu_local};
+use crate::sync::{SpinLock, preempt};
+use crate::time;
 pub use placement::{migrations, wake};
 use runqueue::RunQueue;
-pub use schedule::{
-    evacuate_this_cpu, exit, preempt_on_interrupt_return, preempt_point, schedule, yield_now,
-};
+pub use schedule::{evacuate_this_cpu, exit, preempt_on_interrupt_return, schedule, yield_now};
 use schedule::{idle_loop, thread_entry};
 pub use sleep::{block_until, sleep_ns};
 use spawn::new_thread;
 pub use spawn::{Builder, JoinHandle};
 pub use thread::{Priority, State, Thread};
-pub use tick::{on_timer_interrupt, with_timer_lent};
+pub use tick::{on_timer_interrupt, stop_for_panic, with_timer_lent};
 pub use wait::Completion;
 
 const THREAD_STACK_SIZE: u64 = 32 * 1024;
 /// How long a Normal thread runs before others of its class get a turn.
 const TIME_SLICE_NS: u64 = 10_000_000;
 
-/// One CPU's scheduler state; lives in its `PerCpu`.
+/// One CPU's scheduler state.
 pub struct CpuScheduler {
     run_queue: SpinLock<RunQueue>,
     /// The running thread, holding one strong reference (Arc::into_raw).
@@ -106,12 +103,16 @@ pub fn is_started_on(cpu: usize) -> bool {
     cpu_scheduler(cpu).started.load(Ordering::Acquire)
 }
 
+cpu_local! {
+    static CPU_SCHEDULER: CpuScheduler = CpuScheduler::new();
+}
+
 fn this_cpu() -> &'static CpuScheduler {
-    &percpu::this().sched
+    CPU_SCHEDULER.get()
 }
 
 fn cpu_scheduler(cpu: usize) -> &'static CpuScheduler {
-    &smp::cpus()[cpu].percpu.sched
+    CPU_SCHEDULER.on(cpu)
 }
 
 /// The running thread.
@@ -132,6 +133,7 @@ pub fn current() -> Arc<Thread> {
 /// CPU an idle thread. For the boot CPU (the idle thread is spawned) and for
 /// APs, which become their own idle thread with `become_idle()`.
 pub fn init_boot_cpu(name: &str) {
+    preempt::set_reschedule(schedule::preempt_point);
     let me = Arc::new(Thread::new(name.into(), Priority::Normal, None, None, State::Running));
     let idle = new_thread(
         alloc::format!("idle{}", percpu::cpu_number()),

@@ -9,22 +9,20 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::{Priority, State, Thread, cpu_scheduler};
 use crate::arch::x86::idt::RESCHEDULE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::{percpu, smp};
+use crate::percpu;
 
 /// Where a new unpinned thread goes: the CPU with the fewest queued threads,
 /// preferring one that is idle (its current thread is the idle thread).
 pub(super) fn least_loaded_cpu() -> usize {
-    smp::cpus()
-        .iter()
-        .filter(|c| {
-            c.percpu.sched.started.load(Ordering::Acquire) && c.state() == smp::ApState::Online
-        })
-        .min_by_key(|c| {
-            let sched = &c.percpu.sched;
+    // A started CPU is online: its scheduler starts after the CPU goes online
+    // and stops before it parks (smp::ap, smp::park).
+    percpu::cpus_with_area()
+        .filter(|&cpu| cpu_scheduler(cpu).started.load(Ordering::Acquire))
+        .min_by_key(|&cpu| {
+            let sched = cpu_scheduler(cpu);
             let busy = sched.current_rank.load(Ordering::Relaxed) > Priority::Idle.rank();
-            (sched.run_queue.lock_irqsave().len() + busy as usize, c.number)
+            (sched.run_queue.lock_irqsave().len() + busy as usize, cpu)
         })
-        .map(|c| c.number)
         .unwrap_or(0)
 }
 
@@ -57,7 +55,7 @@ pub(super) fn enqueue(mut cpu: usize, thread: Arc<Thread>) {
     if rank > target.current_rank.load(Ordering::Relaxed) {
         target.need_resched.store(true, Ordering::Release);
         if cpu != percpu::cpu_number() {
-            lapic::get().send_ipi(smp::cpus()[cpu].apic_id, Ipi::Fixed(RESCHEDULE_VECTOR));
+            lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Fixed(RESCHEDULE_VECTOR));
         }
     }
     // Dropping the lock re-enables preemption: if this CPU was asked to
@@ -90,17 +88,17 @@ fn cpu_for_wake(thread: &Thread) -> usize {
     if thread.priority.rank() > cpu_scheduler(last).current_rank.load(Ordering::Relaxed) {
         return last;
     }
-    let idle = smp::cpus().iter().find(|c| {
-        let sched = &c.percpu.sched;
-        c.state() == smp::ApState::Online
-            && sched.started.load(Ordering::Acquire)
+    let idle = percpu::cpus_with_area().find(|&cpu| {
+        let sched = cpu_scheduler(cpu);
+        // Started implies online (see least_loaded_cpu).
+        sched.started.load(Ordering::Acquire)
             && sched.current_rank.load(Ordering::Relaxed) == Priority::Idle.rank()
             && sched.run_queue.lock_irqsave().is_empty()
     });
     match idle {
         Some(cpu) => {
             MIGRATIONS.fetch_add(1, Ordering::Relaxed);
-            cpu.number
+            cpu
         }
         None => last,
     }

@@ -177,13 +177,14 @@ pub(super) fn idle_loop() {
     }
 }
 
-/// A preemption point (called by `preempt::enable()` when the count reaches 0).
-pub fn preempt_point() {
+/// A preemption point: `preempt::enable()` calls it when the count reaches 0
+/// (registered in `init_boot_cpu`).
+pub(super) fn preempt_point() {
     let cpu = this_cpu();
     if cpu.need_resched.load(Ordering::Acquire)
         && cpu.started.load(Ordering::Acquire)
         && interrupts::are_enabled()
-        && crate::irq::depth() == 0
+        && preempt::interrupt_depth() == 0
     {
         schedule();
     }
@@ -197,7 +198,7 @@ pub fn preempt_on_interrupt_return() {
     if cpu.need_resched.load(Ordering::Acquire)
         && cpu.started.load(Ordering::Acquire)
         && preempt::count() == 0
-        && crate::irq::depth() == 0
+        && preempt::interrupt_depth() == 0
     {
         schedule();
     }

@@ -74,12 +74,15 @@ fn preempt_busy_cpu_once() -> Result<(u64, u64), alloc::string::String> {
     }
     let ran = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let ran2 = ran.clone();
-    let victim_ticks = &smp::cpus()[cpu].percpu.timer_ticks;
+    let victim_ticks = time::timer::ticks_on(cpu);
     let ticks_before = victim_ticks.load(Ordering::Acquire);
     let started = time::now_ns();
     let high = Builder::new("urgent").priority(Priority::RealTime(2)).pin(cpu).spawn(move || {
         ran2.0.store(time::now_ns(), Ordering::Release);
-        ran2.1.store(percpu::this().timer_ticks.load(Ordering::Acquire), Ordering::Release);
+        ran2.1.store(
+            time::timer::ticks_on(percpu::cpu_number()).load(Ordering::Acquire),
+            Ordering::Release,
+        );
     });
     let finished = high.join_until(time::now_ns() + 2 * SECOND);
     stop.store(true, Ordering::Release);
@@ -95,7 +98,7 @@ fn preempt_busy_cpu_once() -> Result<(u64, u64), alloc::string::String> {
 /// (preemption is off while they are spawned); they must run highest first.
 fn priorities_are_strict() -> TestResult {
     let order = Arc::new(SpinLock::new(Vec::new()));
-    super::preempt::disable();
+    crate::sync::preempt::disable();
     let cpu = percpu::cpu_number();
     let threads: Vec<_> = [
         ("low", Priority::Normal),
@@ -113,7 +116,7 @@ fn priorities_are_strict() -> TestResult {
     .collect();
     // Here the two real-time threads take the CPU, highest first; "low" queues
     // behind them and runs when they are done (before or after this thread).
-    super::preempt::enable();
+    crate::sync::preempt::enable();
     for thread in threads {
         thread.join();
     }
@@ -260,12 +263,12 @@ fn spinlock_counter_under_contention() -> TestResult {
 }
 
 fn preempt_tracer_records_the_longest_span() -> TestResult {
-    super::preempt::reset_tracer();
-    super::preempt::disable();
+    crate::sync::preempt::reset_tracer();
+    crate::sync::preempt::disable();
     let cpu = percpu::cpu_number();
     time::udelay(3000);
-    super::preempt::enable();
-    let span = super::preempt::longest_spans()[cpu];
+    crate::sync::preempt::enable();
+    let span = crate::sync::preempt::longest_spans()[cpu];
     crate::ensure!(
         span.nanoseconds >= 3_000_000,
         "longest span {} ns, expected >= 3 ms",
@@ -361,7 +364,7 @@ fn wake_while_home_is_busy() -> Result<(usize, usize), alloc::string::String> {
         // The condition cpu_for_wake() looks for, on a CPU other than home.
         let other_cpu_idle = || {
             smp::cpus().iter().any(|c| {
-                let sched = &c.percpu.sched;
+                let sched = super::cpu_scheduler(c.number);
                 c.number != home
                     && c.state() == smp::ApState::Online
                     && sched.started.load(Ordering::Acquire)

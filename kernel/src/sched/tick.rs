@@ -5,7 +5,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::x86::interrupts;
 
@@ -13,13 +13,22 @@ use super::placement::wake;
 use super::{Priority, TIME_SLICE_NS, Thread, preempt, this_cpu};
 use crate::time;
 
+/// Set when a panic begins: from then on the timer belongs to the panic path
+/// (which may wait on it), and its interrupts no longer wake or switch threads.
+static STOPPED_FOR_PANIC: AtomicBool = AtomicBool::new(false);
+
+/// Called by the panic path as soon as it owns the panic.
+pub fn stop_for_panic() {
+    STOPPED_FOR_PANIC.store(true, Ordering::Release);
+}
+
 /// The local APIC timer's interrupt: wake sleepers whose time has come, end
 /// time slices, program the next event.
 pub fn on_timer_interrupt() {
     let cpu = this_cpu();
     if !cpu.started.load(Ordering::Acquire)
         || cpu.timer_lent.load(Ordering::Acquire)
-        || crate::panic::in_progress()
+        || STOPPED_FOR_PANIC.load(Ordering::Acquire)
     {
         return;
     }
@@ -56,7 +65,7 @@ pub(super) fn program_timer() {
     let cpu = this_cpu();
     if !cpu.started.load(Ordering::Acquire)
         || cpu.timer_lent.load(Ordering::Acquire)
-        || crate::panic::in_progress()
+        || STOPPED_FOR_PANIC.load(Ordering::Acquire)
     {
         return;
     }

@@ -9,19 +9,19 @@ use super::{ApState, SMP, tsc_sync};
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::{control, gdt, idt, lapic};
 use crate::args::{self, Fault};
-use crate::percpu::{self, PerCpu};
+use crate::percpu::{self, Area};
 
-/// Entered with RSP = this CPU's stack and the address of its `PerCpu` (found by
-/// APIC id in the trampoline). Never returns: ends in the idle loop.
-pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
-    // SAFETY: the trampoline passes the `percpu` field of this CPU's table entry,
-    // which smp::init() filled with a leaked, hence 'static, PerCpu.
-    let percpu: &'static PerCpu = unsafe { &*(percpu_address as *const PerCpu) };
+/// Entered with RSP = this CPU's stack and the address of its per-CPU area
+/// (found by APIC id in the trampoline). Never returns: ends in the idle loop.
+pub extern "C" fn ap_entry(area_address: u64) -> ! {
+    // SAFETY: the trampoline passes the `percpu` field of this CPU's table
+    // entry, which smp::init() filled with Area::address().
+    let area = unsafe { Area::from_address(area_address) };
     let smp = SMP.get().expect("an AP started before smp::init() finished");
-    let me = &smp.cpus[percpu.cpu];
+    let me = &smp.cpus[area.cpu()];
     match args::get().fault {
-        Some(Fault::ApStuck(cpu)) if cpu == percpu.cpu => cpu::halt_forever(), // never report alive
-        Some(Fault::ApPanic(cpu)) if cpu == percpu.cpu => {
+        Some(Fault::ApStuck(cpu)) if cpu == me.number => cpu::halt_forever(), // never report alive
+        Some(Fault::ApPanic(cpu)) if cpu == me.number => {
             panic!("fault=ap_panic:{cpu}: panicking before this CPU's per-CPU data is installed")
         }
         _ => {}
@@ -35,12 +35,15 @@ pub extern "C" fn ap_entry(percpu_address: u64) -> ! {
     // did in the kernel half (the copy came from it), which is all this code,
     // its stack and its data use; CR0/CR4 are the boot CPU's proven settings.
     unsafe { control::adopt(smp.cr0, smp.kernel_cr3, smp.cr4) };
-    percpu::install(percpu);
-    percpu::reset_soft_state(percpu);
-    gdt::init_this_cpu(&percpu.tss, &percpu.gdt, me.ist_stacks());
+    area.install();
+    // INIT resets the CPU, not its per-CPU area: the owners of state that
+    // must not survive a restart forget it.
+    crate::sync::preempt::reset_after_restart();
+    super::stuck_cpu::forget_requests();
+    gdt::init_this_cpu(me.tables, me.ist_stacks());
     idt::init_this_cpu();
     lapic::init_this_cpu();
-    percpu.apic_id.store(lapic::get().id(), Ordering::Relaxed);
+    percpu::set_apic_id(me.number, lapic::get().id());
     crate::time::timer::init_this_cpu();
     me.times.called_in.store(rdtsc(), Ordering::Relaxed);
     if !me.advance(ApState::Alive, ApState::CalledIn) {

@@ -49,14 +49,13 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::arch::x86::interrupts;
 
-use super::cpu_set::CpuSet;
 use crate::percpu;
-use crate::sched::{self, Thread, preempt};
+use crate::percpu::CpuSet;
+use crate::sched::{self, Thread};
+use crate::sync::preempt;
 use descriptor::CallDescriptor;
 use queue::enqueue_all;
-pub use queue::{
-    CallQueue, close_queue_of_failed, close_this_cpu, on_call_interrupt, open_this_cpu,
-};
+pub use queue::{close_queue_of_failed, close_this_cpu, on_call_interrupt, open_this_cpu};
 use wait::PendingCall;
 pub use wait::{STUCK_AFTER_MS, stuck_reports};
 

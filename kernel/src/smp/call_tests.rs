@@ -7,8 +7,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::x86::interrupts;
 
-use super::CpuSet;
 use super::call::{self, WaitMode};
+use crate::percpu::CpuSet;
 use crate::sched::{Builder, Priority, sleep_ns};
 use crate::testing::Random;
 use crate::testing::{KernelTest, TestResult};
@@ -277,9 +277,9 @@ fn preempt_wait_lets_higher_priority_run() -> TestResult {
 
 fn calls_to_self_run_locally() -> TestResult {
     let ran_on = AtomicUsize::new(usize::MAX);
-    crate::sched::preempt::disable();
+    crate::sync::preempt::disable();
     let me = percpu::cpu_number();
-    crate::sched::preempt::enable();
+    crate::sync::preempt::enable();
     // The thread may move between reading its CPU and calling; retry until it did not.
     for _ in 0..10 {
         if call::call_on_any(CpuSet::single(me), "self", &|| {

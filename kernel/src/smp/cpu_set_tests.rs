@@ -4,7 +4,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
+use crate::percpu::cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 use crate::testing::{KernelTest, TestResult};
 
 /// CPU numbers in several words, at both ends of a word and the set's last.

@@ -23,7 +23,6 @@ pub mod bench;
 mod bring_up;
 pub mod call;
 mod call_tests;
-mod cpu_set;
 mod cpu_set_tests;
 pub mod irq_handlers;
 mod park;
@@ -34,22 +33,26 @@ mod timeline;
 mod trampoline;
 mod tsc_sync;
 
+/// The test vector's handler (`irq::tests`'s `on_self_test_interrupt`) counts its answers
+/// in the IPI test's per-CPU counters.
+pub use tests::count_answered_ipi;
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::AtomicU8;
 
 use spin::Once;
 use x86_64::VirtAddr;
 
 use crate::acpi::Platform;
 use crate::arch::x86::control::ControlRegisters;
-use crate::arch::x86::gdt::IST_STACK_SIZE;
+use crate::arch::x86::gdt::{self, CpuTables, IST_STACK_SIZE};
 use crate::arch::x86::lapic;
 use crate::args::{self, SmpMode};
 use crate::mm::stack::KernelStack;
-use crate::percpu::PerCpu;
+use crate::percpu::MAX_CPUS;
+use crate::percpu::{self, Area, CpuSet};
 pub use bring_up::{bring_up, bring_up_first};
-pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 pub use park::park_all;
 pub use registry::{ApState, Cpu, PhaseTimes};
 pub use timeline::Phases;
@@ -112,7 +115,7 @@ pub struct BringUp {
 
 /// Prepares every AP's stack and per-CPU data, installs the trampoline, and
 /// brings the APs up in the mode `smp=` asks for.
-pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
+pub fn init(platform: &Platform) {
     let args = args::get();
     // In xAPIC mode an IPI names its target with 8 bits: a CPU whose APIC id
     // does not fit cannot be started or reached (its id cut to 8 bits would
@@ -129,7 +132,7 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     // CPU sets have room for MAX_CPUS (see cpu_set.rs for the choice).
     if enabled.len() > MAX_CPUS {
         log::warn!(
-            "smp: the firmware lists {} startable CPUs, more than this kernel's MAX_CPUS ({MAX_CPUS}, smp/cpu_set.rs); \
+            "smp: the firmware lists {} startable CPUs, more than this kernel's MAX_CPUS ({MAX_CPUS}, percpu/cpu_set.rs); \
              managing the first {MAX_CPUS} and leaving {} out",
             enabled.len(),
             enabled.len() - MAX_CPUS
@@ -148,9 +151,12 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
     let mut cpus = Vec::with_capacity(wanted);
     // Numbered in MADT order (the boot CPU first), without the CPUs left out.
     for (number, entry) in enabled[..wanted].iter().enumerate() {
-        let percpu: &'static PerCpu =
-            if number == 0 { boot_cpu } else { Box::leak(Box::new(PerCpu::new(number))) };
-        percpu.apic_id.store(entry.apic_id, Ordering::Relaxed);
+        let (area, tables) = if number == 0 {
+            (Area::of(0), gdt::boot_cpu_tables()) // made before the heap existed
+        } else {
+            (Area::new(number), &*Box::leak(Box::new(CpuTables::new())))
+        };
+        percpu::set_apic_id(number, entry.apic_id);
         let ist_stacks = if number == 0 {
             [VirtAddr::zero(); 3] // the boot CPU's are static (gdt::boot_cpu_ist_stacks)
         } else {
@@ -159,7 +165,8 @@ pub fn init(platform: &Platform, boot_cpu: &'static PerCpu) {
         cpus.push(Cpu {
             number,
             apic_id: entry.apic_id,
-            percpu,
+            area,
+            tables,
             state: AtomicU8::new(if number == 0 { ApState::Online } else { ApState::Offline } as u8),
             park_request: AtomicU8::new(park::NO_REQUEST),
             times: PhaseTimes::default(),
@@ -204,11 +211,7 @@ fn install_trampoline(cpus: &[Cpu]) -> Option<Trampoline> {
     let table: Vec<ApStartEntry> = cpus[1..]
         .iter()
         .map(|cpu| {
-            ApStartEntry::new(
-                cpu.apic_id,
-                KernelStack::new(AP_STACK_SIZE).top,
-                cpu.percpu as *const _ as u64,
-            )
+            ApStartEntry::new(cpu.apic_id, KernelStack::new(AP_STACK_SIZE).top, cpu.area.address())
         })
         .collect();
     let table: &'static [ApStartEntry] = Box::leak(table.into_boxed_slice());

@@ -132,8 +132,9 @@ use crate::testing::{KernelTest, TestResult};
 /// shootdown of the space neither waits for the parked CPU nor misses it once
 /// it is back, and the restarted CPU's timer works.
 fn park_moves_work_away_and_restart_is_clean() -> TestResult {
-    use crate::mm::{address_space::AddressSpace, frame, tlb};
+    use crate::mm::{address_space::AddressSpace, frame};
     use crate::sched::{Builder, Completion, sleep_ns};
+    use crate::tlb;
     use alloc::sync::Arc;
     use core::sync::atomic::AtomicBool;
     use x86_64::structures::paging::Page;
@@ -256,7 +257,7 @@ fn park_moves_work_away_and_restart_is_clean() -> TestResult {
     );
 
     crate::smp::call::call_on_many(
-        crate::smp::CpuSet::all_online(),
+        crate::percpu::CpuSet::all_online(),
         "unload_address_space",
         &crate::mm::lazy_tlb::unload,
     )

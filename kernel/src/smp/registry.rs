@@ -6,10 +6,10 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 
-use crate::arch::x86::gdt::IstStacks;
+use crate::arch::x86::gdt::{CpuTables, IstStacks};
 use crate::arch::x86::idt::WAKE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::percpu::PerCpu;
+use crate::percpu::Area;
 
 /// Where an AP is in its life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,9 @@ pub struct PhaseTimes {
 pub struct Cpu {
     pub number: usize,
     pub apic_id: u32,
-    pub percpu: &'static PerCpu,
+    /// Its per-CPU area, and its TSS and GDT.
+    pub(super) area: Area,
+    pub(super) tables: &'static CpuTables,
     pub(super) state: AtomicU8,
     /// A park request for this CPU (see `park`).
     pub(super) park_request: AtomicU8,

@@ -17,38 +17,44 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::percpu::cpu_local;
 use crate::symbols::{self, Demangled};
 use crate::time;
 
 /// How long a requester waits for the answer.
 const ANSWER_WITHIN_NS: u64 = 20_000_000;
 
-/// One CPU's mailbox for RIP samples; lives in its `PerCpu`.
-pub struct RipSample {
+/// One CPU's mailbox for RIP samples.
+struct RipSample {
     requested: AtomicU64,
     answered: AtomicU64,
     rip: AtomicU64,
 }
 
 impl RipSample {
-    pub const fn new() -> RipSample {
+    const fn new() -> RipSample {
         RipSample {
             requested: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             rip: AtomicU64::new(0),
         }
     }
+}
 
-    /// For a CPU restarted by INIT, which dropped any NMI still on its way:
-    /// a request it never answered would otherwise stay outstanding for good.
-    pub fn forget_requests(&self) {
-        self.answered.store(self.requested.load(Ordering::Acquire), Ordering::Release);
-    }
+cpu_local! {
+    static RIP_SAMPLE: RipSample = RipSample::new();
+}
+
+/// For a CPU restarted by INIT, which dropped any NMI still on its way:
+/// a request it never answered would otherwise stay outstanding for good.
+pub fn forget_requests() {
+    let sample = RIP_SAMPLE.get();
+    sample.answered.store(sample.requested.load(Ordering::Acquire), Ordering::Release);
 }
 
 /// Called by the NMI handler: true if this NMI answered a sample request.
 pub fn answer_on_nmi(interrupted_rip: u64) -> bool {
-    let sample = &crate::percpu::this().rip_sample;
+    let sample = RIP_SAMPLE.get();
     let wanted = sample.requested.load(Ordering::Acquire);
     if sample.answered.load(Ordering::Relaxed) >= wanted {
         return false;
@@ -67,7 +73,7 @@ pub enum Location {
 /// Asks `cpu` where it is, waiting up to 20 ms for the answer.
 pub fn locate(cpu: usize) -> Location {
     let target = &super::cpus()[cpu];
-    let sample = &target.percpu.rip_sample;
+    let sample = RIP_SAMPLE.on(cpu);
     let answered = sample.answered.load(Ordering::Acquire);
     // Ask only if no request is outstanding; otherwise wait for that one.
     let wanted = match sample.requested.compare_exchange(

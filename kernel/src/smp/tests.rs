@@ -2,13 +2,28 @@
 //! own, parking and starting again, and the order a parallel bring-up keeps.
 
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{ApState, Cpu, bring_up, cpus, park_all};
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::args::{self, SmpMode};
+use crate::percpu::{self, cpu_local};
 use crate::testing::{KernelTest, TestResult};
-use crate::{percpu, time};
+use crate::time;
+
+cpu_local! {
+    /// Test IPIs this CPU answered, and the APIC id its handler read from the
+    /// hardware.
+    static TEST_IPIS_ANSWERED: AtomicU64 = AtomicU64::new(0);
+    static APIC_ID_SEEN_IN_HANDLER: AtomicU32 = AtomicU32::new(u32::MAX);
+}
+
+/// Called by the test vector's handler (`irq::tests`'s `on_self_test_interrupt`) on
+/// the CPU that took it, with the APIC id the hardware reports there.
+pub fn count_answered_ipi(hardware_apic_id: u32) {
+    APIC_ID_SEEN_IN_HANDLER.get().store(hardware_apic_id, Ordering::Relaxed);
+    TEST_IPIS_ANSWERED.get().fetch_add(1, Ordering::Release);
+}
 
 fn expect_all_online() -> TestResult {
     let wanted = cpus().len();
@@ -29,21 +44,20 @@ fn expect_all_online() -> TestResult {
 fn every_cpu_answers_an_ipi() -> TestResult {
     crate::irq::tests::claim_self_test_vector();
     for cpu in cpus() {
-        let before = cpu.percpu.test_ipis_answered.load(Ordering::Acquire);
+        let answered = TEST_IPIS_ANSWERED.on(cpu.number);
+        let before = answered.load(Ordering::Acquire);
         lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::SELF_TEST_VECTOR));
         let deadline = time::now_ns() + 500_000_000;
-        while cpu.percpu.test_ipis_answered.load(Ordering::Acquire) == before
-            && time::now_ns() < deadline
-        {
+        while answered.load(Ordering::Acquire) == before && time::now_ns() < deadline {
             core::hint::spin_loop();
         }
         crate::ensure!(
-            cpu.percpu.test_ipis_answered.load(Ordering::Acquire) == before + 1,
+            answered.load(Ordering::Acquire) == before + 1,
             "CPU {} (APIC id {}) did not answer an IPI",
             cpu.number,
             cpu.apic_id
         );
-        let seen = cpu.percpu.apic_id_seen_in_handler.load(Ordering::Relaxed);
+        let seen = APIC_ID_SEEN_IN_HANDLER.on(cpu.number).load(Ordering::Relaxed);
         crate::ensure!(
             seen == cpu.apic_id,
             "CPU {}'s handler ran on APIC id {seen}, expected {}",
@@ -74,21 +88,22 @@ fn percpu_holds_own_apic_id() -> TestResult {
     let problems = crate::sync::SpinLock::new(Vec::<String>::new());
     for cpu in cpus().iter().filter(|c| c.state() == ApState::Online) {
         let check = || {
-            let this = percpu::this(); // through GS, on the CPU being checked
+            // Through GS, on the CPU being checked.
+            let (area, number, apic_id) =
+                (percpu::Area::this(), percpu::cpu_number(), percpu::apic_id());
             let hardware = lapic::get().id();
             let expected = &cpus()[cpu.number];
-            if !core::ptr::eq(this, expected.percpu) || this.cpu != cpu.number {
+            if area != percpu::Area::of(cpu.number) || number != cpu.number {
                 problems.lock().push(alloc::format!(
-                    "on CPU {}, GS points at CPU {}'s per-CPU data",
+                    "on CPU {}, GS points at CPU {number}'s per-CPU data",
                     cpu.number,
-                    this.cpu
                 ));
             }
-            if this.apic_id.load(Ordering::Relaxed) != hardware || expected.apic_id != hardware {
+            if apic_id != hardware || expected.apic_id != hardware {
                 problems.lock().push(alloc::format!(
                     "on CPU {}, the hardware APIC id is {hardware}, per-CPU data says {}, MADT {}",
                     cpu.number,
-                    this.apic_id.load(Ordering::Relaxed),
+                    apic_id,
                     expected.apic_id
                 ));
             }

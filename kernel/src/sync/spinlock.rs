@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::x86::interrupts;
 
-use crate::sched::preempt;
+use super::preempt;
 
 pub struct SpinLock<T: ?Sized> {
     locked: AtomicBool,

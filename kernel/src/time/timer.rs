@@ -5,15 +5,23 @@
 //! zero (SDM Vol. 3A 11.5.4 "APIC Timer"). Its rate is not architectural, so it
 //! is measured at boot against the TSC, which is already calibrated.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Once;
 
 use crate::arch::x86::apic_timer;
 use crate::arch::x86::cpu::rdtsc_ordered;
 use crate::arch::x86::idt::TIMER_VECTOR;
+use crate::irq;
+use crate::percpu::cpu_local;
 use crate::testing::{KernelTest, TestResult};
-use crate::{irq, percpu};
+
+cpu_local! {
+    /// Local APIC timer interrupts taken on this CPU.
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+    /// The timer is set up for one-shot mode: only the count needs writing.
+    static ONE_SHOT_READY: AtomicBool = AtomicBool::new(false);
+}
 
 /// Timer ticks (after the divisor) per millisecond, measured at boot.
 static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
@@ -59,7 +67,7 @@ pub fn calibrate() -> u64 {
         *rate = ((start_count - end_count) as u64 * 1_000_000 / elapsed_ns).max(1);
     }
     apic_timer::set_initial_count(0);
-    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
+    ONE_SHOT_READY.get().store(false, Ordering::Relaxed);
     rates.sort_unstable();
     TICKS_PER_MS.store(rates[1], Ordering::Relaxed);
     rates[1]
@@ -103,7 +111,7 @@ pub fn init_this_cpu() {
 
 /// Interrupts this CPU `hz` times a second until `stop()`.
 pub fn start_periodic(hz: u64) {
-    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
+    ONE_SHOT_READY.get().store(false, Ordering::Relaxed);
     apic_timer::start_periodic(ticks_for_ns(1_000_000_000 / hz));
 }
 
@@ -112,7 +120,7 @@ pub fn start_periodic(hz: u64) {
 /// scheduler rearms the timer at every switch, and under a hypervisor each
 /// APIC register write can cost a VM exit.
 pub fn start_one_shot(ns: u64) {
-    if !percpu::this().timer_one_shot_ready.swap(true, Ordering::Relaxed) {
+    if !ONE_SHOT_READY.get().swap(true, Ordering::Relaxed) {
         apic_timer::enter_one_shot_mode();
     }
     apic_timer::set_initial_count(ticks_for_ns(ns));
@@ -121,7 +129,7 @@ pub fn start_one_shot(ns: u64) {
 /// Stops this CPU's timer: a zero initial count stops it (11.5.4), the mask
 /// keeps a pending expiry from being delivered.
 pub fn stop() {
-    percpu::this().timer_one_shot_ready.store(false, Ordering::Relaxed);
+    ONE_SHOT_READY.get().store(false, Ordering::Relaxed);
     apic_timer::stop();
 }
 
@@ -139,14 +147,19 @@ pub fn set_tick_hook(hook: fn()) {
 
 /// The timer's interrupt handler.
 fn on_interrupt() {
-    percpu::this().timer_ticks.fetch_add(1, Ordering::Relaxed);
+    TICKS.get().fetch_add(1, Ordering::Relaxed);
     if let Some(hook) = TICK_HOOK.get() {
         hook();
     }
 }
 
 fn local_ticks() -> u64 {
-    percpu::this().timer_ticks.load(Ordering::Relaxed)
+    TICKS.get().load(Ordering::Relaxed)
+}
+
+/// CPU `cpu`'s count of timer interrupts.
+pub fn ticks_on(cpu: usize) -> &'static AtomicU64 {
+    TICKS.on(cpu)
 }
 
 /// Spins until the clock passes `deadline_ns` (timer interrupts still arrive).

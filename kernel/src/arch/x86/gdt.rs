@@ -34,14 +34,14 @@ pub struct Selectors {
 /// A CPU's GDT, rebuilt each time the CPU starts. It cannot be built once and
 /// kept: `ltr` marks the TSS descriptor busy in the table, and loading a busy
 /// TSS faults, so a CPU that is parked and started again needs a fresh table.
-pub struct GdtSlot(UnsafeCell<(GlobalDescriptorTable, Selectors)>);
+struct GdtSlot(UnsafeCell<(GlobalDescriptorTable, Selectors)>);
 
 // SAFETY: each slot is written only by its own CPU, in init_this_cpu(), while
 // that CPU is starting and nothing else reads it.
 unsafe impl Sync for GdtSlot {}
 
 impl GdtSlot {
-    pub const fn new() -> GdtSlot {
+    const fn new() -> GdtSlot {
         let null = SegmentSelector::new(0, PrivilegeLevel::Ring0);
         GdtSlot(UnsafeCell::new((
             GlobalDescriptorTable::new(),
@@ -53,15 +53,36 @@ impl GdtSlot {
 /// A CPU's TSS, written each time the CPU starts, before its GDT names it.
 /// (Not a `Once`: an AP that is INITed while building it, because the boot
 /// CPU gave up on it, would leave a `Once` half-done for good.)
-pub struct TssSlot(UnsafeCell<TaskStateSegment>);
+struct TssSlot(UnsafeCell<TaskStateSegment>);
 
 // SAFETY: as for GdtSlot: written only by its own CPU while it starts.
 unsafe impl Sync for TssSlot {}
 
 impl TssSlot {
-    pub const fn new() -> TssSlot {
+    const fn new() -> TssSlot {
         TssSlot(UnsafeCell::new(TaskStateSegment::new()))
     }
+}
+
+/// One CPU's TSS and GDT. The CPU finds them through its TR and GDTR
+/// registers, never through GS, so they are not per-CPU variables: the boot
+/// CPU's are a static here, each AP's is allocated by `smp` along with its
+/// stacks, before the AP starts.
+pub struct CpuTables {
+    tss: TssSlot,
+    gdt: GdtSlot,
+}
+
+impl CpuTables {
+    pub const fn new() -> CpuTables {
+        CpuTables { tss: TssSlot::new(), gdt: GdtSlot::new() }
+    }
+}
+
+static BOOT_CPU_TABLES: CpuTables = CpuTables::new();
+
+pub fn boot_cpu_tables() -> &'static CpuTables {
+    &BOOT_CPU_TABLES
 }
 
 /// The tops of a CPU's IST stacks (stacks grow down).
@@ -93,13 +114,13 @@ pub fn boot_cpu_ist_stacks() -> IstStacks {
     }
 }
 
-/// Builds this CPU's TSS and GDT in its own slots (in its per-CPU data) and loads them.
-pub fn init_this_cpu(tss_slot: &'static TssSlot, gdt_slot: &'static GdtSlot, stacks: IstStacks) {
+/// Builds this CPU's TSS and GDT in `tables` and loads them.
+pub fn init_this_cpu(tables: &'static CpuTables, stacks: IstStacks) {
     let mut new_tss = TaskStateSegment::new();
     new_tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stacks.double_fault;
     new_tss.interrupt_stack_table[NMI_IST_INDEX as usize] = stacks.nmi;
     new_tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
-    let tss_slot = tss_slot.0.get();
+    let tss_slot = tables.tss.0.get();
     // SAFETY: see TssSlot: this CPU is starting and alone touches its slot; a
     // TSS loaded before is not in use any more (INIT, then the trampoline).
     let tss: &'static TaskStateSegment = unsafe {
@@ -111,7 +132,7 @@ pub fn init_this_cpu(tss_slot: &'static TssSlot, gdt_slot: &'static GdtSlot, sta
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
     let tss_selector = gdt.append(Descriptor::tss_segment(tss));
     let selectors = Selectors { kernel_code, kernel_data, tss: tss_selector };
-    let slot = gdt_slot.0.get();
+    let slot = tables.gdt.0.get();
     // SAFETY: see GdtSlot: this CPU is starting, so it alone touches its slot,
     // and the table it may have loaded before is no longer in use (a CPU is
     // restarted from INIT, and the trampoline loads a GDT of its own).
@@ -119,7 +140,7 @@ pub fn init_this_cpu(tss_slot: &'static TssSlot, gdt_slot: &'static GdtSlot, sta
         slot.write((gdt, selectors));
         &*slot
     };
-    // SAFETY: the table lives in 'static per-CPU data and is not changed while loaded.
+    // SAFETY: the table lives in 'static memory and is not changed while loaded.
     unsafe { gdt.load_unsafe() };
     // SAFETY: the selectors index descriptors of the GDT just loaded.
     unsafe {

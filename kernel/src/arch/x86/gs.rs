@@ -1,8 +1,14 @@
-//! The GS segment base, which points at the running CPU's per-CPU data, and
-//! the gs-relative accesses that read and change that data in one instruction
-//! (SDM Vol. 3A "Segment Loading Instructions in IA-32e Mode": in 64-bit mode
-//! the FS and GS bases are the only segment bases still applied, and the
-//! `IA32_GS_BASE` MSR sets GS's). What lives there is `percpu`'s business.
+//! The GS segment base: how a CPU finds its own per-CPU area.
+//!
+//! In 64-bit mode the GS base is not taken from a descriptor but from the
+//! `IA32_GS_BASE` MSR (SDM Vol. 3A, "Segment Loading Instructions in IA-32e
+//! Mode", and Vol. 4, "IA-32 Architectural MSRs"), and a memory operand with a
+//! `gs:` prefix adds it to the address. Each CPU points its own GS base at its
+//! own area (see `percpu`), so one instruction like `add dword ptr gs:[off], 1`
+//! reaches this CPU's copy of a variable, whatever CPU runs it.
+//!
+//! These are the only functions that touch the register; `percpu` builds the
+//! per-CPU variables on top of them.
 
 use core::arch::asm;
 
@@ -10,44 +16,53 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
 
 /// Points this CPU's GS base at `base`.
-pub fn set_base(base: *const u8) {
-    GsBase::write(VirtAddr::from_ptr(base));
+pub fn set_base(base: u64) {
+    GsBase::write(VirtAddr::new(base));
 }
 
-/// This CPU's GS base: 0 until [`set_base`] runs (INIT clears it, SDM Vol. 3A
-/// Table "IA-32 and Intel 64 Processor States Following Power-up, Reset, or
-/// INIT"). Reads an MSR, which is slow.
+/// This CPU's GS base. Reads the MSR, which is slow (tens of cycles, a VM
+/// exit under some hypervisors): for the rare "is there an area yet?" check.
 pub fn base() -> u64 {
     GsBase::read().as_u64()
 }
 
-/// Reads the 64-bit word at `offset` from the GS base.
+/// Reads the 64-bit value at `gs:[offset]`.
 ///
 /// # Safety
-/// The GS base points at memory holding an initialised u64 at `offset`.
-#[inline(always)]
+/// The GS base points at memory in which `offset..offset + 8` is a readable,
+/// 8-byte aligned `u64`.
+#[inline]
 pub unsafe fn read_u64(offset: usize) -> u64 {
     let value: u64;
-    // SAFETY: the caller's contract.
+    // SAFETY: the caller vouches for the memory at gs:[offset]; the load has
+    // no other effect.
     unsafe {
-        asm!("mov {value}, gs:[{offset}]", value = out(reg) value, offset = in(reg) offset,
+        asm!("mov {value}, gs:[{offset}]",
+             value = out(reg) value,
+             offset = in(reg) offset,
              options(nostack, readonly, preserves_flags))
     };
     value
 }
 
-/// Adds `delta` to the 32-bit word at `offset` from the GS base, in one
-/// instruction: an interrupt cannot split it, and a thread that migrates
-/// cannot separate it from the CPU that executes it (Linux's `this_cpu_add()`).
+/// Adds `delta` to the 32-bit value at `gs:[offset]` in one instruction.
+///
+/// The instruction reads the GS base and changes memory in one go: an
+/// interrupt comes before it or after it, never in between, so a thread that
+/// is preempted and moved to another CPU around this call changes the count of
+/// exactly one CPU, the one that executed the instruction. (It is not `lock`ed:
+/// only the owning CPU ever changes its own value this way.)
 ///
 /// # Safety
-/// The GS base points at memory holding a u32 at `offset` that this CPU may
-/// change (an atomic one, if others read it).
-#[inline(always)]
+/// The GS base points at memory in which `offset..offset + 4` is a 4-byte
+/// aligned `u32` that only this CPU writes, or that is atomic.
+#[inline]
 pub unsafe fn add_u32(offset: usize, delta: i32) {
-    // SAFETY: the caller's contract.
+    // SAFETY: the caller vouches for the memory at gs:[offset].
     unsafe {
-        asm!("add dword ptr gs:[{offset}], {delta:e}", offset = in(reg) offset,
-             delta = in(reg) delta, options(nostack))
+        asm!("add dword ptr gs:[{offset}], {delta:e}",
+             offset = in(reg) offset,
+             delta = in(reg) delta,
+             options(nostack))
     };
 }

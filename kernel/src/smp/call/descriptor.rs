@@ -7,9 +7,9 @@
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-use super::super::cpu_set::AtomicCpuSet;
 use super::HeapCall;
 use crate::percpu;
+use crate::percpu::AtomicCpuSet;
 use crate::sched::{self, Thread};
 
 /// The work, as the targets see it.

@@ -7,16 +7,15 @@
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::super::cpu_set::CpuSet;
 use super::descriptor::CallDescriptor;
 use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::percpu;
-use crate::smp;
+use crate::percpu::CpuSet;
+use crate::percpu::{self, cpu_local};
 use crate::sync::SpinLock;
 
-/// One CPU's queue of calls to run; lives in its `PerCpu`.
-pub struct CallQueue {
+/// One CPU's queue of calls to run.
+pub(super) struct CallQueue {
     calls: SpinLock<VecDeque<*const CallDescriptor>>,
     /// Set while the CPU is not online (before it first comes up, and from
     /// the moment it drains its queue to park until it is back): it takes no
@@ -29,10 +28,9 @@ pub struct CallQueue {
 // SAFETY: the pointers are only dereferenced under the protocol described at
 // the top: a descriptor outlives every queue entry that points to it.
 unsafe impl Sync for CallQueue {}
-unsafe impl Send for CallQueue {}
 
 impl CallQueue {
-    pub const fn new() -> CallQueue {
+    const fn new() -> CallQueue {
         CallQueue { calls: SpinLock::new(VecDeque::new()), closed: AtomicBool::new(true) }
     }
 
@@ -49,13 +47,17 @@ impl CallQueue {
     }
 }
 
+cpu_local! {
+    static CALL_QUEUE: CallQueue = CallQueue::new();
+}
+
 pub(super) fn queue_of(cpu: usize) -> &'static CallQueue {
-    &smp::cpus()[cpu].percpu.calls
+    CALL_QUEUE.on(cpu)
 }
 
 /// The call IPI's handler: run everything queued for this CPU.
 pub fn on_call_interrupt() {
-    let queue = &percpu::this().calls;
+    let queue = CALL_QUEUE.get();
     loop {
         let next = queue.calls.lock_irqsave().pop_front();
         match next {
@@ -69,7 +71,7 @@ pub fn on_call_interrupt() {
 /// already queued. A caller that finds the queue closed acknowledges the call
 /// itself (see `enqueue`), so no caller ever waits for a parked CPU.
 pub fn close_this_cpu() {
-    for descriptor in percpu::this().calls.close_and_take() {
+    for descriptor in CALL_QUEUE.get().close_and_take() {
         CallDescriptor::run(descriptor);
     }
 }
@@ -84,7 +86,7 @@ pub fn close_queue_of_failed(cpu: usize) {
 
 /// For a CPU coming (back) online: take calls again.
 pub fn open_this_cpu() {
-    percpu::this().calls.closed.store(false, Ordering::Release);
+    CALL_QUEUE.get().closed.store(false, Ordering::Release);
 }
 
 /// Queues `descriptor` on `cpu` and kicks it unless a kick is already on its
@@ -101,7 +103,7 @@ fn enqueue(cpu: usize, descriptor: *const CallDescriptor) -> bool {
         was_empty
     };
     if was_empty {
-        lapic::get().send_ipi(smp::cpus()[cpu].apic_id, Ipi::Fixed(CALL_FUNCTION_VECTOR));
+        lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Fixed(CALL_FUNCTION_VECTOR));
     }
     true
 }

@@ -4,10 +4,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::super::cpu_set::CpuSet;
 use super::queue::queue_of;
 use super::{CrossCall, SPIN_BEFORE_SLEEP_NS, WaitMode};
-use crate::sched::{self, preempt};
+use crate::percpu::CpuSet;
+use crate::sched;
+use crate::sync::preempt;
 use crate::time;
 
 /// A started call: its descriptor is queued on other CPUs.

@@ -16,20 +16,29 @@
 //! - up to `FLUSH_CEILING` pages are flushed one by one with INVLPG, a larger
 //!   range with a full flush (reloading CR3), which is cheaper than many INVLPGs;
 //! - the local flush runs while the remote CPUs work on theirs.
+//!
 //! The wait follows `ipi_wait=` (see smp::call), and it never gives up: a
 //! shootdown returns only once every target has flushed, so the caller may
 //! free the old frame. A target that does not answer (interrupts off for a
 //! second) is reported, and waited for. A parked target needs no flush: it
 //! is restarted with INIT, which empties its TLB, before it runs again.
+//!
+//! This module sits above `smp` (it sends cross-CPU calls) and `mm` (whose
+//! address spaces and lazy-TLB state it reads); `mm`'s stack allocator, which
+//! needs a kernel-wide flush before it reuses freed stack frames, gets it
+//! through the one function `init` registers.
+
+pub mod bench;
+mod tests;
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
 use x86_64::VirtAddr;
 
-use super::address_space::AddressSpace;
-use super::lazy_tlb;
 use crate::arch::x86::mmu;
-use crate::smp::CpuSet;
+use crate::mm::address_space::AddressSpace;
+use crate::mm::lazy_tlb;
+use crate::percpu::CpuSet;
 use crate::smp::call::CrossCall;
 
 /// Linux's `tlb_single_page_flush_ceiling`.
@@ -112,10 +121,25 @@ pub fn shootdown_kernel(start: VirtAddr, pages: usize) {
     );
 }
 
+/// Gives `mm::stack` its kernel-wide flush. Called once at boot.
+pub fn init() {
+    crate::mm::stack::set_flush_every_cpu(flush_for_freed_stacks);
+}
+
+/// The flush `mm::stack` waits for before it frees retired stack frames; false
+/// (nothing done) on a CPU whose scheduler does not run yet, which cannot wait.
+fn flush_for_freed_stacks() -> bool {
+    if !crate::sched::is_started() {
+        return false;
+    }
+    shootdown_kernel_everything();
+    true
+}
+
 /// Flushes every kernel translation (global ones included) on every CPU.
 pub fn shootdown_kernel_everything() {
     // Any range longer than the ceiling is flushed whole, wherever it starts.
-    shootdown_kernel(VirtAddr::new(super::layout::STACKS_START), FLUSH_CEILING + 1);
+    shootdown_kernel(VirtAddr::new(crate::mm::layout::STACKS_START), FLUSH_CEILING + 1);
 }
 
 /// Kernel pages may be global, which a CR3 reload keeps: flush them one by

@@ -25,15 +25,17 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::VirtAddr;
 use x86_64::structures::paging::Page;
 
-use super::address_space::AddressSpace;
-use super::{frame, tlb};
 use crate::arch::x86::cpu;
 use crate::fault::IrqOffInjector;
+use crate::mm::address_space::AddressSpace;
+use crate::mm::{frame, lazy_tlb};
+use crate::percpu::CpuSet;
 use crate::sched::bench::percentile;
-use crate::sched::{Builder, JoinHandle, Priority, preempt, sleep_ns};
-use crate::smp::CpuSet;
+use crate::sched::{Builder, JoinHandle, Priority, sleep_ns};
 use crate::smp::call::{self, WaitMode};
 use crate::symbols::Demangled;
+use crate::sync::preempt;
+use crate::tlb;
 use crate::{smp, time};
 
 const BASE: u64 = 0x0000_0050_0000_0000;
@@ -108,8 +110,7 @@ fn make_lazy(space: &Arc<AddressSpace>, cpus: impl Iterator<Item = usize>) {
 
 /// Makes every CPU leave `space` (load the kernel's tables).
 fn unload_everywhere() {
-    let _ =
-        call::call_on_many(CpuSet::all_online(), "unload_address_space", &super::lazy_tlb::unload);
+    let _ = call::call_on_many(CpuSet::all_online(), "unload_address_space", &lazy_tlb::unload);
 }
 
 /// What the real-time thread saw in one mode (None: the limit, no shootdowns).
@@ -328,7 +329,7 @@ pub fn run() {
     let (sent, saved) = tlb::flush_ipi_counts();
     crate::println!(
         "BENCH tlb ipis sent={sent} saved_by_lazy={saved} lazy_catch_up_flushes={} accel={accelerator}",
-        super::lazy_tlb::catch_up_flushes()
+        lazy_tlb::catch_up_flushes()
     );
     unload_everywhere();
 }

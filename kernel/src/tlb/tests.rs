@@ -9,13 +9,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 
-use super::address_space::AddressSpace;
-use super::{frame, paging, phys_to_virt, tlb};
+use crate::mm::address_space::AddressSpace;
+use crate::mm::{frame, lazy_tlb, paging, phys_to_virt};
+use crate::percpu::CpuSet;
 use crate::sched::Builder;
-use crate::smp::CpuSet;
 use crate::smp::call::{self, WaitMode};
 use crate::sync::SpinLock;
 use crate::testing::{KernelTest, Random, TestResult};
+use crate::tlb;
 use crate::{percpu, smp};
 
 /// Where the torture maps its pages in the shared address space.
@@ -133,7 +134,7 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
     });
     let rounds = total.div_ceil(cpus as u64);
     let (sent_before, saved_before) = tlb::flush_ipi_counts();
-    let catch_ups_before = super::lazy_tlb::catch_up_flushes();
+    let catch_ups_before = lazy_tlb::catch_up_flushes();
     let threads: Vec<_> = (0..cpus)
         .map(|cpu| {
             let state = state.clone();
@@ -147,14 +148,14 @@ fn torture(mode: WaitMode, total: u64) -> Result<u64, alloc::string::String> {
         thread.join();
     }
     let (sent, saved) = tlb::flush_ipi_counts();
-    let catch_ups = super::lazy_tlb::catch_up_flushes() - catch_ups_before;
+    let catch_ups = lazy_tlb::catch_up_flushes() - catch_ups_before;
     log::info!(
         "test: tlb torture ({mode:?}): {} flush IPIs sent, {} saved by lazy CPUs, {catch_ups} catch-up flushes",
         sent - sent_before,
         saved - saved_before
     );
     // Every CPU leaves the space, so it can be freed with its frames.
-    call::call_on_many(CpuSet::all_online(), "unload_address_space", &crate::mm::lazy_tlb::unload)
+    call::call_on_many(CpuSet::all_online(), "unload_address_space", &lazy_tlb::unload)
         .map_err(|e| alloc::format!("unload: {e:?}"))?;
     for page in 0..pages {
         if let Some(frame) = space.unmap(Page::containing_address(page_address(page))) {
@@ -196,7 +197,7 @@ fn tlb_torture_short() -> TestResult {
 /// Kernel mappings are shared by all CPUs: after a kernel remap and a kernel
 /// shootdown, every CPU must read the new frame.
 fn kernel_shootdown_reaches_every_cpu() -> TestResult {
-    let page = Page::containing_address(VirtAddr::new(super::layout::MMIO_END - 4096));
+    let page = Page::containing_address(VirtAddr::new(crate::mm::layout::MMIO_END - 4096));
     let (first, second) =
         (frame::allocate().ok_or("no frame")?, frame::allocate().ok_or("no frame")?);
     write_pattern(first, 1, 1);
@@ -341,11 +342,7 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode) -> TestResult {
     let (reports, replaced) = outcome.lock().take().ok_or("the initiator recorded nothing")?;
     // SAFETY: the shootdown returned, so every target flushed; nothing maps the frame.
     unsafe { frame::free(replaced) };
-    let leave = call::call_on_many(
-        CpuSet::all_online(),
-        "unload_address_space",
-        &crate::mm::lazy_tlb::unload,
-    );
+    let leave = call::call_on_many(CpuSet::all_online(), "unload_address_space", &lazy_tlb::unload);
     if let Some(frame) = space.unmap(Page::containing_address(page_address(0))) {
         // SAFETY: no CPU has the space loaded any more.
         unsafe { frame::free(frame) };

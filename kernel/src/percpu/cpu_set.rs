@@ -38,7 +38,7 @@
 //!
 //! This file uses nothing of the kernel's, so the host unit tests
 //! (kernel-logic/) compile it as it is; `CpuSet::all_online` is in smp/mod.rs
-//! and the in-kernel tests are in cpu_set_tests.rs.
+//! and the in-kernel tests are in smp/cpu_set_tests.rs.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
