@@ -231,7 +231,7 @@ fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
         ));
     }
     let exception = exception::this_cpu_record().and_then(|record| record.saved());
-    let context = match (&exception, crate::sync::preempt::interrupt_depth()) {
+    let context = match (&exception, irq::depth()) {
         (Some(saved), _) => Context::Exception(saved.vector),
         (None, 0) => Context::Kernel,
         (None, depth) => Context::Interrupt(depth),

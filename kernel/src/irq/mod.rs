@@ -23,8 +23,7 @@
 //!    holds); the panic path's own waits only need the interrupt to end
 //!    their `hlt`, which it has.
 //! 3. **The handler**, inside an [`InterruptScope`], which counts this CPU's
-//!    nesting depth (kept beside the preempt count, in `sync::preempt`) for
-//!    the scheduler and the panic report. A vector nobody
+//!    nesting depth ([`depth`]) for the scheduler and the panic report. A vector nobody
 //!    registered runs nothing (the wake vector registers a handler that does
 //!    nothing: its IPI only ends a `hlt`).
 //! 4. **The return hook** (the preemption check), after the scope has ended,
@@ -40,16 +39,23 @@
 pub mod nmi;
 pub mod tests;
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use spin::Once;
 
 use crate::arch::x86::{idt, lapic};
-use crate::sync::preempt;
+use crate::percpu::cpu_local;
 
 /// A registered handler for one vector.
 struct Line {
     /// Who registered it, for the message of a second registration.
     owner: &'static str,
     handler: fn(),
+}
+
+cpu_local! {
+    /// How many interrupt handlers are running on this CPU (nested).
+    static DEPTH: AtomicU32 = AtomicU32::new(0);
 }
 
 static LINES: [Once<Line>; 256] = [const { Once::new() }; 256];
@@ -106,20 +112,30 @@ fn dispatch(vector: u8) {
     }
 }
 
-/// Counts this CPU's running interrupt handlers (`preempt::interrupt_depth`)
-/// for as long as it lives, so the scheduler and the panic report can tell
-/// interrupt context apart.
+/// How many interrupt handlers run on this CPU (0: thread context).
+pub fn depth() -> u32 {
+    DEPTH.get().load(Ordering::Relaxed)
+}
+
+/// For a CPU that starts again after INIT, which may have stopped it inside
+/// a handler: its depth starts from zero again.
+pub fn reset_after_restart() {
+    DEPTH.get().store(0, Ordering::Relaxed);
+}
+
+/// Counts this CPU's running interrupt handlers for as long as it lives, so
+/// the scheduler and the panic report can tell interrupt context apart.
 struct InterruptScope;
 
 impl InterruptScope {
     fn enter() -> InterruptScope {
-        preempt::enter_interrupt();
+        DEPTH.get().fetch_add(1, Ordering::Relaxed);
         InterruptScope
     }
 }
 
 impl Drop for InterruptScope {
     fn drop(&mut self) {
-        preempt::exit_interrupt();
+        DEPTH.get().fetch_sub(1, Ordering::Relaxed);
     }
 }

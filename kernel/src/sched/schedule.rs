@@ -184,7 +184,7 @@ pub(super) fn preempt_point() {
     if cpu.need_resched.load(Ordering::Acquire)
         && cpu.started.load(Ordering::Acquire)
         && interrupts::are_enabled()
-        && preempt::interrupt_depth() == 0
+        && crate::irq::depth() == 0
     {
         schedule();
     }
@@ -198,7 +198,7 @@ pub fn preempt_on_interrupt_return() {
     if cpu.need_resched.load(Ordering::Acquire)
         && cpu.started.load(Ordering::Acquire)
         && preempt::count() == 0
-        && preempt::interrupt_depth() == 0
+        && crate::irq::depth() == 0
     {
         schedule();
     }

@@ -34,7 +34,7 @@ pub fn sleep_ns(ns: u64) {
 /// holds; the caller checks its condition again.
 pub fn block_until(woken: &dyn Fn() -> bool, deadline_ns: u64) {
     assert!(
-        interrupts::are_enabled() && preempt::count() == 0 && preempt::interrupt_depth() == 0,
+        interrupts::are_enabled() && preempt::count() == 0 && crate::irq::depth() == 0,
         "block_until() where the thread may not sleep (interrupts off, preemption off, or in an interrupt)"
     );
     let me = current();

@@ -39,6 +39,7 @@ pub extern "C" fn ap_entry(area_address: u64) -> ! {
     // INIT resets the CPU, not its per-CPU area: the owners of state that
     // must not survive a restart forget it.
     crate::sync::preempt::reset_after_restart();
+    crate::irq::reset_after_restart();
     super::stuck_cpu::forget_requests();
     gdt::init_this_cpu(me.tables, me.ist_stacks());
     idt::init_this_cpu();

@@ -36,8 +36,6 @@ cpu_local! {
     static OFF_CALLER: AtomicU64 = AtomicU64::new(0);
     static OFF_MAX: AtomicU64 = AtomicU64::new(0);
     static OFF_MAX_CALLER: AtomicU64 = AtomicU64::new(0);
-    /// How many interrupt handlers are running on this CPU (nested).
-    static INTERRUPT_DEPTH: AtomicU32 = AtomicU32::new(0);
 }
 
 /// What `enable()` calls when the count drops to zero: the scheduler's
@@ -107,28 +105,12 @@ pub fn count() -> u32 {
     PREEMPT_COUNT.get().load(Ordering::Relaxed)
 }
 
-/// An interrupt handler starts on this CPU.
-pub fn enter_interrupt() {
-    INTERRUPT_DEPTH.get().fetch_add(1, Ordering::Relaxed);
-}
-
-/// An interrupt handler ends on this CPU.
-pub fn exit_interrupt() {
-    INTERRUPT_DEPTH.get().fetch_sub(1, Ordering::Relaxed);
-}
-
-/// How many interrupt handlers run on this CPU (0: thread context).
-pub fn interrupt_depth() -> u32 {
-    INTERRUPT_DEPTH.get().load(Ordering::Relaxed)
-}
-
 /// For a CPU that starts again after INIT: INIT resets the CPU, not its
 /// per-CPU memory, and the CPU may have been stopped anywhere (given up on
 /// during bring-up, inside a spinlock's preempt-disabled section, say): its
-/// preempt count and interrupt depth start from zero again.
+/// preempt count starts from zero again (and `irq` forgets its interrupt depth).
 pub fn reset_after_restart() {
     PREEMPT_COUNT.get().store(0, Ordering::Relaxed);
-    INTERRUPT_DEPTH.get().store(0, Ordering::Relaxed);
 }
 
 /// The longest preempt-off span on one CPU since the last reset.
