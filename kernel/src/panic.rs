@@ -391,7 +391,7 @@ impl fmt::Display for Backtrace {
         let mut shown = 0;
         let (mut previous, mut repeats) = (0, 0);
         for _ in 0..256 {
-            if frame % 8 != 0
+            if !frame.is_multiple_of(8)
                 || !crate::mm::paging::is_mapped_for_panic(frame)
                 || !crate::mm::paging::is_mapped_for_panic(frame + 15)
             {

@@ -54,6 +54,8 @@ pub struct Thread {
 // the thread and read by the next CPU to run it after `on_cpu` (Release/Acquire)
 // says the write is done; every other field is immutable or atomic.
 unsafe impl Sync for Thread {}
+// SAFETY: a thread is handed between CPUs only through the run queues and the
+// context switch, under the `on_cpu` protocol above; it holds no CPU-bound state.
 unsafe impl Send for Thread {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -102,7 +102,7 @@ impl Torture {
             for _ in 0..2 {
                 self.check(random.next() as usize % pages);
             }
-            if random.next() % 16 == 0 {
+            if random.next().is_multiple_of(16) {
                 crate::sched::sleep_ns(random.next() % 200_000);
                 for _ in 0..4 {
                     self.check(random.next() as usize % pages);
@@ -219,6 +219,7 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
     read_everywhere().map_err(|e| alloc::format!("{e:?}"))?;
     // SAFETY: the page was mapped above; only this test uses it.
     let old = unsafe { paging::unmap(page) }.ok_or("unmap failed")?;
+    // SAFETY: `page` was just unmapped and `second` is this test's own frame.
     unsafe { paging::map(page, second, flags) }.map_err(|e| alloc::format!("map: {e:?}"))?;
     tlb::shootdown_kernel(page.start_address(), 1);
     reads.lock().clear();
