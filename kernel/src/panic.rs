@@ -226,8 +226,7 @@ fn panic(info: &PanicInfo) -> ! {
 /// Sends an NMI to every other online CPU and waits (bounded) until each has
 /// recorded that it stopped. Returns how many did.
 fn stop_other_cpus(me: usize) -> usize {
-    let others =
-        || smp::cpus().iter().filter(move |c| c.number != me && c.state() == smp::ApState::Online);
+    let others = || smp::online_except(me);
     if !lapic::is_initialised() {
         return 0;
     }
@@ -341,7 +340,7 @@ impl fmt::Display for Context {
 }
 
 fn report_stopped_cpus(me: usize, stopped: usize) {
-    let others = smp::cpus().iter().filter(|c| c.number != me && c.state() == smp::ApState::Online);
+    let others = smp::online_except(me);
     if smp::cpus().len() <= 1 {
         return;
     }

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering}
 pub use super::priority::Priority;
 use super::wait::WaitQueue;
 use crate::mm::address_space::AddressSpace;
+use crate::mm::frame::FRAME_SIZE;
 use crate::mm::stack::KernelStack;
 use crate::sync::SpinLock;
 
@@ -118,7 +119,8 @@ impl Thread {
 
     /// Whether `address` lies in the unmapped guard page below this thread's stack.
     pub fn is_guard_page(&self, address: u64) -> bool {
-        self.stack.is_some_and(|s| (s.bottom.as_u64() - 4096..s.bottom.as_u64()).contains(&address))
+        self.stack
+            .is_some_and(|s| (s.bottom.as_u64() - FRAME_SIZE..s.bottom.as_u64()).contains(&address))
     }
 }
 

@@ -10,6 +10,7 @@ use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 
 use crate::mm::address_space::AddressSpace;
+use crate::mm::frame::FRAME_SIZE;
 use crate::mm::{frame, lazy_tlb, paging, phys_to_virt};
 use crate::percpu::CpuSet;
 use crate::sched::Builder;
@@ -36,7 +37,7 @@ fn write_pattern(frame: PhysFrame, page: usize, generation: u64) {
 }
 
 fn page_address(page: usize) -> VirtAddr {
-    VirtAddr::new(TORTURE_BASE + page as u64 * 4096)
+    VirtAddr::new(TORTURE_BASE + page as u64 * FRAME_SIZE)
 }
 
 struct Torture {
@@ -197,7 +198,7 @@ fn tlb_torture_short() -> TestResult {
 /// Kernel mappings are shared by all CPUs: after a kernel remap and a kernel
 /// shootdown, every CPU must read the new frame.
 fn kernel_shootdown_reaches_every_cpu() -> TestResult {
-    let page = Page::containing_address(VirtAddr::new(crate::mm::layout::MMIO_END - 4096));
+    let page = Page::containing_address(VirtAddr::new(crate::mm::layout::MMIO_END - FRAME_SIZE));
     let (first, second) =
         (frame::allocate().ok_or("no frame")?, frame::allocate().ok_or("no frame")?);
     write_pattern(first, 1, 1);
