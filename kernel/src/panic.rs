@@ -182,8 +182,7 @@ fn panic(info: &PanicInfo) -> ! {
 /// Sends an NMI to every other online CPU and waits (bounded) until each has
 /// recorded that it stopped. Returns how many did.
 fn stop_other_cpus(me: usize) -> usize {
-    let others =
-        || smp::cpus().iter().filter(move |c| c.number != me && c.state() == smp::ApState::Online);
+    let others = || smp::online_except(me);
     if !lapic::is_initialised() {
         return 0;
     }
@@ -284,7 +283,7 @@ impl fmt::Display for Context {
 }
 
 fn report_stopped_cpus(me: usize, stopped: usize) {
-    let others = smp::cpus().iter().filter(|c| c.number != me && c.state() == smp::ApState::Online);
+    let others = smp::online_except(me);
     if smp::cpus().len() <= 1 {
         return;
     }
@@ -334,7 +333,7 @@ impl fmt::Display for Backtrace {
         let mut shown = 0;
         let (mut previous, mut repeats) = (0, 0);
         for _ in 0..256 {
-            if frame % 8 != 0
+            if !frame.is_multiple_of(8)
                 || !crate::mm::paging::is_mapped_for_panic(frame)
                 || !crate::mm::paging::is_mapped_for_panic(frame + 15)
             {

@@ -161,10 +161,7 @@ fn run_with_limit(test: &'static KernelTest) -> Option<TestResult> {
 /// For a hung test: where every other CPU is (sampled by NMI).
 fn print_where_each_cpu_is() {
     let me = crate::percpu::cpu_number();
-    for cpu in crate::smp::cpus()
-        .iter()
-        .filter(|c| c.number != me && c.state() == crate::smp::ApState::Online)
-    {
+    for cpu in crate::smp::online_except(me) {
         crate::println!("test: cpu{}: {}", cpu.number, crate::smp::stuck_cpu::locate(cpu.number));
     }
 }

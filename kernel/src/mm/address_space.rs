@@ -129,9 +129,10 @@ impl AddressSpace {
             "address spaces own the lower half only"
         );
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-        // SAFETY: the lower half of this space is its own; the flush is the
-        // caller's business (a fresh mapping needs none: not-present entries are not cached).
         self.edit(|m| {
+            // SAFETY: the lower half of this space is its own; the flush is the
+            // caller's business (a fresh mapping needs none: not-present
+            // entries are not cached).
             unsafe { m.map_to(page, frame, flags, &mut Frames) }.map(|flush| flush.ignore())
         })
     }
@@ -258,6 +259,7 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
     use alloc::sync::Arc;
     use x86_64::VirtAddr;
     // A kernel-half slot with nothing mapped under it yet.
+    // SAFETY: kernel_level4() is the kernel's live level-4 table; only read here.
     let kernel = unsafe { &*table(super::paging::kernel_level4()) };
     let unused_slot = (256..512).rev().find(|&i| {
         let entry = &kernel[i];
@@ -274,6 +276,7 @@ fn sees_kernel_mappings_made_after_it() -> TestResult {
     unsafe {
         super::phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().write_volatile(0x5eed)
     };
+    // SAFETY: `page` is in a kernel slot nothing maps (found above), `frame` is fresh.
     unsafe { super::paging::map(page, frame, PageTableFlags::PRESENT | PageTableFlags::WRITABLE) }
         .map_err(|e| alloc::format!("map: {e:?}"))?;
     let mut seen = alloc::vec::Vec::new();

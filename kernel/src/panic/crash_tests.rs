@@ -46,10 +46,7 @@ fn send_crash_test_ipi(action: u8) -> usize {
     HANDLER.call_once(|| irq::register(CRASH_TEST_VECTOR, "crash tests", on_crash_test_ipi));
     CRASH_TEST_ACTION.store(action, Ordering::Release);
     let me = percpu::cpu_number();
-    let others: alloc::vec::Vec<_> = smp::cpus()
-        .iter()
-        .filter(|c| c.number != me && c.state() == smp::ApState::Online)
-        .collect();
+    let others: alloc::vec::Vec<_> = smp::online_except(me).collect();
     for cpu in &others {
         lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(CRASH_TEST_VECTOR));
     }
@@ -88,10 +85,7 @@ fn crash_panic_with_pending_ipis() -> TestResult {
     use core::sync::atomic::AtomicBool;
     let me_and_other = || {
         let me = percpu::cpu_number();
-        smp::cpus()
-            .iter()
-            .find(|c| c.number != me && c.state() == smp::ApState::Online)
-            .map(|c| (me, c.number))
+        smp::online_except(me).next().map(|c| (me, c.number))
     };
     crate::arch::x86::interrupts::disable();
     let Some((me, other)) = me_and_other() else {

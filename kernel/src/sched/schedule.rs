@@ -70,7 +70,7 @@ pub fn schedule() {
         cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
         next
     };
-    if Arc::as_ptr(&next) == prev as *const Thread {
+    if core::ptr::eq(Arc::as_ptr(&next), prev) {
         next.set_state(State::Running);
         drop(next); // the queue's reference; `current` keeps its own
     } else {

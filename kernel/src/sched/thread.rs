@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering}
 pub use super::priority::Priority;
 use super::wait::WaitQueue;
 use crate::mm::address_space::AddressSpace;
+use crate::mm::frame::FRAME_SIZE;
 use crate::mm::stack::KernelStack;
 use crate::sync::SpinLock;
 
@@ -54,6 +55,8 @@ pub struct Thread {
 // the thread and read by the next CPU to run it after `on_cpu` (Release/Acquire)
 // says the write is done; every other field is immutable or atomic.
 unsafe impl Sync for Thread {}
+// SAFETY: a thread is handed between CPUs only through the run queues and the
+// context switch, under the `on_cpu` protocol above; it holds no CPU-bound state.
 unsafe impl Send for Thread {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -116,7 +119,8 @@ impl Thread {
 
     /// Whether `address` lies in the unmapped guard page below this thread's stack.
     pub fn is_guard_page(&self, address: u64) -> bool {
-        self.stack.is_some_and(|s| (s.bottom.as_u64() - 4096..s.bottom.as_u64()).contains(&address))
+        self.stack
+            .is_some_and(|s| (s.bottom.as_u64() - FRAME_SIZE..s.bottom.as_u64()).contains(&address))
     }
 }
 

@@ -151,7 +151,7 @@ impl<'f> CrossCall<'f> {
         let mode = wait_mode();
         // A caller that holds preemption off itself (a count above our own 1)
         // cannot block: it spins, and names no waiter.
-        let sleeps = mode == WaitMode::Sleep && remote.len() > 0 && preempt::count() == 1;
+        let sleeps = mode == WaitMode::Sleep && !remote.is_empty() && preempt::count() == 1;
         self.descriptor.waiter_woken.store(false, Ordering::Relaxed);
         // Published to the targets by the enqueue (under their queue's lock).
         let waiter =
@@ -231,7 +231,7 @@ pub fn call_on_many_nowait(
     if cpus.contains(me) {
         interrupts::without_interrupts(&function);
     }
-    if remote.len() > 0 {
+    if !remote.is_empty() {
         let no_function = core::ptr::null::<fn()>() as *const (dyn Fn() + Sync);
         let mut call = Box::new(HeapCall {
             descriptor: CallDescriptor::new(name, no_function, remote.len(), true),

@@ -74,7 +74,7 @@ fn caller(counts: Arc<Counts>, seed: u64, calls: usize) {
                 call::call_on_many_nowait(targets, "torture_nowait", work);
             }
         }
-        if random.next() % 16 == 0 {
+        if random.next().is_multiple_of(16) {
             crate::sched::yield_now();
         }
     }

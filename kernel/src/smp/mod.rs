@@ -96,6 +96,12 @@ impl CpuSet {
     }
 }
 
+/// The online CPUs other than `me`: whom the panic path stops and the test
+/// harness samples.
+pub fn online_except(me: usize) -> impl Iterator<Item = &'static Cpu> {
+    cpus().iter().filter(move |c| c.number != me && c.state() == ApState::Online)
+}
+
 /// The result of one bring-up of all APs.
 #[derive(Clone, Copy, Debug)]
 pub struct BringUp {

@@ -14,6 +14,7 @@
 //! 3. calls: the queue closes and the calls already queued run; a caller that
 //!    finds the queue closed does not wait (smp::call::close_this_cpu);
 //! 4. time: the local timer stops; a restarted CPU sets its timer up afresh.
+//!
 //! Then the CPU says it is parked and halts with interrupts off until INIT.
 //! A restarted CPU starts with empty queues and a fresh idle thread; its old
 //! idle and parker threads are released then (sched::become_idle).

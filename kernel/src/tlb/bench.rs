@@ -28,6 +28,7 @@ use x86_64::structures::paging::Page;
 use crate::arch::x86::cpu;
 use crate::fault::IrqOffInjector;
 use crate::mm::address_space::AddressSpace;
+use crate::mm::frame::FRAME_SIZE;
 use crate::mm::{frame, lazy_tlb};
 use crate::percpu::CpuSet;
 use crate::sched::bench::percentile;
@@ -48,7 +49,7 @@ const HALTED_TARGET: usize = 2;
 const SLOW_CPU: usize = 3;
 
 fn page(i: usize) -> VirtAddr {
-    VirtAddr::new(BASE + i as u64 * 4096)
+    VirtAddr::new(BASE + i as u64 * FRAME_SIZE)
 }
 
 /// Threads of `space`, one pinned to each of `cpus`, that wait in `hlt` with

@@ -10,6 +10,7 @@ use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 
 use crate::mm::address_space::AddressSpace;
+use crate::mm::frame::FRAME_SIZE;
 use crate::mm::{frame, lazy_tlb, paging, phys_to_virt};
 use crate::percpu::CpuSet;
 use crate::sched::Builder;
@@ -36,7 +37,7 @@ fn write_pattern(frame: PhysFrame, page: usize, generation: u64) {
 }
 
 fn page_address(page: usize) -> VirtAddr {
-    VirtAddr::new(TORTURE_BASE + page as u64 * 4096)
+    VirtAddr::new(TORTURE_BASE + page as u64 * FRAME_SIZE)
 }
 
 struct Torture {
@@ -102,7 +103,7 @@ impl Torture {
             for _ in 0..2 {
                 self.check(random.next() as usize % pages);
             }
-            if random.next() % 16 == 0 {
+            if random.next().is_multiple_of(16) {
                 crate::sched::sleep_ns(random.next() % 200_000);
                 for _ in 0..4 {
                     self.check(random.next() as usize % pages);
@@ -197,7 +198,7 @@ fn tlb_torture_short() -> TestResult {
 /// Kernel mappings are shared by all CPUs: after a kernel remap and a kernel
 /// shootdown, every CPU must read the new frame.
 fn kernel_shootdown_reaches_every_cpu() -> TestResult {
-    let page = Page::containing_address(VirtAddr::new(crate::mm::layout::MMIO_END - 4096));
+    let page = Page::containing_address(VirtAddr::new(crate::mm::layout::MMIO_END - FRAME_SIZE));
     let (first, second) =
         (frame::allocate().ok_or("no frame")?, frame::allocate().ok_or("no frame")?);
     write_pattern(first, 1, 1);
@@ -219,6 +220,7 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
     read_everywhere().map_err(|e| alloc::format!("{e:?}"))?;
     // SAFETY: the page was mapped above; only this test uses it.
     let old = unsafe { paging::unmap(page) }.ok_or("unmap failed")?;
+    // SAFETY: `page` was just unmapped and `second` is this test's own frame.
     unsafe { paging::map(page, second, flags) }.map_err(|e| alloc::format!("map: {e:?}"))?;
     tlb::shootdown_kernel(page.start_address(), 1);
     reads.lock().clear();
