@@ -7,10 +7,10 @@
 use x86_64::VirtAddr;
 use x86_64::instructions::tlb;
 use x86_64::registers::control::{Cr3, Cr3Flags, Cr4, Cr4Flags};
-use x86_64::structures::paging::PhysFrame;
+use x86_64::structures::paging::{PageSize, PhysFrame, Size4KiB};
 
 /// The size of a page INVLPG invalidates (the kernel maps 4 KiB pages).
-const PAGE_SIZE: u64 = 4096;
+const PAGE_SIZE: u64 = Size4KiB::SIZE;
 
 /// The level-4 table this CPU translates through.
 pub fn current_root() -> PhysFrame {
