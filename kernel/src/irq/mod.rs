@@ -114,7 +114,8 @@ fn dispatch(vector: u8) {
 
 /// How many interrupt handlers run on this CPU (0: thread context).
 pub fn depth() -> u32 {
-    DEPTH.get().load(Ordering::Relaxed)
+    // One instruction: the caller may be preemptible (see preempt::count).
+    DEPTH.load_on_this_cpu()
 }
 
 /// For a CPU that starts again after INIT, which may have stopped it inside
