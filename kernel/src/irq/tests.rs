@@ -7,8 +7,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
 
-use crate::arch::x86::idt::SELF_TEST_VECTOR;
 use crate::arch::x86::lapic::{self, ApicMode, Ipi};
+use crate::arch::x86::vectors::SELF_TEST_VECTOR;
 use crate::testing::{KernelTest, TestResult};
 
 /// Registers the self-test vector's handler, once, for whichever test sends first.

@@ -7,9 +7,9 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use crate::arch::x86::idt::CRASH_TEST_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::qemu_exit;
+use crate::arch::x86::vectors::CRASH_TEST_VECTOR;
 use crate::testing::{KernelTest, TestResult};
 use crate::{irq, percpu, smp, time};
 
@@ -97,8 +97,10 @@ fn crash_panic_with_pending_ipis() -> TestResult {
         crate::println!("canary: a thread ran after the panic");
         qemu_exit::exit(qemu_exit::ExitCode::Success);
     });
-    lapic::get()
-        .send_ipi(smp::cpus()[me].apic_id, Ipi::Fixed(crate::arch::x86::idt::RESCHEDULE_VECTOR));
+    lapic::get().send_ipi(
+        smp::cpus()[me].apic_id,
+        Ipi::Fixed(crate::arch::x86::vectors::RESCHEDULE_VECTOR),
+    );
     // Another CPU queues a call for this one; its IPI stays pending here.
     let queued = Arc::new(AtomicBool::new(false));
     let queued2 = queued.clone();

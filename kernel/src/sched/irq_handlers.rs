@@ -3,7 +3,7 @@
 //! and the stack-overflow check of the double fault handler.
 
 use crate::arch::x86::exception::{self, StackGuard};
-use crate::arch::x86::idt::RESCHEDULE_VECTOR;
+use crate::arch::x86::vectors::RESCHEDULE_VECTOR;
 use crate::{irq, percpu};
 
 /// Registers the scheduler's handlers; on the boot CPU, before interrupts are enabled.

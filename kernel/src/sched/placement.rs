@@ -7,8 +7,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Priority, State, Thread, cpu_scheduler};
-use crate::arch::x86::idt::RESCHEDULE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::vectors::RESCHEDULE_VECTOR;
 use crate::percpu;
 
 /// Where a new unpinned thread goes: the CPU with the fewest queued threads,

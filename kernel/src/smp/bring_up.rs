@@ -14,8 +14,8 @@ use super::{
     SMP, call, cpus, tsc_sync,
 };
 use crate::arch::x86::cpu::{self, rdtsc};
-use crate::arch::x86::idt::WAKE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::vectors::WAKE_VECTOR;
 use crate::args::{self, SmpMode};
 use crate::{percpu, time};
 

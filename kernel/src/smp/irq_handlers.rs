@@ -1,7 +1,7 @@
 //! What `smp` hangs on the interrupt layer: the cross-CPU call IPI, the wake
 //! IPI, and the answer to a stuck-CPU sample NMI.
 
-use crate::arch::x86::idt::{CALL_FUNCTION_VECTOR, WAKE_VECTOR};
+use crate::arch::x86::vectors::{CALL_FUNCTION_VECTOR, WAKE_VECTOR};
 use crate::irq::{self, nmi::NmiStage};
 
 /// Registers the handlers; on the boot CPU, before interrupts are enabled.

@@ -7,8 +7,8 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use x86_64::VirtAddr;
 
 use crate::arch::x86::gdt::{CpuTables, IstStacks};
-use crate::arch::x86::idt::WAKE_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::vectors::WAKE_VECTOR;
 use crate::percpu::Area;
 
 /// Where an AP is in its life cycle.

@@ -46,7 +46,7 @@ fn every_cpu_answers_an_ipi() -> TestResult {
     for cpu in cpus() {
         let answered = TEST_IPIS_ANSWERED.on(cpu.number);
         let before = answered.load(Ordering::Acquire);
-        lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::idt::SELF_TEST_VECTOR));
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::vectors::SELF_TEST_VECTOR));
         let deadline = time::now_ns() + 500_000_000;
         while answered.load(Ordering::Acquire) == before && time::now_ns() < deadline {
             core::hint::spin_loop();

@@ -11,7 +11,7 @@ use spin::Once;
 
 use crate::arch::x86::apic_timer;
 use crate::arch::x86::cpu::rdtsc_ordered;
-use crate::arch::x86::idt::TIMER_VECTOR;
+use crate::arch::x86::vectors::TIMER_VECTOR;
 use crate::irq;
 use crate::percpu::cpu_local;
 use crate::testing::{KernelTest, TestResult};

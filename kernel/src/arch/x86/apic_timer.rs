@@ -3,8 +3,8 @@
 //! current count. How fast the timer runs and what it is armed for is
 //! `time::timer`'s business.
 
-use super::idt::TIMER_VECTOR;
 use super::lapic::{self, LVT_MASKED, Register};
+use super::vectors::TIMER_VECTOR;
 
 /// Divide configuration 0b0011: divide by 16 (Figure "Divide Configuration Register").
 const DIVIDE_BY_16: u32 = 0b0011;

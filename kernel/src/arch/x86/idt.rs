@@ -2,11 +2,9 @@
 //! a panic; each local APIC vector's stub hands its number to the interrupt
 //! layer (`irq`), which runs the handler a subsystem registered for it.
 //!
-//! Vectors 0-31 are the architecture's exceptions (SDM Vol. 3A 6.3, Table 6-1
-//! "Protected-Mode Exceptions and Interrupts"). The legacy PIC is remapped to
-//! 0x20-0x2f and masked (see `pic`). The APIC vectors sit at the top, as in
-//! Linux (arch/x86/include/asm/irq_vectors.h): a higher vector has a higher
-//! priority class (SDM Vol. 3A 11.8.3 "Interrupt, Task, and Processor Priority").
+//! Vectors 0-31 are the architecture's exceptions (SDM Vol. 3A "Exception and
+//! Interrupt Reference"). The legacy PIC is remapped to 0x20-0x2f and masked
+//! (see `pic`). The APIC vectors are numbered in `vectors`.
 //!
 //! This module knows no subsystem: the layer above connects itself with
 //! [`set_interrupt_entry`] and [`set_nmi_entry`] before interrupts are enabled.
@@ -17,24 +15,7 @@ use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, Pag
 
 use super::exception::{self, Described, panic_with as exception_panic};
 use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
-
-/// The local APIC timer (Linux: LOCAL_TIMER_VECTOR).
-pub const TIMER_VECTOR: u8 = 0xec;
-/// A vector tests send to check that a CPU answers IPIs.
-pub const SELF_TEST_VECTOR: u8 = 0xf0;
-/// Runs the cross-CPU calls queued for this CPU (Linux: CALL_FUNCTION_VECTOR).
-pub const CALL_FUNCTION_VECTOR: u8 = 0xfc;
-/// Asks a CPU to reschedule: a thread that outranks its current one was woken
-/// for it (Linux: RESCHEDULE_VECTOR).
-pub const RESCHEDULE_VECTOR: u8 = 0xfd;
-/// Makes the other CPUs misbehave on purpose for the panic crash tests (whose
-/// code registers its handler).
-pub const CRASH_TEST_VECTOR: u8 = 0xf3;
-/// Wakes a CPU from `hlt` and does nothing else: bring-up uses it so that
-/// waiting CPUs can sleep instead of spinning.
-pub const WAKE_VECTOR: u8 = 0xf2;
-/// Where the local APIC sends interrupts it has to drop (SDM Vol. 3A 11.9 "Spurious Interrupt").
-pub const SPURIOUS_VECTOR: u8 = 0xff;
+use super::vectors::*;
 
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(build_idt);
 

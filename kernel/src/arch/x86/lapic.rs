@@ -19,7 +19,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 pub use super::apic_mode::ApicMode;
 use super::cpu;
-use super::idt::SPURIOUS_VECTOR;
+use super::vectors::SPURIOUS_VECTOR;
 
 /// Register offsets in the xAPIC MMIO page (Table 11-1).
 #[derive(Clone, Copy)]

@@ -19,3 +19,4 @@ pub mod qemu_exit;
 pub mod reset;
 pub mod switch;
 pub mod trampoline;
+pub mod vectors;

@@ -8,8 +8,8 @@ use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::descriptor::CallDescriptor;
-use crate::arch::x86::idt::CALL_FUNCTION_VECTOR;
 use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::vectors::CALL_FUNCTION_VECTOR;
 use crate::percpu::CpuSet;
 use crate::percpu::{self, cpu_local};
 use crate::sync::SpinLock;
