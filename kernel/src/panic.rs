@@ -27,24 +27,24 @@
 //!    instructions): it is then named by its APIC id, and everything the
 //!    report would read from per-CPU data is left out.
 
-use core::fmt;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use crate::arch::x86::control::ControlRegisters;
 use crate::arch::x86::cpu::{self, rdtsc};
-use crate::arch::x86::exception::{self, ExceptionRecord, SavedException};
+use crate::arch::x86::exception::{self, ExceptionRecord};
 use crate::arch::x86::lapic::{self, Ipi};
-use crate::arch::x86::qemu_exit;
-use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
 use crate::irq::{self, nmi::NmiStage};
 use crate::percpu::{self, cpu_local};
-use crate::symbols::{self, Demangled};
 use crate::{smp, time};
 
 mod crash_tests;
 mod exception_crash_tests;
+mod halt;
+mod report;
+
+use halt::finish;
+use report::{report, report_stopped_cpus};
 
 const NO_OWNER: usize = usize::MAX;
 /// The CPU that owns the panic, or NO_OWNER.
@@ -103,7 +103,7 @@ fn stop_this_cpu(how: u8, rip: u64) -> ! {
 
 /// Who panics: a CPU number, or for a CPU without per-CPU data yet, a number
 /// above every CPU number made from its APIC id (so owners never collide).
-const EARLY_CPU_BASE: usize = 1 << 32;
+pub(super) const EARLY_CPU_BASE: usize = 1 << 32;
 
 fn panicking_cpu() -> usize {
     if percpu::is_installed() {
@@ -197,247 +197,4 @@ fn stop_other_cpus(me: usize) -> usize {
         core::hint::spin_loop();
     }
     others().filter(|c| STOPPED.on(c.number).how.load(Ordering::Acquire) != 0).count()
-}
-
-/// `preempt_count` is the count when the panic began (the panic raised it since).
-fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
-    if !percpu::is_installed() {
-        let apic_id = me - EARLY_CPU_BASE;
-        emergency_write(format_args!(
-            "\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"
-        ));
-        emergency_write(format_args!("panic: {}\n", info.message()));
-        if let Some(location) = info.location() {
-            emergency_write(format_args!(
-                "panic: at {}:{}:{}\n",
-                location.file(),
-                location.line(),
-                location.column()
-            ));
-        }
-        emergency_write(format_args!(
-            "panic: context: an AP starting up, before its per-CPU data was installed\n"
-        ));
-        emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
-        return;
-    }
-    emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
-    emergency_write(format_args!("panic: {}\n", info.message()));
-    if let Some(location) = info.location() {
-        emergency_write(format_args!(
-            "panic: at {}:{}:{}\n",
-            location.file(),
-            location.line(),
-            location.column()
-        ));
-    }
-    let exception = exception::this_cpu_record().and_then(|record| record.saved());
-    let context = match (&exception, irq::depth()) {
-        (Some(saved), _) => Context::Exception(saved.vector),
-        (None, 0) => Context::Kernel,
-        (None, depth) => Context::Interrupt(depth),
-    };
-    emergency_write(format_args!(
-        "panic: context: cpu{me}, {context}, preempt count {preempt_count}, {}\n",
-        crate::sched::CurrentThread
-    ));
-    if let Some(SavedException { rip, rsp, rflags, cs, ss, error_code, .. }) = exception {
-        emergency_write(format_args!(
-            "panic: registers at the exception: RIP {:#018x} {}\n\
-             panic:   RSP {:#018x}  RFLAGS {:#010x}  CS {:#06x}  SS {:#06x}  error code {:#x}\n",
-            rip,
-            Symbol(rip),
-            rsp,
-            rflags,
-            cs,
-            ss,
-            error_code,
-        ));
-    }
-    let ControlRegisters { cr0, cr2, cr3, cr4 } = ControlRegisters::read();
-    emergency_write(format_args!(
-        "panic: control registers: CR0 {cr0:#x}  CR2 {cr2:#x}  CR3 {cr3:#x}  CR4 {cr4:#x}\n"
-    ));
-    if exception.is_none() {
-        emergency_write(format_args!(
-            "panic: stack: RSP {:#018x}  RBP {frame:#018x}\n",
-            cpu::stack_pointer()
-        ));
-    }
-    emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
-}
-
-/// Where the panic happened.
-enum Context {
-    Exception(u8),
-    Interrupt(u32),
-    Kernel,
-}
-
-impl fmt::Display for Context {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            Context::Exception(vector) => write!(f, "exception handler (vector {vector})"),
-            Context::Interrupt(depth) => write!(f, "interrupt handler (nesting depth {depth})"),
-            Context::Kernel => f.write_str("kernel code outside interrupts"),
-        }
-    }
-}
-
-fn report_stopped_cpus(me: usize, stopped: usize) {
-    let others = smp::online_except(me);
-    if smp::cpus().len() <= 1 {
-        return;
-    }
-    emergency_write(format_args!("panic: other CPUs ({stopped} stopped):\n"));
-    for cpu in others {
-        let record = STOPPED.on(cpu.number);
-        let rip = record.rip.load(Ordering::Relaxed);
-        match record.how.load(Ordering::Acquire) {
-            STOPPED_BY_NMI => emergency_write(format_args!(
-                "panic:   cpu{} stopped by NMI at RIP {rip:#018x} {}\n",
-                cpu.number,
-                Symbol(rip)
-            )),
-            STOPPED_AFTER_OWN_PANIC => emergency_write(format_args!(
-                "panic:   cpu{} stopped: it panicked too, called from {rip:#018x} {}\n",
-                cpu.number,
-                Symbol(rip)
-            )),
-            _ => emergency_write(format_args!(
-                "panic:   cpu{} did not stop within {STOP_TIMEOUT_MS} ms\n",
-                cpu.number
-            )),
-        }
-    }
-}
-
-/// `name+0xoffset` for a code address, or nothing if it is not in a known function.
-struct Symbol(u64);
-
-impl fmt::Display for Symbol {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match symbols::lookup(self.0) {
-            Some((name, offset)) => write!(f, "{}+{:#x}", Demangled(name), offset),
-            None => Ok(()),
-        }
-    }
-}
-
-/// The chain of saved frame pointers: with frame pointers each frame starts
-/// with [saved rbp, return address]. Every step is checked against the page
-/// tables first, so a corrupt chain ends the walk instead of faulting.
-struct Backtrace(u64);
-
-impl fmt::Display for Backtrace {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let mut frame = self.0;
-        let mut shown = 0;
-        let (mut previous, mut repeats) = (0, 0);
-        for _ in 0..256 {
-            if !frame.is_multiple_of(8)
-                || !crate::mm::paging::is_mapped_for_panic(frame)
-                || !crate::mm::paging::is_mapped_for_panic(frame + 15)
-            {
-                break;
-            }
-            // SAFETY: both words were just found mapped; the memory is only read.
-            let (next, return_address) =
-                unsafe { (*(frame as *const u64), *((frame + 8) as *const u64)) };
-            // Words that are not code addresses (an interrupt frame's error code)
-            // are skipped; a recursion is shown once, with a count.
-            if let Some((name, offset)) = symbols::lookup(return_address) {
-                if return_address == previous {
-                    repeats += 1;
-                } else {
-                    if repeats > 0 {
-                        writeln!(f, "panic:       (the frame above repeats {repeats} more times)")?;
-                        repeats = 0;
-                    }
-                    writeln!(
-                        f,
-                        "panic:   #{shown:<2} {return_address:#018x} {}+{offset:#x}",
-                        Demangled(name)
-                    )?;
-                    shown += 1;
-                    previous = return_address;
-                }
-            }
-            if next <= frame {
-                break;
-            }
-            frame = next;
-        }
-        if repeats > 0 {
-            writeln!(
-                f,
-                "panic:       (the frame above repeats {repeats} more times, then the walk stopped)"
-            )?;
-        }
-        if shown == 0 {
-            writeln!(f, "panic:   (no frames found)")?;
-        }
-        Ok(())
-    }
-}
-
-/// What happens after the report: `panic=`.
-fn finish() -> ! {
-    let action = args::get().panic_action();
-    let no_interrupts_here = !crate::arch::x86::idt::loaded_here() || !percpu::is_installed();
-    if no_interrupts_here && matches!(action, PanicAction::Halt | PanicAction::Spin) {
-        // An AP in its first instructions has no IDT yet: with interrupts on,
-        // any interrupt would triple-fault. It halts with them off; the other
-        // CPUs are stopped, and the report is out.
-        emergency_write(format_args!(
-            "panic: halting (cli; hlt: this CPU has no interrupt table yet)\n"
-        ));
-        cpu::halt_forever();
-    }
-    match action {
-        PanicAction::Exit => qemu_exit::exit(qemu_exit::ExitCode::Failure),
-        PanicAction::Halt => halt_quietly(),
-        PanicAction::Spin => spin_like_linux(),
-        PanicAction::RebootAfter(seconds) => reboot_after(seconds),
-    }
-}
-
-/// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
-fn halt_quietly() -> ! {
-    if lapic::is_initialised() && percpu::is_installed() {
-        crate::time::timer::stop();
-    }
-    emergency_write(format_args!("panic: halting (sti; hlt)\n"));
-    loop {
-        cpu::enable_interrupts_and_halt();
-    }
-}
-
-/// The old way, kept for comparison: interrupts on, busy-wait forever, as
-/// Linux's panic() does in its `mdelay()` loop.
-fn spin_like_linux() -> ! {
-    emergency_write(format_args!(
-        "panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"
-    ));
-    crate::arch::x86::interrupts::enable();
-    loop {
-        time::udelay(1000);
-    }
-}
-
-/// Sleeps `seconds` on one-shot timers, then resets the machine.
-fn reboot_after(seconds: u64) -> ! {
-    emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
-    let deadline = time::now_ns().saturating_add(seconds.saturating_mul(1_000_000_000));
-    if lapic::is_initialised() && percpu::is_installed() {
-        while time::now_ns() < deadline {
-            // One-shot counts are 32-bit: sleep in steps of at most a second.
-            crate::time::timer::start_one_shot((deadline - time::now_ns()).clamp(1, 1_000_000_000));
-            cpu::enable_interrupts_and_halt();
-        }
-    } else {
-        time::udelay(seconds * 1_000_000);
-    }
-    emergency_write(format_args!("panic: rebooting now\n"));
-    crate::arch::x86::reset::reset_machine(|| time::udelay(100_000))
 }

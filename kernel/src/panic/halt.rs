@@ -1,0 +1,68 @@
+//! After the report (`panic=`): halt quietly with `sti; hlt` (the default),
+//! spin as Linux's `panic()` does, exit QEMU, or reboot after N seconds.
+
+use crate::arch::x86::{cpu, lapic, qemu_exit};
+use crate::args::{self, PanicAction};
+use crate::console::emergency_write;
+use crate::{percpu, time};
+
+/// What happens after the report: `panic=`.
+pub(super) fn finish() -> ! {
+    let action = args::get().panic_action();
+    let no_interrupts_here = !crate::arch::x86::idt::loaded_here() || !percpu::is_installed();
+    if no_interrupts_here && matches!(action, PanicAction::Halt | PanicAction::Spin) {
+        // An AP in its first instructions has no IDT yet: with interrupts on,
+        // any interrupt would triple-fault. It halts with them off; the other
+        // CPUs are stopped, and the report is out.
+        emergency_write(format_args!(
+            "panic: halting (cli; hlt: this CPU has no interrupt table yet)\n"
+        ));
+        cpu::halt_forever();
+    }
+    match action {
+        PanicAction::Exit => qemu_exit::exit(qemu_exit::ExitCode::Failure),
+        PanicAction::Halt => halt_quietly(),
+        PanicAction::Spin => spin_like_linux(),
+        PanicAction::RebootAfter(seconds) => reboot_after(seconds),
+    }
+}
+
+/// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
+fn halt_quietly() -> ! {
+    if lapic::is_initialised() && percpu::is_installed() {
+        crate::time::timer::stop();
+    }
+    emergency_write(format_args!("panic: halting (sti; hlt)\n"));
+    loop {
+        cpu::enable_interrupts_and_halt();
+    }
+}
+
+/// The old way, kept for comparison: interrupts on, busy-wait forever, as
+/// Linux's panic() does in its `mdelay()` loop.
+fn spin_like_linux() -> ! {
+    emergency_write(format_args!(
+        "panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"
+    ));
+    crate::arch::x86::interrupts::enable();
+    loop {
+        time::udelay(1000);
+    }
+}
+
+/// Sleeps `seconds` on one-shot timers, then resets the machine.
+fn reboot_after(seconds: u64) -> ! {
+    emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
+    let deadline = time::now_ns().saturating_add(seconds.saturating_mul(1_000_000_000));
+    if lapic::is_initialised() && percpu::is_installed() {
+        while time::now_ns() < deadline {
+            // One-shot counts are 32-bit: sleep in steps of at most a second.
+            crate::time::timer::start_one_shot((deadline - time::now_ns()).clamp(1, 1_000_000_000));
+            cpu::enable_interrupts_and_halt();
+        }
+    } else {
+        time::udelay(seconds * 1_000_000);
+    }
+    emergency_write(format_args!("panic: rebooting now\n"));
+    crate::arch::x86::reset::reset_machine(|| time::udelay(100_000))
+}
