@@ -139,6 +139,11 @@ fn panic(info: &PanicInfo) -> ! {
     crate::arch::x86::interrupts::disable();
     let frame = cpu::frame_pointer();
     let me = panicking_cpu();
+    // The timer is the panic path's now (it may wait on it): the scheduler's
+    // tick must not wake or switch threads any more, on any CPU. Said before
+    // the claim below, so no CPU sees a panic owned while its tick still runs
+    // (a CPU that loses the claim stops anyway).
+    crate::sched::stop_for_panic();
     if let Err(owner) =
         PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire)
     {
@@ -156,9 +161,6 @@ fn panic(info: &PanicInfo) -> ! {
         }
         cpu::halt_forever();
     }
-    // The timer is the panic path's now (it may wait on it): the scheduler's
-    // tick must not wake or switch threads any more, on any CPU.
-    crate::sched::stop_for_panic();
     // The panic owns this CPU for good: no thread switch from here on (a
     // pending reschedule must not run another thread after the report).
     let preempt_count = percpu::is_installed().then(crate::sync::preempt::count);

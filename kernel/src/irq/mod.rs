@@ -14,7 +14,10 @@
 //!    the handler runs, so keeping the vector in service longer protects
 //!    nothing; sent first, it is also sent by a handler that never returns
 //!    (one that panics, the crash tests'), and a second interrupt of the same
-//!    vector raised meanwhile waits in the IRR until IRET, it is not lost
+//!    vector raised meanwhile waits in the IRR until IF is next set on this
+//!    CPU (the IRET, or the thread the return hook switches to), it is not
+//!    lost; a third merges with it into the one IRR bit, which is why the
+//!    handlers drain work until none is left
 //!    (SDM Vol. 3A "End-of-Interrupt (EOI)", "Interrupt, Task, and Processor
 //!    Priority"). Linux's system-vector handlers also acknowledge first.
 //! 2. **Drop after a panic**: once a panic owns the machine, nothing else
@@ -88,12 +91,23 @@ pub fn register(vector: u8, owner: &'static str, handler: fn()) {
 /// Registers how to tell that a panic owns the machine: from then on every
 /// interrupt is acknowledged and dropped.
 pub fn set_drop_check(panic_in_progress: fn() -> bool) {
-    DROP_CHECK.call_once(|| panic_in_progress);
+    set_once(&DROP_CHECK, panic_in_progress, "the panic drop check");
 }
 
 /// Registers what runs after every handler, outside its interrupt scope.
 pub fn set_return_hook(hook: fn()) {
-    RETURN_HOOK.call_once(|| hook);
+    set_once(&RETURN_HOOK, hook, "the return hook");
+}
+
+/// A policy is registered once: a second registration is a bug, said loudly
+/// (as a second claim on a vector is), not silently ignored.
+fn set_once<T>(slot: &spin::Once<T>, value: T, what: &str) {
+    let mut won = false;
+    slot.call_once(|| {
+        won = true;
+        value
+    });
+    assert!(won, "irq: {what} is registered twice");
 }
 
 /// The one shape (see the module doc). Called by the IDT stub of `vector`
@@ -107,6 +121,11 @@ fn dispatch(vector: u8) {
         let _scope = InterruptScope::enter();
         (line.handler)();
     }
+    // Again: a panic that began while the handler ran must not see this
+    // CPU switch threads on its way out.
+    if DROP_CHECK.get().is_some_and(|panic_in_progress| panic_in_progress()) {
+        return;
+    }
     if let Some(hook) = RETURN_HOOK.get() {
         hook();
     }
@@ -114,7 +133,8 @@ fn dispatch(vector: u8) {
 
 /// How many interrupt handlers run on this CPU (0: thread context).
 pub fn depth() -> u32 {
-    DEPTH.get().load(Ordering::Relaxed)
+    // One instruction: the caller may be preemptible (see preempt::count).
+    DEPTH.load_on_this_cpu()
 }
 
 /// For a CPU that starts again after INIT, which may have stopped it inside

@@ -47,7 +47,7 @@
 //! locks. Its alignment is at most [`AREA_ALIGN`].
 //!
 //! Nothing is dropped by the linker's garbage collection (`--gc-sections`):
-//! `#[used]` makes rustc mark the section `SHF_GNU_RETAIN` (`readelf -S` shows
+//! `#[used(linker)]` makes rustc mark the section `SHF_GNU_RETAIN` (`readelf -S` shows
 //! `cpu_local` with flags `WAR`), so even a variable no code names yet stays
 //! in the template. The offsets come from the final layout, so they match the
 //! areas.
@@ -80,7 +80,7 @@ macro_rules! cpu_local {
     ($($(#[$attr:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;)*) => {$(
         $(#[$attr])*
         #[unsafe(link_section = "cpu_local")]
-        #[used]
+        #[used(linker)]
         $vis static $name: $crate::percpu::CpuLocal<$ty> =
             // SAFETY: the attribute above places this static in the template section.
             unsafe { $crate::percpu::CpuLocal::new($init) };
@@ -138,8 +138,11 @@ impl<T: Sync> CpuLocal<T> {
     #[inline]
     pub fn get(&'static self) -> &'static T {
         // SAFETY: every CPU installs its area before its first per-CPU access
-        // (the boot CPU first thing, an AP first thing in its Rust entry), and
-        // the area's AREA_SELF holds the area's address, 8-byte aligned.
+        // (the boot CPU first thing, an AP before its first per-CPU access in
+        // `ap_entry`; the panic path checks `is_installed()` first), and the
+        // area's AREA_SELF holds the area's address, 8-byte aligned. (Were GS
+        // still 0, this would read an address near 0, which the kernel leaves
+        // unmapped: a page fault, not a stray write.)
         let area = unsafe { gs::read_u64(AREA_SELF.offset()) } as usize;
         // SAFETY: the area is a 'static copy of the template, aligned as it, so
         // a T lies at this offset; T is Sync and only ever shared.
@@ -155,6 +158,17 @@ impl<T: Sync> CpuLocal<T> {
 }
 
 impl CpuLocal<AtomicU32> {
+    /// This CPU's value, read in one instruction (`mov eax, gs:[offset]`): a
+    /// thread that may move reads one CPU's copy, not a value from the CPU it
+    /// moved to through the area of the CPU it left. For values the owner
+    /// reads while preemptible (the preempt count, the interrupt depth).
+    #[inline]
+    pub fn load_on_this_cpu(&'static self) -> u32 {
+        // SAFETY: GS points at this CPU's installed area, where an AtomicU32
+        // lies at this variable's offset, 4-byte aligned.
+        unsafe { gs::read_u32(self.offset()) }
+    }
+
     /// Adds `delta` to this CPU's copy in one instruction; see the module documentation.
     #[inline]
     pub fn add_on_this_cpu(&'static self, delta: i32) {
@@ -168,7 +182,10 @@ impl CpuLocal<AtomicU32> {
 #[repr(C, align(64))]
 struct BootArea(UnsafeCell<[u8; BOOT_AREA_SIZE]>);
 
-// SAFETY: written once by the boot CPU, before anything else uses it.
+// SAFETY: the bytes are written directly only once, by `install_boot_cpu`
+// before anything else uses them; after that every access goes through the
+// per-CPU variables at their offsets, whose types are `Sync` (atomics and
+// locks), through pointers derived from the `UnsafeCell`.
 unsafe impl Sync for BootArea {}
 
 static BOOT_AREA: BootArea = BootArea(UnsafeCell::new([0; BOOT_AREA_SIZE]));
@@ -224,7 +241,9 @@ impl Area {
     /// Allocates and registers CPU `cpu`'s area (needs the heap).
     pub fn new(cpu: usize) -> Area {
         let (_, len) = template();
-        let layout = core::alloc::Layout::from_size_align(len.max(1), AREA_ALIGN).unwrap();
+        // Whole cache lines: no other heap data shares the area's last line.
+        let size = len.max(1).next_multiple_of(AREA_ALIGN);
+        let layout = core::alloc::Layout::from_size_align(size, AREA_ALIGN).unwrap();
         // SAFETY: the layout has a non-zero size.
         let area = unsafe { alloc::alloc::alloc(layout) };
         assert!(!area.is_null(), "no memory for CPU {cpu}'s per-CPU area");

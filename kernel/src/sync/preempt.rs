@@ -102,7 +102,9 @@ fn record_span() {
 
 /// The current CPU's preempt count.
 pub fn count() -> u32 {
-    PREEMPT_COUNT.get().load(Ordering::Relaxed)
+    // One instruction: the caller may be preemptible, and a thread moved
+    // between reading GS and reading the count would get another CPU's.
+    PREEMPT_COUNT.load_on_this_cpu()
 }
 
 /// For a CPU that starts again after INIT: INIT resets the CPU, not its

@@ -142,6 +142,8 @@ pub fn register_interrupt() {
 
 /// Registers what else runs at every tick, after it is counted (the scheduler's tick).
 pub fn set_tick_hook(hook: fn()) {
+    // Registered once, at boot: a second hook would be silently ignored.
+    assert!(TICK_HOOK.get().is_none(), "time: the tick hook is registered twice");
     TICK_HOOK.call_once(|| hook);
 }
 

@@ -89,6 +89,8 @@ static RECORD_LOOKUP: Once<fn() -> Option<&'static ExceptionRecord>> = Once::new
 /// Registers how to find this CPU's record; the lookup returns None on a CPU
 /// without per-CPU data yet (an AP in its first instructions).
 pub fn set_record_lookup(lookup: fn() -> Option<&'static ExceptionRecord>) {
+    // Registered once, at boot: a second lookup would be silently ignored.
+    assert!(RECORD_LOOKUP.get().is_none(), "exception: the record lookup is registered twice");
     RECORD_LOOKUP.call_once(|| lookup);
 }
 
@@ -108,6 +110,7 @@ pub struct StackGuard {
 static STACK_GUARD: Once<StackGuard> = Once::new();
 
 pub fn set_stack_guard(guard: StackGuard) {
+    assert!(STACK_GUARD.get().is_none(), "exception: the stack guard is registered twice");
     STACK_GUARD.call_once(|| guard);
 }
 

@@ -6,9 +6,10 @@
 //! 0x510, then read the item's bytes one at a time from port 0x511. Selector 0
 //! reads "QEMU"; selector 0x19 is a directory of named files, all big-endian.
 
+use spin::mutex::SpinMutex;
 use x86_64::instructions::port::Port;
 
-use crate::sync::SpinLock;
+use super::interrupts;
 
 const SELECTOR_PORT: u16 = 0x510;
 const DATA_PORT: u16 = 0x511;
@@ -17,19 +18,26 @@ const SIGNATURE: u16 = 0x0000;
 const NUMBER_OF_CPUS: u16 = 0x0005;
 const FILE_DIRECTORY: u16 = 0x0019;
 
-/// Selecting an item and reading it must not interleave between CPUs.
-static DEVICE: SpinLock<()> = SpinLock::new(());
+/// Selecting an item and reading it must not interleave between CPUs. A plain
+/// spin lock taken with interrupts off: no interrupt handler on this CPU can
+/// then try to take it again, and no thread switch can happen while it is
+/// held (the kernel only switches threads from an interrupt or when
+/// preemption is re-enabled), which is what the kernel's own `SpinLock` would
+/// add; arch code stays below `sync`.
+static DEVICE: SpinMutex<()> = SpinMutex::new(());
 
 /// Selects item `selector` and hands `read` a function that returns its next
 /// byte: items are read front to back, one byte per port read.
 fn with_item<R>(selector: u16, read: impl FnOnce(&mut dyn FnMut() -> u8) -> R) -> R {
-    let _guard = DEVICE.lock_irqsave();
-    // SAFETY: 0x510/0x511 are fw_cfg's ports under QEMU; elsewhere reads return
-    // 0xff and writes go nowhere, which `is_present()` detects.
-    unsafe { Port::<u16>::new(SELECTOR_PORT).write(selector) };
-    let mut data = Port::<u8>::new(DATA_PORT);
-    // SAFETY: as above.
-    read(&mut || unsafe { data.read() })
+    interrupts::without_interrupts(|| {
+        let _guard = DEVICE.lock();
+        // SAFETY: 0x510/0x511 are fw_cfg's ports under QEMU; elsewhere reads
+        // return 0xff and writes go nowhere, which `is_present()` detects.
+        unsafe { Port::<u16>::new(SELECTOR_PORT).write(selector) };
+        let mut data = Port::<u8>::new(DATA_PORT);
+        // SAFETY: as above.
+        read(&mut || unsafe { data.read() })
+    })
 }
 
 /// Reads `buffer.len()` bytes of item `selector` from its start.

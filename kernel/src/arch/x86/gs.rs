@@ -45,6 +45,27 @@ pub unsafe fn read_u64(offset: usize) -> u64 {
     value
 }
 
+/// Reads the 32-bit value at `gs:[offset]` in one instruction, so a thread
+/// that moves to another CPU around the call reads the copy of exactly one
+/// CPU, never one CPU's GS base and another's value (Linux: `this_cpu_read()`).
+///
+/// # Safety
+/// The GS base points at memory in which `offset..offset + 4` is a readable,
+/// 4-byte aligned `u32`.
+#[inline]
+pub unsafe fn read_u32(offset: usize) -> u32 {
+    let value: u32;
+    // SAFETY: the caller vouches for the memory at gs:[offset]; the load has
+    // no other effect.
+    unsafe {
+        asm!("mov {value:e}, gs:[{offset}]",
+             value = out(reg) value,
+             offset = in(reg) offset,
+             options(nostack, readonly, preserves_flags))
+    };
+    value
+}
+
 /// Adds `delta` to the 32-bit value at `gs:[offset]` in one instruction.
 ///
 /// The instruction reads the GS base and changes memory in one go: an
@@ -55,7 +76,8 @@ pub unsafe fn read_u64(offset: usize) -> u64 {
 ///
 /// # Safety
 /// The GS base points at memory in which `offset..offset + 4` is a 4-byte
-/// aligned `u32` that only this CPU writes, or that is atomic.
+/// aligned `u32` that only this CPU ever writes (the add is not `lock`ed, so
+/// another CPU's write to it could be lost, whatever its Rust type).
 #[inline]
 pub unsafe fn add_u32(offset: usize, delta: i32) {
     // SAFETY: the caller vouches for the memory at gs:[offset].

@@ -43,12 +43,15 @@ static NMI_ENTRY: Once<fn(interrupted_rip: u64) -> bool> = Once::new();
 
 /// Where every APIC vector's stub goes, with its vector number.
 pub fn set_interrupt_entry(entry: fn(vector: u8)) {
+    // Registered once, at boot: a second entry would be silently ignored.
+    assert!(INTERRUPT_ENTRY.get().is_none(), "idt: the interrupt entry is registered twice");
     INTERRUPT_ENTRY.call_once(|| entry);
 }
 
 /// Where an NMI goes first; it returns whether someone claimed the NMI, and an
 /// unclaimed one is reported as an unexpected exception.
 pub fn set_nmi_entry(entry: fn(interrupted_rip: u64) -> bool) {
+    assert!(NMI_ENTRY.get().is_none(), "idt: the NMI entry is registered twice");
     NMI_ENTRY.call_once(|| entry);
 }
 

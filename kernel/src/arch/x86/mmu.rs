@@ -46,14 +46,19 @@ pub fn flush_all() {
 /// does that (SDM Vol. 3A "Operations that Invalidate TLBs and
 /// Paging-Structure Caches"); without global pages a CR3 reload is enough.
 pub fn flush_all_including_global() {
-    let flags = Cr4::read();
-    if flags.contains(Cr4Flags::PAGE_GLOBAL) {
-        // SAFETY: clearing and restoring PGE only flushes the TLB.
-        unsafe {
-            Cr4::write(flags - Cr4Flags::PAGE_GLOBAL);
-            Cr4::write(flags);
+    // Interrupts off between the read and the two writes: a handler that
+    // wrote CR4 in between would have its change undone by the stale `flags`
+    // (Linux: native_flush_tlb_global() under raw_local_irq_save()).
+    super::interrupts::without_interrupts(|| {
+        let flags = Cr4::read();
+        if flags.contains(Cr4Flags::PAGE_GLOBAL) {
+            // SAFETY: clearing and restoring PGE only flushes the TLB.
+            unsafe {
+                Cr4::write(flags - Cr4Flags::PAGE_GLOBAL);
+                Cr4::write(flags);
+            }
+        } else {
+            tlb::flush_all();
         }
-    } else {
-        tlb::flush_all();
-    }
+    })
 }

@@ -16,9 +16,12 @@ const SPEAKER_CONTROL: u16 = 0x61;
 const GATE2: u8 = 1 << 0;
 const SPEAKER_ENABLE: u8 = 1 << 1;
 /// Channel 2, access lobyte/hibyte, mode 0 (interrupt on terminal count), binary.
+// The digits are grouped by the mode register's fields: channel, access, mode, BCD.
+#[allow(clippy::unusual_byte_groupings)]
 const CHANNEL2_MODE0: u8 = 0b10_11_000_0;
 
 /// Latches and reads channel 2's current count.
+#[allow(clippy::unusual_byte_groupings)] // the mode register's fields, as above
 fn read_channel2() -> u16 {
     // SAFETY: ports 0x42/0x43 are the PIT's channel 2 and mode register on every
     // PC; only this module touches them, with interrupts off (callers).
