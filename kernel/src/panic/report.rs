@@ -140,6 +140,16 @@ impl fmt::Display for Symbol {
     }
 }
 
+/// The function whose call returns to `return_address`, and the return
+/// address's offset in it. The call is the instruction before the return
+/// address, so that is what is looked up: a function that ends in a call (one
+/// that never returns, as `panic_fmt`) has its return address one byte past
+/// its end, in no function or in the next one.
+fn function_of_call(return_address: u64) -> Option<(&'static str, u64)> {
+    let (name, offset) = symbols::lookup(return_address.checked_sub(1)?)?;
+    Some((name, offset + 1))
+}
+
 /// The chain of saved frame pointers: with frame pointers each frame starts
 /// with [saved rbp, return address]. Every step is checked against the page
 /// tables first, so a corrupt chain ends the walk instead of faulting.
@@ -162,7 +172,7 @@ impl fmt::Display for Backtrace {
                 unsafe { (*(frame as *const u64), *((frame + 8) as *const u64)) };
             // Words that are not code addresses (an interrupt frame's error code)
             // are skipped; a recursion is shown once, with a count.
-            if let Some((name, offset)) = symbols::lookup(return_address) {
+            if let Some((name, offset)) = function_of_call(return_address) {
                 if return_address == previous {
                     repeats += 1;
                 } else {

@@ -186,9 +186,11 @@ impl LocalApic {
     /// Ends every interrupt in service on this CPU: one EOI clears the
     /// highest-priority bit of the in-service register (11.8.5), so EOI until
     /// the eight ISR registers (0x100-0x170, Table 11-1) are all clear. For the
-    /// panic path: a panic inside an interrupt handler never reaches its EOI,
-    /// and the vector in service would block every interrupt of its class or
-    /// lower (the panic path's own timer included).
+    /// panic path, as a guard: the interrupt layer sends EOI before any
+    /// handler runs, so a panic inside one leaves nothing in service, but an
+    /// exception taken before that EOI (or a vector that bypassed the layer)
+    /// would leave its vector blocking every interrupt of its class or lower,
+    /// the panic path's own timer included.
     pub fn end_all_in_service(&self) {
         let in_service = |i: u32| match self.mode {
             // SAFETY: as in read(): an ISR register of the mapped APIC page.
