@@ -1,7 +1,7 @@
 //! Crash tests of the panic path itself: a plain panic, a panic inside the
 //! panic, every CPU panicking at once, a panic while another CPU holds the
 //! console lock, and a panic with interrupts still pending. Each ends the
-//! run; the host tests (tests/boot.rs) read the report. Test code only: the
+//! run; the host tests (tests/boot/) read the report. Test code only: the
 //! crash-test IPI's handler is here too, because only these tests send it.
 
 use core::fmt;

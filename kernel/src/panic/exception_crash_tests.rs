@@ -1,6 +1,6 @@
 //! Crash tests of the exception path: each raises one CPU exception on
 //! purpose, which the handler in `arch::x86::idt` turns into a panic, and the
-//! host tests (tests/boot.rs) read the report it ends in. Test code only,
+//! host tests (tests/boot/) read the report it ends in. Test code only,
 //! kept here rather than beside the handlers because arch/ imports nothing
 //! above it, the test harness included.
 
