@@ -3,12 +3,13 @@
 //! fit in 8 bits are refused. The self-test vector's handler is test code, so
 //! the tests register it ([`claim_self_test_vector`]) before they send.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
 
 use crate::arch::x86::lapic::{self, ApicMode, Ipi};
 use crate::arch::x86::vectors::SELF_TEST_VECTOR;
+use crate::percpu::cpu_local;
 use crate::testing::{KernelTest, TestResult};
 
 /// Registers the self-test vector's handler, once, for whichever test sends first.
@@ -19,10 +20,29 @@ pub fn claim_self_test_vector() {
 
 static SELF_TEST_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
+cpu_local! {
+    /// Self-test IPIs this CPU answered, and the APIC id its handler read from
+    /// the hardware (for smp's tests: every CPU answers, and its per-CPU data
+    /// is its own).
+    static IPIS_ANSWERED: AtomicU64 = AtomicU64::new(0);
+    static APIC_ID_SEEN_IN_HANDLER: AtomicU32 = AtomicU32::new(u32::MAX);
+}
+
+/// How many self-test IPIs CPU `cpu` has answered (Release by its handler).
+pub fn ipis_answered_on(cpu: usize) -> &'static AtomicU64 {
+    IPIS_ANSWERED.on(cpu)
+}
+
+/// The APIC id CPU `cpu`'s handler last read from the hardware.
+pub fn apic_id_seen_on(cpu: usize) -> u32 {
+    APIC_ID_SEEN_IN_HANDLER.on(cpu).load(Ordering::Relaxed)
+}
+
 /// The self-test vector's handler: counts, and notes which APIC id the CPU that
 /// took it has, so tests can check that per-CPU data matches the hardware.
 fn on_self_test_interrupt() {
-    crate::smp::count_answered_ipi(lapic::get().id());
+    APIC_ID_SEEN_IN_HANDLER.get().store(lapic::get().id(), Ordering::Relaxed);
+    IPIS_ANSWERED.get().fetch_add(1, Ordering::Release);
     SELF_TEST_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -15,29 +15,8 @@ use crate::console::emergency_write;
 use crate::symbols::{self, Demangled};
 use crate::{irq, percpu, smp};
 
-/// `preempt_count` is the count when the panic began (the panic raised it since).
-pub(super) fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
-    if !percpu::is_installed() {
-        let apic_id = me - EARLY_CPU_BASE;
-        emergency_write(format_args!(
-            "\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"
-        ));
-        emergency_write(format_args!("panic: {}\n", info.message()));
-        if let Some(location) = info.location() {
-            emergency_write(format_args!(
-                "panic: at {}:{}:{}\n",
-                location.file(),
-                location.line(),
-                location.column()
-            ));
-        }
-        emergency_write(format_args!(
-            "panic: context: an AP starting up, before its per-CPU data was installed\n"
-        ));
-        emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
-        return;
-    }
-    emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
+/// The panic's message, and where in the source it was raised.
+fn write_message_and_location(info: &PanicInfo) {
     emergency_write(format_args!("panic: {}\n", info.message()));
     if let Some(location) = info.location() {
         emergency_write(format_args!(
@@ -47,6 +26,24 @@ pub(super) fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32
             location.column()
         ));
     }
+}
+
+/// `preempt_count` is the count when the panic began (the panic raised it since).
+pub(super) fn report(info: &PanicInfo, me: usize, frame: u64, preempt_count: u32) {
+    if !percpu::is_installed() {
+        let apic_id = me - EARLY_CPU_BASE;
+        emergency_write(format_args!(
+            "\n---- kernel panic on the CPU with APIC id {apic_id} (no per-CPU data yet) ----\n"
+        ));
+        write_message_and_location(info);
+        emergency_write(format_args!(
+            "panic: context: an AP starting up, before its per-CPU data was installed\n"
+        ));
+        emergency_write(format_args!("panic: backtrace (newest first):\n{}", Backtrace(frame)));
+        return;
+    }
+    emergency_write(format_args!("\n---- kernel panic on cpu{me} ----\n"));
+    write_message_and_location(info);
     let exception = exception::this_cpu_record().and_then(|record| record.saved());
     let context = match (&exception, irq::depth()) {
         (Some(saved), _) => Context::Exception(saved.vector),

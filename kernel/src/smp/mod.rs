@@ -35,8 +35,6 @@ mod tsc_sync;
 
 /// The test vector's handler (`irq::tests`'s `on_self_test_interrupt`) counts its answers
 /// in the IPI test's per-CPU counters.
-pub use tests::count_answered_ipi;
-
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU8;

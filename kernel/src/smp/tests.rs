@@ -2,28 +2,14 @@
 //! own, parking and starting again, and the order a parallel bring-up keeps.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use super::{ApState, Cpu, bring_up, cpus, park_all};
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::args::{self, SmpMode};
-use crate::percpu::{self, cpu_local};
+use crate::percpu;
 use crate::testing::{KernelTest, TestResult};
 use crate::time;
-
-cpu_local! {
-    /// Test IPIs this CPU answered, and the APIC id its handler read from the
-    /// hardware.
-    static TEST_IPIS_ANSWERED: AtomicU64 = AtomicU64::new(0);
-    static APIC_ID_SEEN_IN_HANDLER: AtomicU32 = AtomicU32::new(u32::MAX);
-}
-
-/// Called by the test vector's handler (`irq::tests`'s `on_self_test_interrupt`) on
-/// the CPU that took it, with the APIC id the hardware reports there.
-pub fn count_answered_ipi(hardware_apic_id: u32) {
-    APIC_ID_SEEN_IN_HANDLER.get().store(hardware_apic_id, Ordering::Relaxed);
-    TEST_IPIS_ANSWERED.get().fetch_add(1, Ordering::Release);
-}
 
 fn expect_all_online() -> TestResult {
     let wanted = cpus().len();
@@ -44,7 +30,7 @@ fn expect_all_online() -> TestResult {
 fn every_cpu_answers_an_ipi() -> TestResult {
     crate::irq::tests::claim_self_test_vector();
     for cpu in cpus() {
-        let answered = TEST_IPIS_ANSWERED.on(cpu.number);
+        let answered = crate::irq::tests::ipis_answered_on(cpu.number);
         let before = answered.load(Ordering::Acquire);
         lapic::get().send_ipi(cpu.apic_id, Ipi::Fixed(crate::arch::x86::vectors::SELF_TEST_VECTOR));
         let deadline = time::now_ns() + 500_000_000;
@@ -57,7 +43,7 @@ fn every_cpu_answers_an_ipi() -> TestResult {
             cpu.number,
             cpu.apic_id
         );
-        let seen = APIC_ID_SEEN_IN_HANDLER.on(cpu.number).load(Ordering::Relaxed);
+        let seen = crate::irq::tests::apic_id_seen_on(cpu.number);
         crate::ensure!(
             seen == cpu.apic_id,
             "CPU {}'s handler ran on APIC id {seen}, expected {}",
