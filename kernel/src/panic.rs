@@ -141,8 +141,9 @@ fn panic(info: &PanicInfo) -> ! {
     let me = panicking_cpu();
     // The timer is the panic path's now (it may wait on it): the scheduler's
     // tick must not wake or switch threads any more, on any CPU. Said before
-    // the claim below, so no CPU sees a panic owned while its tick still runs
-    // (a CPU that loses the claim stops anyway).
+    // the claim below, so a tick that starts after another CPU has seen the
+    // panic owned sees this too (one already past its check finishes, and the
+    // stop NMI ends it); a CPU that loses the claim stops anyway.
     crate::sched::stop_for_panic();
     if let Err(owner) =
         PANIC_OWNER.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire)

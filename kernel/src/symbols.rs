@@ -39,3 +39,14 @@ pub fn lookup(address: u64) -> Option<(&'static str, u64)> {
     let elf = ELF.get()?;
     elf_functions::function_containing(elf.file, address.checked_sub(elf.image_offset)?)
 }
+
+/// The function whose call returns to `return_address`, and the return
+/// address's offset in it. The call is the instruction before the return
+/// address, so that is what is looked up: a function that ends in a call (one
+/// that never returns, as `panic_fmt`) has its return address one byte past
+/// its end, in no function or in the next one. (gdb and Linux's unwinder do
+/// the same.)
+pub fn lookup_return_address(return_address: u64) -> Option<(&'static str, u64)> {
+    let (name, offset) = lookup(return_address.checked_sub(1)?)?;
+    Some((name, offset + 1))
+}

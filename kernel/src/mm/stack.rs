@@ -81,6 +81,8 @@ static FLUSH_EVERY_CPU: spin::Once<fn() -> bool> = spin::Once::new();
 
 /// Registers the kernel-wide TLB flush `purge_retired` needs (see FLUSH_EVERY_CPU).
 pub fn set_flush_every_cpu(flush: fn() -> bool) {
+    // Registered once, at boot, on the boot CPU.
+    assert!(FLUSH_EVERY_CPU.get().is_none(), "stack: the flush is registered twice");
     FLUSH_EVERY_CPU.call_once(|| flush);
 }
 

@@ -115,7 +115,7 @@ pub(super) fn report_stopped_cpus(me: usize, stopped: usize) {
             STOPPED_AFTER_OWN_PANIC => emergency_write(format_args!(
                 "panic:   cpu{} stopped: it panicked too, called from {rip:#018x} {}\n",
                 cpu.number,
-                Symbol(rip)
+                CallSite(rip)
             )),
             _ => emergency_write(format_args!(
                 "panic:   cpu{} did not stop within {STOP_TIMEOUT_MS} ms\n",
@@ -128,6 +128,18 @@ pub(super) fn report_stopped_cpus(me: usize, stopped: usize) {
 /// `name+0xoffset` for a code address, or nothing if it is not in a known function.
 struct Symbol(u64);
 
+/// The same for a return address: named by the call before it.
+struct CallSite(u64);
+
+impl fmt::Display for CallSite {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match symbols::lookup_return_address(self.0) {
+            Some((name, offset)) => write!(f, "{}+{:#x}", Demangled(name), offset),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match symbols::lookup(self.0) {
@@ -135,16 +147,6 @@ impl fmt::Display for Symbol {
             None => Ok(()),
         }
     }
-}
-
-/// The function whose call returns to `return_address`, and the return
-/// address's offset in it. The call is the instruction before the return
-/// address, so that is what is looked up: a function that ends in a call (one
-/// that never returns, as `panic_fmt`) has its return address one byte past
-/// its end, in no function or in the next one.
-fn function_of_call(return_address: u64) -> Option<(&'static str, u64)> {
-    let (name, offset) = symbols::lookup(return_address.checked_sub(1)?)?;
-    Some((name, offset + 1))
 }
 
 /// The chain of saved frame pointers: with frame pointers each frame starts
@@ -169,7 +171,7 @@ impl fmt::Display for Backtrace {
                 unsafe { (*(frame as *const u64), *((frame + 8) as *const u64)) };
             // Words that are not code addresses (an interrupt frame's error code)
             // are skipped; a recursion is shown once, with a count.
-            if let Some((name, offset)) = function_of_call(return_address) {
+            if let Some((name, offset)) = symbols::lookup_return_address(return_address) {
                 if return_address == previous {
                     repeats += 1;
                 } else {

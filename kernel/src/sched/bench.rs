@@ -122,7 +122,8 @@ pub fn run() {
         );
     }
     for span in crate::sync::preempt::longest_spans() {
-        let name = crate::symbols::lookup(span.from).map(|(name, _)| name).unwrap_or("?");
+        let name =
+            crate::symbols::lookup_return_address(span.from).map(|(name, _)| name).unwrap_or("?");
         crate::println!(
             "BENCH sched preempt_off cpu={} max_us={} from={} accel={accelerator}",
             span.cpu,

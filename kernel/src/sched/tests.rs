@@ -275,7 +275,7 @@ fn preempt_tracer_records_the_longest_span() -> TestResult {
         span.nanoseconds
     );
     crate::ensure!(
-        crate::symbols::lookup(span.from).is_some(),
+        crate::symbols::lookup_return_address(span.from).is_some(),
         "the span's start {:#x} is not in kernel code",
         span.from
     );

@@ -33,8 +33,6 @@ mod timeline;
 mod trampoline;
 mod tsc_sync;
 
-/// The test vector's handler (`irq::tests`'s `on_self_test_interrupt`) counts its answers
-/// in the IPI test's per-CPU counters.
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU8;

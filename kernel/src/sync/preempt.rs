@@ -45,6 +45,8 @@ static RESCHEDULE: spin::Once<fn()> = spin::Once::new();
 /// Registers the scheduler's preemption point, which `enable()` calls each
 /// time the count drops to zero (the scheduler checks whether a switch is due).
 pub fn set_reschedule(preempt_point: fn()) {
+    // Registered once, at boot, on the boot CPU.
+    assert!(RESCHEDULE.get().is_none(), "preempt: the reschedule hook is registered twice");
     RESCHEDULE.call_once(|| preempt_point);
 }
 
@@ -103,7 +105,8 @@ fn record_span() {
 /// The current CPU's preempt count.
 pub fn count() -> u32 {
     // One instruction: the caller may be preemptible, and a thread moved
-    // between reading GS and reading the count would get another CPU's.
+    // between reading GS and reading the count would read the count of the
+    // CPU it left, which may by then be running a spinlock holder.
     PREEMPT_COUNT.load_on_this_cpu()
 }
 

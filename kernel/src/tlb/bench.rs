@@ -212,7 +212,8 @@ fn print_mode(result: &ModeResult, irqoff_us: u64, accelerator: &str) {
         result.round_p99_median(),
         result.shootdowns
     );
-    let from = crate::symbols::lookup(result.longest_from).map(|(n, _)| n).unwrap_or("?");
+    let from =
+        crate::symbols::lookup_return_address(result.longest_from).map(|(n, _)| n).unwrap_or("?");
     crate::println!(
         "BENCH tlb preempt_off mode={} cpu={INITIATOR} max_us={} from={} accel={accelerator}",
         result.name,
