@@ -36,6 +36,9 @@ use std::path::{Path, PathBuf};
 
 #[path = "docs/scan.rs"]
 mod scan;
+mod source_tree;
+
+use source_tree::{files_under, rust_files_under};
 
 use scan::{
     code_spans, crate_file_names, defines, exports_macro, extension, implements, item_path,
@@ -64,21 +67,6 @@ fn documents(root: &Path) -> Vec<PathBuf> {
     docs
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else { return found };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_under(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
 /// One reference that does not resolve.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Missing {
@@ -102,11 +90,7 @@ impl Repository {
     fn new(root: PathBuf) -> Repository {
         let mut rust_files = Vec::new();
         for dir in ["kernel", "kernel-logic", "boot", "tests"] {
-            rust_files.extend(
-                files_under(&root.join(dir))
-                    .into_iter()
-                    .filter(|path| path.extension().is_some_and(|ext| ext == "rs")),
-            );
+            rust_files.extend(rust_files_under(&root.join(dir)));
         }
         let extensions = ["kernel", "kernel-logic", "boot", "tests", "scripts", "docs"]
             .iter()

@@ -19,27 +19,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod source_tree;
+
+use source_tree::{kernel_src, rust_files_under};
 
 /// Edges that go upwards, each with the reason it is accepted. Each must
 /// still exist: once it is gone the entry must go too, so the list only shrinks.
 const KNOWN_UPWARD: &[(&str, &str, &str)] = &[];
-
-fn kernel_src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/src")
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// The top-level module a file belongs to, or None for the crate root.
 fn top_module(relative: &Path) -> Option<String> {
@@ -224,8 +212,8 @@ type Edges = BTreeMap<(String, String), Vec<String>>;
 
 fn module_edges() -> (BTreeSet<String>, Edges) {
     let root = kernel_src();
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
+    let files = rust_files_under(&root);
+    assert!(!files.is_empty(), "no Rust files under {}", root.display());
     let mut modules = BTreeSet::new();
     let mut edges = Edges::new();
     for path in files {

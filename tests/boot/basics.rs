@@ -72,17 +72,8 @@ fn an_unknown_test_name_lists_the_available_tests() {
 fn declared_kernel_tests() -> Vec<(String, bool)> {
     const CONSTRUCTORS: [(&str, bool); 3] =
         [("KernelTest::new(", false), ("KernelTest::crash(", true), ("KernelTest::long(", true)];
-    let mut paths = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kernel/src")];
     let mut tests = Vec::new();
-    while let Some(path) = paths.pop() {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(&path).unwrap();
-            paths.extend(entries.map(|entry| entry.unwrap().path()));
-            continue;
-        }
-        if path.extension().is_none_or(|extension| extension != "rs") {
-            continue;
-        }
+    for path in crate::source_tree::rust_files_under(&crate::source_tree::kernel_src()) {
         let source: String = std::fs::read_to_string(&path)
             .unwrap()
             .lines()

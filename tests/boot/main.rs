@@ -9,6 +9,8 @@ mod ipi_and_tlb;
 mod panic_path;
 mod sched;
 mod smp;
+#[path = "../source_tree.rs"]
+mod source_tree;
 
 use std::path::PathBuf;
 use std::time::Duration;
