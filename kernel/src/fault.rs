@@ -83,11 +83,11 @@ impl IrqOffInjector {
         }
         let stop2 = stop.clone();
         let slow = slow.spawn(move || run_windows(cpu, &stop2));
-        let apic_id = crate::smp::cpus()[cpu].apic_id;
+        let target = cpu;
         let timer = Builder::new("irqoff-timer")
             .priority(Priority::RealTime(3))
             .pin(0)
-            .spawn(move || end_windows(apic_id, irqoff_us));
+            .spawn(move || end_windows(target, irqoff_us));
         log::info!("fault: cpu{cpu} runs with interrupts off for {irqoff_us} us at a time");
         IrqOffInjector { stop, threads: [slow, timer] }
     }
@@ -146,7 +146,7 @@ fn open_and_close_windows(cpu: usize, stop: &AtomicBool) {
 
 /// The timer thread: for each window, sleep for its length, then end it with
 /// NMIs until the slow thread says it is closed.
-fn end_windows(apic_id: u32, irqoff_us: u64) {
+fn end_windows(slow_cpu: usize, irqoff_us: u64) {
     loop {
         WINDOW_OPENED.wait();
         // Only once the slow thread has finished may this one leave: a
@@ -162,7 +162,7 @@ fn end_windows(apic_id: u32, irqoff_us: u64) {
         let window = OPENED.load(Ordering::Acquire);
         CLOSE_REQUESTED.store(window, Ordering::Release);
         while CLOSED.load(Ordering::Acquire) < window {
-            crate::arch::x86::lapic::get().send_ipi(apic_id, crate::arch::x86::lapic::Ipi::Nmi);
+            crate::irq::send_nmi(slow_cpu);
             WINDOW_CLOSED.wait_until(crate::time::now_ns() + nmi_retry_ns(irqoff_us));
         }
     }

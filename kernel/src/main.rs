@@ -29,6 +29,7 @@ mod sync;
 mod testing;
 mod time;
 mod tlb;
+mod trace;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
@@ -87,6 +88,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         .expect("the bootloader did not map physical memory");
     mm::init(physical_memory_offset, &boot_info.memory_regions);
     symbols::init(boot_info.kernel_addr, boot_info.kernel_len, boot_info.kernel_image_offset);
+    trace::init();
 
     pic::remap_and_mask();
     let apic = lapic::init_boot_cpu(args.force_xapic, mm::paging::map_mmio);
@@ -123,11 +125,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         None => {}
     }
     if args.bench.is_some() {
-        qemu_exit::exit(qemu_exit::ExitCode::Success);
+        testing::end_run(qemu_exit::ExitCode::Success);
     }
     log::info!("boot: done in {} us", time::now_ns() / 1000);
     match args.then {
-        Then::Exit => qemu_exit::exit(qemu_exit::ExitCode::Success),
+        Then::Exit => testing::end_run(qemu_exit::ExitCode::Success),
         Then::Panic => panic!("then=panic: panicking on purpose"),
         Then::Halt => {
             log::info!(

@@ -32,11 +32,11 @@ use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::exception::{self, ExceptionRecord};
-use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::lapic;
 use crate::console::emergency_write;
 use crate::irq::{self, nmi::NmiStage};
 use crate::percpu::{self, cpu_local};
-use crate::{smp, time};
+use crate::{smp, time, trace};
 
 mod crash_tests;
 mod exception_crash_tests;
@@ -89,6 +89,7 @@ fn stop_this_cpu(how: u8, rip: u64) -> ! {
     crate::arch::x86::interrupts::disable();
     // Without per-CPU data this CPU is not online: nobody waits for its record.
     if percpu::is_installed() {
+        trace::record(trace::format::PANIC_STOP, how as u16, rip, 0, 0);
         let record = STOPPED.get();
         if record.how.load(Ordering::Acquire) == 0 {
             record.rip.store(rip, Ordering::Relaxed);
@@ -165,6 +166,10 @@ fn panic(info: &PanicInfo) -> ! {
     // The panic owns this CPU for good: no thread switch from here on (a
     // pending reschedule must not run another thread after the report).
     let preempt_count = percpu::is_installed().then(crate::sync::preempt::count);
+    if percpu::is_installed() {
+        // Without per-CPU data there is no trace buffer to record in.
+        trace::record(trace::format::PANIC_BEGIN, 0, 0, 0, 0);
+    }
     if preempt_count.is_some() {
         crate::sync::preempt::disable();
     }
@@ -179,6 +184,12 @@ fn panic(info: &PanicInfo) -> ! {
     let stopped = stop_other_cpus(me);
     report(info, me, frame, preempt_count.unwrap_or(0));
     report_stopped_cpus(me, stopped);
+    if percpu::is_installed() {
+        trace::record(trace::format::PANIC_REPORT_DONE, 0, 0, 0, 0);
+        trace::record(trace::format::PANIC_HALT, halt::action_code(), 0, 0, 0);
+    }
+    // The report first, whole: a trace that does not fit still leaves it readable.
+    trace::dump_after_panic();
     finish()
 }
 
@@ -190,7 +201,7 @@ fn stop_other_cpus(me: usize) -> usize {
         return 0;
     }
     for cpu in others() {
-        lapic::get().send_ipi(cpu.apic_id, Ipi::Nmi);
+        irq::send_nmi(cpu.number);
     }
     let deadline = rdtsc() + time::ns_to_tsc(STOP_TIMEOUT_MS * 1_000_000);
     let all_stopped = || others().all(|c| STOPPED.on(c.number).how.load(Ordering::Acquire) != 0);

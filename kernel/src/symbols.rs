@@ -32,6 +32,16 @@ pub fn init(physical_address: u64, length: u64, image_offset: u64) {
     // kernel's read-only segments are mapped from it); it is only read.
     let file = unsafe { core::slice::from_raw_parts(start.as_ptr::<u8>(), length as usize) };
     ELF.call_once(|| Elf { file, image_offset });
+    crate::trace::set_code_namer(name_code);
+}
+
+/// Writes `function+0xoffset` for a return address (`0x...` if no symbol
+/// covers it): how the trace names where a preempt-off span began.
+fn name_code(return_address: u64, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    match lookup_return_address(return_address) {
+        Some((name, offset)) => write!(out, "{}+{offset:#x}", Demangled(name)),
+        None => write!(out, "{return_address:#x}"),
+    }
 }
 
 /// A function's (mangled) name and how far into it `address` lies.

@@ -110,7 +110,7 @@ pub fn run(selection: &str) -> ! {
             );
             print_where_each_cpu_is();
             crate::println!("{passed} passed, {failed} failed (the run stopped at the hung test)");
-            qemu_exit::exit(ExitCode::Failure);
+            end_run(ExitCode::Failure);
         };
         let took = Seconds(crate::time::now_ns() - started);
         let skip_reason = SKIP_REASON.lock().take();
@@ -134,7 +134,7 @@ pub fn run(selection: &str) -> ! {
     } else {
         crate::println!("{passed} passed, {failed} failed");
     }
-    qemu_exit::exit(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
+    end_run(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
 }
 
 /// Runs the test on its own thread on the boot CPU (where tests always ran),
@@ -185,7 +185,7 @@ fn unknown_test(name: &str) -> ! {
         );
     }
     crate::println!("0 passed, 1 failed");
-    qemu_exit::exit(ExitCode::Failure)
+    end_run(ExitCode::Failure)
 }
 
 /// The harness's own check: this test must be reported as FAILED.
@@ -219,4 +219,11 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// Ends the run with `code`: the trace's last dump first (it is lost once
+/// QEMU exits), then isa-debug-exit.
+pub fn end_run(code: ExitCode) -> ! {
+    crate::trace::dump_at_end();
+    qemu_exit::exit(code)
 }

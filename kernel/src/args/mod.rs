@@ -23,7 +23,7 @@ pub mod table;
 
 use spin::Once;
 
-pub use parse::{Args, Bench, Fault, PanicAction, SmpMode, Then, WaitMode};
+pub use parse::{Args, Bench, Fault, PanicAction, SmpMode, TRACE_CATEGORIES, Then, WaitMode};
 use table::FW_CFG_FILE;
 
 const MAX_LENGTH: usize = 4096;

@@ -131,6 +131,9 @@ pub struct Args {
     pub irqoff_us: u64,
     /// `irqoff_cpu=C`: which CPU (default: the last one).
     pub irqoff_cpu: Option<usize>,
+    /// `trace=`: which event categories the trace records, one bit per
+    /// [`TRACE_CATEGORIES`] entry (0: tracing off).
+    pub trace: u32,
 }
 
 impl Args {
@@ -152,6 +155,7 @@ impl Args {
         ipi_wait: WaitMode::Sleep,
         irqoff_us: 0,
         irqoff_cpu: None,
+        trace: 0,
     };
 
     /// What a panic does: as asked, else exit while testing and halt otherwise.
@@ -224,6 +228,7 @@ pub fn setter(key: &str) -> Option<Setter> {
             let cpu = value.parse().ok().filter(|&cpu| cpu > 0);
             cpu.map(|cpu| args.irqoff_cpu = Some(cpu)).is_some()
         },
+        "trace" => |args, value| parse_trace(value).map(|mask| args.trace = mask).is_some(),
         _ => return None,
     };
     Some(set)
@@ -234,6 +239,22 @@ fn set_panic(args: &mut Args, value: &'static str) -> bool {
         [("halt", PanicAction::Halt), ("exit", PanicAction::Exit), ("spin", PanicAction::Spin)];
     let reboot = || value.parse().ok().filter(|&n| n > 0).map(PanicAction::RebootAfter);
     one_of(value, &options).or_else(reboot).map(|action| args.panic = Some(action)).is_some()
+}
+
+/// The event categories `trace=` names; category `i` is bit `i` of
+/// [`Args::trace`] (the trace's wire format uses the same bits).
+pub const TRACE_CATEGORIES: [&str; 5] = ["smp", "ipi", "tlb", "sched", "panic"];
+
+/// `off`, `all`, or category names separated by commas, as a mask.
+fn parse_trace(value: &str) -> Option<u32> {
+    match value {
+        "off" => Some(0),
+        "all" => Some((1 << TRACE_CATEGORIES.len()) - 1),
+        _ => value.split(',').try_fold(0, |mask, name| {
+            let bit = TRACE_CATEGORIES.iter().position(|&known| known == name)?;
+            Some(mask | 1 << bit)
+        }),
+    }
 }
 
 fn parse_fault(value: &str) -> Option<Fault> {

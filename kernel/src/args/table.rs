@@ -146,6 +146,14 @@ pub const PARAMETERS: &[Parameter] = &[
         default: WhenAbsent::Unset("the last CPU"),
         help: "which CPU irqoff_us slows down",
     },
+    Parameter {
+        key: "trace",
+        accepted: "off, all, or smp, ipi, tlb, sched, panic separated by commas",
+        default: WhenAbsent::Value("off"),
+        help: "record these events in per-CPU buffers, dumped to the debug console at the end, \
+               after a panic's report, and on request (the runner's --trace FILE.json; see \
+               docs/tracing.md)",
+    },
 ];
 
 /// The row for `key`, if the kernel knows it.

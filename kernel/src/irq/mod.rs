@@ -46,8 +46,11 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use spin::Once;
 
-use crate::arch::x86::{idt, lapic};
-use crate::percpu::cpu_local;
+use crate::arch::x86::lapic::{self, Ipi};
+use crate::arch::x86::vectors::TIMER_VECTOR;
+use crate::arch::x86::idt;
+use crate::percpu::{self, cpu_local};
+use crate::trace::{self, format};
 
 /// A registered handler for one vector.
 struct Line {
@@ -118,8 +121,15 @@ fn dispatch(vector: u8) {
         return;
     }
     if let Some(line) = LINES[vector as usize].get() {
+        let (begin, end) = if vector == TIMER_VECTOR {
+            (format::TICK_BEGIN, format::TICK_END)
+        } else {
+            (format::IRQ_BEGIN, format::IRQ_END)
+        };
+        trace::record(begin, vector as u16, 0, 0, 0);
         let _scope = InterruptScope::enter();
         (line.handler)();
+        trace::record(end, vector as u16, 0, 0, 0);
     }
     // Again: a panic that began while the handler ran must not see this
     // CPU switch threads on its way out.
@@ -129,6 +139,21 @@ fn dispatch(vector: u8) {
     if let Some(hook) = RETURN_HOOK.get() {
         hook();
     }
+}
+
+/// Sends CPU `cpu` an IPI on `vector` (SDM Vol. 3A "Issuing Interprocessor
+/// Interrupts"), recorded in the trace: every IPI the kernel sends to run
+/// something goes through here, so the trace can draw each one from sender to
+/// handler.
+pub fn send_ipi(cpu: usize, vector: u8) {
+    trace::record(format::IPI_SEND, vector as u16, cpu as u64, 0, 0);
+    lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Fixed(vector));
+}
+
+/// Sends CPU `cpu` an NMI, recorded as [`send_ipi`] records its IPIs.
+pub fn send_nmi(cpu: usize) {
+    trace::record(format::IPI_SEND, format::NMI, cpu as u64, 0, 0);
+    lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Nmi);
 }
 
 /// How many interrupt handlers run on this CPU (0: thread context).

@@ -13,6 +13,8 @@
 
 use spin::Once;
 
+use crate::trace;
+
 /// Where a handler runs in the chain; earlier stages first.
 #[derive(Clone, Copy)]
 pub enum NmiStage {
@@ -45,5 +47,11 @@ pub fn register(stage: NmiStage, handler: NmiHandler) {
 
 /// Asks each registered handler in stage order; false if none claimed it.
 pub(super) fn dispatch(interrupted_rip: u64) -> bool {
-    CHAIN.iter().filter_map(|slot| slot.get()).any(|handler| handler(interrupted_rip))
+    // Only online CPUs are sent NMIs, and their per-CPU data (the ring) is
+    // installed: recording is safe here.
+    trace::record(trace::format::NMI_BEGIN, trace::format::NMI, interrupted_rip, 0, 0);
+    let claimed =
+        CHAIN.iter().filter_map(|slot| slot.get()).any(|handler| handler(interrupted_rip));
+    trace::record(trace::format::NMI_END, trace::format::NMI, 0, 0, 0);
+    claimed
 }

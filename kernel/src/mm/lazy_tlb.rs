@@ -45,6 +45,7 @@ use crate::arch::x86::interrupts;
 
 use super::address_space::AddressSpace;
 use crate::percpu::{self, cpu_local};
+use crate::trace;
 
 /// One CPU's view of its TLB. `loaded` and `loaded_gen` change only on their
 /// own CPU with interrupts off; `lazy` is read by initiators on other CPUs.
@@ -121,6 +122,7 @@ fn catch_up(state: &CpuTlbState, space: &AddressSpace) {
     crate::arch::x86::mmu::flush_all();
     state.loaded_gen.store(latest, Ordering::Relaxed);
     CATCH_UP_FLUSHES.fetch_add(1, Ordering::Relaxed);
+    trace::record(trace::format::LAZY_CATCH_UP, 0, latest, 0, 0);
 }
 
 /// Loads `space` in place of `loaded` (null: the kernel's tables).
@@ -141,25 +143,40 @@ fn load(state: &CpuTlbState, space: &Arc<AddressSpace>, loaded: *mut AddressSpac
 /// range if this is the only change we have not seen, everything if we missed
 /// more, nothing if an earlier full flush already covered it (Linux:
 /// `flush_tlb_func()`). A CPU that has loaded another space since needs
-/// nothing: its CR3 write flushed.
-pub fn flush_for(space: &AddressSpace, request_gen: u64, flush_range: impl FnOnce()) {
+/// nothing: its CR3 write flushed. Returns what it did.
+pub fn flush_for(space: &AddressSpace, request_gen: u64, flush_range: impl FnOnce()) -> Flushed {
     let state = this_cpu();
     if !core::ptr::eq(state.loaded.load(Ordering::Relaxed), space) {
-        return;
+        return Flushed::Nothing;
     }
     let local = state.loaded_gen.load(Ordering::Relaxed);
     let latest = space.tlb_gen();
     // Up to date, or at least with this request (a newer change's initiator
     // sends its own request, or finds us lazy and we catch up).
     if local >= latest || request_gen <= local {
-        return;
+        return Flushed::Nothing;
     }
-    if request_gen == local + 1 && request_gen == latest {
+    let flushed = if request_gen == local + 1 && request_gen == latest {
         flush_range();
+        Flushed::Range
     } else {
         crate::arch::x86::mmu::flush_all();
-    }
+        Flushed::All
+    };
     state.loaded_gen.store(latest, Ordering::Relaxed);
+    flushed
+}
+
+/// What [`flush_for`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing was due: this CPU was up to date, or runs another space.
+    Nothing,
+    /// The range the shootdown named (which may itself be a full flush, for a
+    /// range too long to flush page by page).
+    Range,
+    /// Everything, because this CPU had missed more than this change.
+    All,
 }
 
 /// Leaves any address space this CPU has loaded and goes back to the kernel's

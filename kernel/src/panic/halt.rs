@@ -27,6 +27,16 @@ pub(super) fn finish() -> ! {
     }
 }
 
+/// What `finish` will do, as the trace's PANIC_HALT records it.
+pub(super) fn action_code() -> u16 {
+    match args::get().panic_action() {
+        PanicAction::Halt => 0,
+        PanicAction::Spin => 1,
+        PanicAction::Exit => 2,
+        PanicAction::RebootAfter(_) => 3,
+    }
+}
+
 /// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
 fn halt_quietly() -> ! {
     if lapic::is_initialised() && percpu::is_installed() {

@@ -98,6 +98,27 @@ fn wake_latencies_us(waker_cpu: usize, target: usize, busy: bool) -> Vec<u64> {
     samples
 }
 
+/// What recording the trace adds to a context switch: the same ping-pong
+/// with recording paused and on, alternating, three times.
+fn trace_overhead(accelerator: &str) {
+    if !crate::trace::is_enabled_at_boot() {
+        crate::println!("BENCH trace sched skipped: boot with trace=all to compare recording on and off");
+        return;
+    }
+    for run in 1..=3 {
+        crate::trace::set_recording(false);
+        let off_ns = same_cpu_switch_ns(1);
+        crate::trace::set_recording(true);
+        let on_ns = same_cpu_switch_ns(1);
+        let x1000 = on_ns * 1000 / off_ns.max(1);
+        crate::println!(
+            "BENCH trace sched context_switch run={run} off_ns={off_ns} on_ns={on_ns} on/off={}.{:03} accel={accelerator}",
+            x1000 / 1000,
+            x1000 % 1000
+        );
+    }
+}
+
 pub fn run() {
     let cpus = crate::percpu::cpus_with_area().len();
     let accelerator = cpu::accelerator_name();
@@ -110,6 +131,7 @@ pub fn run() {
     crate::println!(
         "BENCH sched context_switch_ns={switch_ns} (same CPU, completion ping-pong, {PING_PONGS} round trips) cpus={cpus} accel={accelerator}"
     );
+    trace_overhead(accelerator);
     for busy in [false, true] {
         let samples = wake_latencies_us(1, 2, busy);
         crate::println!(

@@ -129,6 +129,16 @@ pub fn current() -> Arc<Thread> {
     })
 }
 
+/// The running thread's id (0 before the scheduler runs on this CPU), without
+/// taking a reference: for the trace.
+pub fn current_id() -> u64 {
+    interrupts::without_interrupts(|| {
+        let current = this_cpu().current.load(Ordering::Relaxed);
+        // SAFETY: as in `current()`: the running thread stays alive while it runs here.
+        unsafe { current.as_ref() }.map_or(0, |thread| thread.id)
+    })
+}
+
 /// Turns the calling boot context into a thread named `name`, and gives the
 /// CPU an idle thread. For the boot CPU (the idle thread is spawned) and for
 /// APs, which become their own idle thread with `become_idle()`.

@@ -7,9 +7,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Priority, State, Thread, cpu_scheduler};
-use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::vectors::RESCHEDULE_VECTOR;
-use crate::percpu;
+use crate::{irq, percpu, trace};
 
 /// Where a new unpinned thread goes: the CPU with the fewest queued threads,
 /// preferring one that is idle (its current thread is the idle thread).
@@ -52,10 +51,11 @@ pub(super) fn enqueue(mut cpu: usize, thread: Arc<Thread>) {
     };
     let rank = thread.priority.rank();
     queue.push(thread);
+    trace::record(trace::format::RUN_QUEUE, queue.len() as u16, cpu as u64, 0, 0);
     if rank > target.current_rank.load(Ordering::Relaxed) {
         target.need_resched.store(true, Ordering::Release);
         if cpu != percpu::cpu_number() {
-            lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Fixed(RESCHEDULE_VECTOR));
+            irq::send_ipi(cpu, RESCHEDULE_VECTOR);
         }
     }
     // Dropping the lock re-enables preemption: if this CPU was asked to
@@ -70,6 +70,7 @@ pub fn wake(thread: &Arc<Thread>) {
         return;
     }
     let cpu = thread.affinity().unwrap_or_else(|| cpu_for_wake(thread));
+    trace::record(trace::format::WAKE, cpu as u16, thread.id, 0, 0);
     enqueue(cpu, thread.clone());
 }
 

@@ -14,7 +14,7 @@ use super::{
     CpuScheduler, Priority, State, TIME_SLICE_NS, Thread, current, preempt, switch, this_cpu,
 };
 use crate::arch::x86::cpu;
-use crate::{percpu, time};
+use crate::{percpu, time, trace};
 
 /// Gives the CPU to another runnable thread of the same or higher priority.
 pub fn yield_now() {
@@ -58,7 +58,9 @@ pub fn schedule() {
                 Arc::from_raw(prev)
             });
         }
-        let next = queue.pop_highest().unwrap_or_else(|| {
+        let next = queue.pop_highest();
+        trace::record(trace::format::RUN_QUEUE, queue.len() as u16, percpu::cpu_number() as u64, 0, 0);
+        let next = next.unwrap_or_else(|| {
             // SAFETY: `idle` holds a reference for the CPU's lifetime.
             unsafe {
                 Arc::increment_strong_count(idle);
@@ -85,6 +87,12 @@ pub fn schedule() {
 
 fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     let me = percpu::cpu_number();
+    if trace::is_on(trace::format::SWITCH) {
+        // SAFETY: `prev` is the running thread (see schedule()).
+        let prev = unsafe { &*prev };
+        let (from, to) = (prev.priority.rank(), next.priority.rank());
+        trace::record(trace::format::SWITCH, to as u16, prev.id, next.id, from as u64);
+    }
     next.last_cpu.store(me, Ordering::Relaxed);
     if next.priority == Priority::Normal {
         next.slice_end.store(time::now_ns() + TIME_SLICE_NS, Ordering::Relaxed);

@@ -1,5 +1,6 @@
 //! Kernel threads: what the scheduler schedules.
 
+use crate::trace;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -70,8 +71,10 @@ impl Thread {
         stack: Option<KernelStack>,
         state: State,
     ) -> Thread {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        trace::record_with_text(trace::format::THREAD_NAME, priority.rank() as u16, id, &name);
         Thread {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             name,
             priority,
             affinity: AtomicUsize::new(affinity.unwrap_or(NOT_PINNED)),

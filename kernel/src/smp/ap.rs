@@ -10,6 +10,7 @@ use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::{control, gdt, idt, lapic};
 use crate::args::{self, Fault};
 use crate::percpu::{self, Area};
+use crate::trace::{self, format};
 
 /// Entered with RSP = this CPU's stack and the address of its per-CPU area
 /// (found by APIC id in the trampoline). Never returns: ends in the idle loop.
@@ -41,12 +42,17 @@ pub extern "C" fn ap_entry(area_address: u64) -> ! {
     crate::sync::preempt::reset_after_restart();
     crate::irq::reset_after_restart();
     super::stuck_cpu::forget_requests();
+    // Recorded now that this CPU has its per-CPU data (its trace buffer),
+    // with the time it got here.
+    trace::record_at(me.times.alive.load(Ordering::Relaxed), format::AP_ALIVE, 0, 0, 0, 0);
     gdt::init_this_cpu(me.tables, me.ist_stacks());
     idt::init_this_cpu();
     lapic::init_this_cpu();
     percpu::set_apic_id(me.number, lapic::get().id());
     crate::time::timer::init_this_cpu();
-    me.times.called_in.store(rdtsc(), Ordering::Relaxed);
+    let called_in = rdtsc();
+    me.times.called_in.store(called_in, Ordering::Relaxed);
+    trace::record_at(called_in, format::AP_CALLED_IN, 0, 0, 0, 0);
     if !me.advance(ApState::Alive, ApState::CalledIn) {
         cpu::halt_forever();
     }
@@ -58,8 +64,11 @@ pub extern "C" fn ap_entry(area_address: u64) -> ! {
         cpu::enable_interrupts_and_halt();
         interrupts::disable();
     }
+    trace::record(format::AP_TSC_CHECK, 0, 0, 0, 0);
     tsc_sync::take_part();
-    me.times.online.store(rdtsc(), Ordering::Relaxed);
+    let online = rdtsc();
+    me.times.online.store(online, Ordering::Relaxed);
+    trace::record_at(online, format::AP_ONLINE, 0, 0, 0, 0);
     // Calls may be queued here from now on; they run once interrupts are on.
     // (If the boot CPU gives up on this CPU instead, it closes the queue again.)
     crate::smp::call::open_this_cpu();

@@ -11,11 +11,12 @@ use crate::arch::x86::interrupts;
 use super::trampoline::Trampoline;
 use super::{
     AP_TIMEOUT_MS, ApState, BringUp, Cpu, POST_SIPI_DELAY_US, Phases, SHORT_POST_SIPI_DELAY_US,
-    SMP, call, cpus, tsc_sync,
+    SMP, call, tsc_sync,
 };
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::vectors::WAKE_VECTOR;
+use crate::trace::{self, format};
 use crate::args::{self, SmpMode};
 use crate::{percpu, time};
 
@@ -36,7 +37,9 @@ fn kick(trampoline: &Trampoline, targets: &[&Cpu]) {
     }
     time::udelay(args::get().init_udelay);
     for cpu in targets {
-        cpu.times.kicked.store(rdtsc(), Ordering::Relaxed);
+        let now = rdtsc();
+        cpu.times.kicked.store(now, Ordering::Relaxed);
+        trace::record_at(now, format::AP_KICK, cpu.number as u16, cpu.apic_id as u64, 0, 0);
         apic.send_ipi(cpu.apic_id, Ipi::Startup(trampoline.sipi_vector()));
     }
     delay_after_sipi();
@@ -86,6 +89,7 @@ fn give_up_on_stragglers(targets: &[&Cpu], waiting_since: u64) {
             }
         };
         let Some(state) = given_up_in else { continue };
+        trace::record(format::AP_GIVEN_UP, cpu.number as u16, state as u64, 0, 0);
         let what = match state {
             ApState::Kicked => "did not report alive",
             ApState::Alive => "reported alive but did not call in",
@@ -183,6 +187,8 @@ fn bring_up_here(mode: SmpMode, count: usize) -> BringUp {
     let chosen = &smp.cpus[1..smp.cpus.len().min(count.saturating_add(1))];
     let targets: Vec<&Cpu> = chosen.iter().filter(|c| c.state() != ApState::Online).collect();
     let start_tsc = rdtsc();
+    let serial = (mode == SmpMode::Serial) as u16;
+    trace::record_at(start_tsc, format::BRING_UP_BEGIN, serial, targets.len() as u64, 0, 0);
     let worse = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -202,6 +208,7 @@ fn bring_up_here(mode: SmpMode, count: usize) -> BringUp {
     }
     let elapsed_ns = time::tsc_to_ns(rdtsc() - start_tsc);
     let online = smp.cpus.iter().filter(|c| c.state() == ApState::Online).count();
+    trace::record(format::BRING_UP_END, 0, online as u64, 0, 0);
     BringUp {
         mode,
         online,
@@ -215,5 +222,5 @@ fn bring_up_here(mode: SmpMode, count: usize) -> BringUp {
 
 /// Wakes the boot CPU, which sleeps until this AP moves on to its next state.
 pub(super) fn wake_boot_cpu() {
-    lapic::get().send_ipi(cpus()[0].apic_id, Ipi::Fixed(WAKE_VECTOR));
+    crate::irq::send_ipi(0, WAKE_VECTOR);
 }

@@ -158,6 +158,7 @@ pub fn init(platform: &Platform) {
         } else {
             (Area::new(number), &*Box::leak(Box::new(CpuTables::new())))
         };
+        crate::trace::prepare_cpu(number);
         percpu::set_apic_id(number, entry.apic_id);
         let ist_stacks = if number == 0 {
             [VirtAddr::zero(); 3] // the boot CPU's are static (gdt::boot_cpu_ist_stacks)

@@ -7,7 +7,6 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use x86_64::VirtAddr;
 
 use crate::arch::x86::gdt::{CpuTables, IstStacks};
-use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::vectors::WAKE_VECTOR;
 use crate::percpu::Area;
 
@@ -78,7 +77,7 @@ impl Cpu {
     /// Sets the state and wakes the CPU in case it sleeps waiting for it.
     pub(super) fn set_state_and_wake(&self, state: ApState) {
         self.set_state(state);
-        lapic::get().send_ipi(self.apic_id, Ipi::Fixed(WAKE_VECTOR));
+        crate::irq::send_ipi(self.number, WAKE_VECTOR);
     }
 
     pub(super) fn ist_stacks(&self) -> IstStacks {

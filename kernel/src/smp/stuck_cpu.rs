@@ -16,7 +16,6 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::x86::lapic::{self, Ipi};
 use crate::percpu::cpu_local;
 use crate::symbols::{self, Demangled};
 use crate::time;
@@ -83,7 +82,7 @@ pub fn locate(cpu: usize) -> Location {
         Ordering::Acquire,
     ) {
         Ok(_) => {
-            lapic::get().send_ipi(target.apic_id, Ipi::Nmi);
+            crate::irq::send_nmi(target.number);
             answered + 1
         }
         Err(outstanding) => outstanding,

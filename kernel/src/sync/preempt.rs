@@ -26,6 +26,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::x86::cpu::rdtsc;
 use crate::percpu::{self, cpu_local};
+use crate::{time, trace};
 
 cpu_local! {
     /// Nesting depth of `disable()`. Changed only with `add_on_this_cpu`.
@@ -93,12 +94,21 @@ pub fn enable_no_resched() {
     PREEMPT_COUNT.add_on_this_cpu(-1);
 }
 
+/// Spans longer than this go into the event trace (`trace=sched`), as
+/// Linux's preemptoff tracer reports spans over `tracing_thresh`.
+pub const TRACE_THRESHOLD_US: u64 = 100;
+
 /// Called with the count still 1: this CPU's copies are stable.
 fn record_span() {
     let span = rdtsc().saturating_sub(OFF_SINCE.get().load(Ordering::Relaxed));
     if span > OFF_MAX.get().load(Ordering::Relaxed) {
         OFF_MAX.get().store(span, Ordering::Relaxed);
         OFF_MAX_CALLER.get().store(OFF_CALLER.get().load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    if trace::is_on(trace::format::PREEMPT_OFF) && span > time::ns_to_tsc(TRACE_THRESHOLD_US * 1000)
+    {
+        let caller = OFF_CALLER.get().load(Ordering::Relaxed);
+        trace::record(trace::format::PREEMPT_OFF, 0, caller, time::tsc_to_ns(span), 0);
     }
 }
 

@@ -25,6 +25,8 @@ pub fn start() {
 
 fn set_tsc_frequency(hz: u64) {
     TSC_HZ.store(hz, Ordering::Relaxed);
+    // The trace's timestamps are raw TSC values, converted when dumped.
+    crate::trace::set_clock(hz, TSC_AT_BOOT.load(Ordering::Relaxed));
     NS_PER_CYCLE_FP32
         .store((1_000_000_000u128 << 32).div_ceil(hz as u128) as u64, Ordering::Relaxed);
 }

@@ -189,6 +189,8 @@ fn measure_mode(space: &Arc<AddressSpace>, mode: Option<WaitMode>) -> ModeResult
         flusher.join();
     }
     crate::host_stats::end(&alloc::format!("tlb.{name}"));
+    // This mode's events, before the next mode's overwrite them.
+    crate::trace::dump();
     latencies_us.sort_unstable();
     ModeResult {
         name,
@@ -285,10 +287,35 @@ fn shootdown_cost(
     let (sent, saved) = tlb::flush_ipi_counts();
     halted.stop();
     (
-        elapsed.load(Ordering::Acquire) / rounds / 1000,
+        elapsed.load(Ordering::Acquire) / rounds,
         (sent - sent_before) / rounds,
         (saved - saved_before) / rounds,
     )
+}
+
+/// What recording the trace adds to a shootdown to two busy targets: the
+/// same measurement with recording paused and on, alternating, three times.
+fn trace_overhead(space: &Arc<AddressSpace>, accelerator: &str) {
+    if !crate::trace::is_enabled_at_boot() {
+        crate::println!("BENCH trace tlb skipped: boot with trace=all to compare recording on and off");
+        return;
+    }
+    for run in 1..=3 {
+        crate::trace::set_recording(false);
+        let (off_ns, ..) = shootdown_cost(space, 2, 0, 1);
+        crate::trace::set_recording(true);
+        let (on_ns, ..) = shootdown_cost(space, 2, 0, 1);
+        crate::println!(
+            "BENCH trace tlb shootdown busy=2 pages=1 run={run} off_ns={off_ns} on_ns={on_ns} on/off={} accel={accelerator}",
+            ratio_to_thousandths(on_ns, off_ns)
+        );
+    }
+}
+
+/// `a / b` with three decimals, as text.
+fn ratio_to_thousandths(a: u64, b: u64) -> alloc::string::String {
+    let x1000 = a * 1000 / b.max(1);
+    alloc::format!("{}.{:03}", x1000 / 1000, x1000 % 1000)
 }
 
 /// 1, 2, 4, ... and every other CPU: each count costs 200 shootdowns to that
@@ -306,7 +333,8 @@ fn shootdown_costs(space: &Arc<AddressSpace>, cpus: usize, accelerator: &str) {
         let busy = core::iter::once(0).chain(target_counts(cpus - 1)).map(|busy| (busy, 0));
         let lazy = target_counts(cpus - 1).map(|lazy| (0, lazy));
         for (busy, lazy) in busy.chain(lazy) {
-            let (cost, sent, saved) = shootdown_cost(space, busy, lazy, pages);
+            let (cost_ns, sent, saved) = shootdown_cost(space, busy, lazy, pages);
+            let cost = cost_ns / 1000;
             crate::println!(
                 "BENCH tlb cost busy={busy} lazy={lazy} pages={pages} ({how}) avg_us={cost} ipis_sent={sent} ipis_saved={saved} accel={accelerator}"
             );
@@ -328,6 +356,7 @@ pub fn run() {
     }
     wake_up_latencies(&space, accelerator);
     shootdown_costs(&space, cpus, accelerator);
+    trace_overhead(&space, accelerator);
     let (sent, saved) = tlb::flush_ipi_counts();
     crate::println!(
         "BENCH tlb ipis sent={sent} saved_by_lazy={saved} lazy_catch_up_flushes={} accel={accelerator}",

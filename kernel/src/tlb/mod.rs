@@ -37,7 +37,9 @@ use x86_64::VirtAddr;
 
 use crate::arch::x86::mmu;
 use crate::mm::address_space::AddressSpace;
-use crate::mm::lazy_tlb;
+use crate::mm::lazy_tlb::{self, Flushed};
+use crate::sched;
+use crate::trace;
 use crate::percpu::CpuSet;
 use crate::smp::call::CrossCall;
 
@@ -70,7 +72,13 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
     let request_gen = AtomicU64::new(0);
     let flush = || {
         let generation = request_gen.load(Ordering::Relaxed);
-        lazy_tlb::flush_for(space, generation, || flush_local(start, pages));
+        let flushed = lazy_tlb::flush_for(space, generation, || flush_local(start, pages));
+        let how = match flushed {
+            Flushed::Nothing => trace::format::FLUSH_NOTHING,
+            Flushed::Range => trace::format::FLUSH_RANGE,
+            Flushed::All => trace::format::FLUSH_ALL,
+        };
+        trace::record(trace::format::TLB_FLUSH, how, start.as_u64(), pages as u64, 0);
     };
     let call = CrossCall::new("tlb_flush_range", &flush);
     let skip_remote = crate::args::get().fault == Some(crate::args::Fault::SkipShootdown);
@@ -96,6 +104,7 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
             }
             FLUSH_IPIS_SENT.fetch_add(targets.len() as u64, Ordering::Relaxed);
             FLUSH_IPIS_SAVED.fetch_add(lazy.len() as u64, Ordering::Relaxed);
+            trace_shootdown_begin(start, pages, targets.len(), lazy.len());
             targets
         },
         // Only this CPU changes its own bit, and it cannot move meanwhile.
@@ -105,6 +114,21 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
             }
         },
     );
+    trace_shootdown_end(start);
+}
+
+fn trace_shootdown_begin(start: VirtAddr, pages: usize, targets: usize, lazy: usize) {
+    if trace::is_on(trace::format::SHOOTDOWN_BEGIN) {
+        let counts = pages.min(u32::MAX as usize) as u64 | (targets as u64) << 32 | (lazy as u64) << 48;
+        let mode = crate::smp::call::wait_mode() as u16;
+        trace::record(trace::format::SHOOTDOWN_BEGIN, mode, start.as_u64(), counts, sched::current_id());
+    }
+}
+
+fn trace_shootdown_end(start: VirtAddr) {
+    if trace::is_on(trace::format::SHOOTDOWN_END) {
+        trace::record(trace::format::SHOOTDOWN_END, 0, start.as_u64(), 0, sched::current_id());
+    }
 }
 
 /// Flushes a range of kernel mappings, which every CPU shares: on every online CPU.

@@ -11,21 +11,25 @@
 //! the events recorded on each CPU since that CPU's previous dump:
 //!
 //! ```text
-//! dump       := header  cpu_section*  trailer
-//! header     := "KTRC" version:u16 cpus:u16 reason:u16 0:u16 0:u32
-//!               tsc_hz:u64 dump_ns:u64                               (32 bytes)
-//! cpu_section:= cpu:u16 0:u16 records:u32 lost:u64 torn:u64 0:u64       (32 bytes)
-//!               record*  (`records` of them, oldest first)
-//! record     := ns:u64 kind:u16 small:u16 0:u32 a:u64 b:u64 c:u64      (40 bytes)
-//! trailer    := "KEND" 0:u32                                           (8 bytes)
+//! dump        := header  cpu_section*  trailer
+//! header      := "KTRC" version:u16 cpus:u16 reason:u16 0:u16 0:u32
+//!                tsc_hz:u64 dump_ns:u64                              (32 bytes)
+//! cpu_section := cpu:u16 0:u16 0:u32 lost:u64 0:u64 0:u64               (32 bytes)
+//!                record*  (oldest first)
+//!                section_end
+//! record      := ns:u64 kind:u16 small:u16 0:u32 a:u64 b:u64 c:u64     (40 bytes)
+//! section_end := a record of kind SECTION_END: a = torn, b = records before it
+//! trailer     := "KEND" 0:u32                                          (8 bytes)
 //! ```
 //!
+//! - `cpus` is the number of sections that follow.
 //! - `ns` is the time since the kernel's clock started (the same clock as the
 //!   console log's), converted from the TSC by the dumper.
 //! - `lost` counts this CPU's events overwritten before this dump (the buffer
 //!   is a ring: when it is full the oldest events go, as in ftrace's default
 //!   overwrite mode), `torn` those skipped because they were being written
-//!   while the dump read them.
+//!   while the dump read them. The dumper reads each record once, as it
+//!   writes it out, so a section's length is known only at its end.
 //! - A record of kind [`TEXT`] is not an event: it carries `small` (1 to 16)
 //!   bytes of UTF-8 in `a` then `b`, and belongs to the last event before it in
 //!   the same section. A thread's name, a cross-CPU call's name and a
@@ -77,6 +81,8 @@ pub const NMI: u16 = 0x100;
 
 /// Continuation of the event before it: `small` bytes of text in `a`, `b`.
 pub const TEXT: u16 = 0x0000;
+/// The end of a CPU's section: a = records torn, b = records in the section.
+pub const SECTION_END: u16 = 0xffff;
 
 // --- smp: bring-up (docs/smp.md) -------------------------------------------
 
@@ -114,13 +120,15 @@ pub const NMI_END: u16 = 0x0205;
 /// A cross-CPU call was put in a CPU's queue. small: that CPU; a: the call's
 /// id (unique while the call is pending).
 pub const CALL_QUEUED: u16 = 0x0211;
-/// A CPU starts running a queued call. a: its id; c: the CPU that made it.
-/// Followed by the call's name as [`TEXT`].
+/// A CPU starts running a queued call. a: its id. Followed by the call's
+/// name as [`TEXT`] (its [`CALL_QUEUED`] says who made it).
 pub const CALL_RUN_BEGIN: u16 = 0x0212;
 /// The call's function returned. a: its id.
 pub const CALL_RUN_END: u16 = 0x0213;
-/// A target acknowledged a call (ran it, or was found offline). small: the
-/// target; a: the id; b: how many targets were still pending before this one.
+/// A target acknowledges a call (it ran it, or was found offline), recorded
+/// just before the acknowledgement, so before the waiter can see it. small:
+/// the target; a: the id; b: targets still pending, this one included (a
+/// snapshot: others may acknowledge at the same moment).
 pub const CALL_ACKED: u16 = 0x0214;
 /// The thread that made a call starts waiting for its targets. small: the
 /// wait mode (0 preempt, 1 spin, 2 sleep); a: the id; b: the thread's id;
@@ -164,7 +172,8 @@ pub const WAKE: u16 = 0x0402;
 /// A thread was created. small: its priority rank; a: its id. Followed by
 /// its name as [`TEXT`].
 pub const THREAD_NAME: u16 = 0x0403;
-/// This CPU's run queue length changed. small: the new length.
+/// A CPU's run queue length changed. small: the new length; a: that CPU
+/// (a wake-up on one CPU queues threads on another).
 pub const RUN_QUEUE: u16 = 0x0404;
 /// A span with preemption off longer than the threshold ended. a: the return
 /// address in the code that opened it; b: its length in ns (it began `b` ns
@@ -203,6 +212,7 @@ pub const fn category_of(kind: u16) -> u32 {
 pub const fn name_of(kind: u16) -> &'static str {
     match kind {
         TEXT => "text",
+        SECTION_END => "end of section",
         BRING_UP_BEGIN => "bring-up",
         BRING_UP_END => "bring-up end",
         AP_KICK => "kick",

@@ -1,5 +1,7 @@
 //! CPU identification (CPUID), the time-stamp counter, and halting.
 
+use core::arch::asm;
+
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc, CpuidResult};
 
 pub fn cpuid(leaf: u32) -> CpuidResult {
@@ -48,6 +50,27 @@ pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is available on every x86_64 CPU and has no side effects
     // (CR4.TSD is clear: the kernel runs at CPL 0 anyway).
     unsafe { _rdtsc() }
+}
+
+/// Adds `delta` to `counter` and returns the value before, in one `xadd`
+/// without a `lock` prefix (Linux: `this_cpu_add_return()`). One instruction
+/// cannot be split by an interrupt or an NMI on this CPU, so it is atomic
+/// against them; it is not atomic against other CPUs, so `counter` must be
+/// one that only this CPU changes (its own per-CPU data), and the caller must
+/// not move to another CPU between finding `counter` and this call.
+#[inline]
+pub fn fetch_add_this_cpu_only(counter: &core::sync::atomic::AtomicU64, delta: u64) -> u64 {
+    let mut value = delta;
+    // SAFETY: `counter` is a valid, aligned AtomicU64 (a reference); XADD
+    // exchanges and adds in place. Without LOCK the read-modify-write is not
+    // atomic against other CPUs, which the caller rules out (see above).
+    unsafe {
+        asm!("xadd qword ptr [{counter}], {value}",
+             counter = in(reg) counter.as_ptr(),
+             value = inout(reg) value,
+             options(nostack))
+    };
+    value
 }
 
 /// Reads the TSC after every earlier instruction has completed (`lfence;

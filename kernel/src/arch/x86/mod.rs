@@ -1,10 +1,11 @@
 //! x86_64: CPU features, descriptor tables, interrupts, the local APIC, the
-//! legacy PIC and PIT, and QEMU's fw_cfg and debug-exit devices.
+//! legacy PIC and PIT, and QEMU's fw_cfg, debug-exit and debug console devices.
 
 pub mod apic_mode;
 pub mod apic_timer;
 pub mod control;
 pub mod cpu;
+pub mod debugcon;
 pub mod exception;
 pub mod fw_cfg;
 pub mod gdt;

@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use super::HeapCall;
 use crate::percpu;
 use crate::percpu::AtomicCpuSet;
+use crate::trace::{self, format};
 use crate::sched::{self, Thread};
 
 /// The work, as the targets see it.
@@ -58,8 +59,10 @@ impl CallDescriptor {
         // SAFETY: the descriptor lives until `pending` reaches zero, which
         // cannot happen before this target's acknowledgement below.
         let call = unsafe { &*descriptor };
+        trace::record_static_name(format::CALL_RUN_BEGIN, descriptor as u64, 0, call.name);
         // SAFETY: the function lives as long as the descriptor (see CrossCall).
         unsafe { (*call.function)() };
+        trace::record(format::CALL_RUN_END, 0, descriptor as u64, 0, 0);
         Self::acknowledge(descriptor, percpu::cpu_number());
     }
 
@@ -77,6 +80,10 @@ impl CallDescriptor {
         // Read before the acknowledgement: afterwards the descriptor may be gone.
         let (on_heap, waiter) = (call.on_heap, call.waiter.load(Ordering::Relaxed));
         call.acknowledged.insert(cpu, Ordering::Relaxed);
+        if trace::is_on(format::CALL_ACKED) {
+            let pending = call.pending.load(Ordering::Relaxed) as u64;
+            trace::record(format::CALL_ACKED, cpu as u16, descriptor as u64, pending, 0);
+        }
         if call.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }

@@ -8,11 +8,11 @@ use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::descriptor::CallDescriptor;
-use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::vectors::CALL_FUNCTION_VECTOR;
 use crate::percpu::CpuSet;
-use crate::percpu::{self, cpu_local};
+use crate::percpu::cpu_local;
 use crate::sync::SpinLock;
+use crate::trace::{self, format};
 
 /// One CPU's queue of calls to run.
 pub(super) struct CallQueue {
@@ -99,11 +99,13 @@ fn enqueue(cpu: usize, descriptor: *const CallDescriptor) -> bool {
             return false;
         }
         let was_empty = calls.is_empty();
+        // Recorded before the target can see the call (it takes this lock).
+        trace::record(format::CALL_QUEUED, cpu as u16, descriptor as u64, 0, 0);
         calls.push_back(descriptor);
         was_empty
     };
     if was_empty {
-        lapic::get().send_ipi(percpu::apic_id_of(cpu), Ipi::Fixed(CALL_FUNCTION_VECTOR));
+        crate::irq::send_ipi(cpu, CALL_FUNCTION_VECTOR);
     }
     true
 }

@@ -10,6 +10,7 @@ use crate::percpu::CpuSet;
 use crate::sched;
 use crate::sync::preempt;
 use crate::time;
+use crate::trace::{self, format};
 
 /// A started call: its descriptor is queued on other CPUs.
 pub(super) struct PendingCall<'c, 'f> {
@@ -35,6 +36,13 @@ impl PendingCall<'_, '_> {
     /// as Linux's CSD-lock debugging does (kernel/smp.c, `csd_lock_wait_toolong`).
     pub(super) fn wait(&self) {
         let descriptor = &self.call.descriptor;
+        let traced = !self.remote.is_empty() && trace::is_on(format::CALL_WAIT_BEGIN);
+        let id = descriptor as *const _ as u64;
+        let thread = if traced { sched::current_id() } else { 0 };
+        if traced {
+            let targets = self.remote.len() as u64;
+            trace::record(format::CALL_WAIT_BEGIN, self.mode as u16, id, thread, targets);
+        }
         let started = time::now_ns();
         let mut next_report = started + STUCK_AFTER_MS * 1_000_000;
         let mut reported = false;
@@ -60,6 +68,9 @@ impl PendingCall<'_, '_> {
                 self.started_by,
                 (time::now_ns() - started) / 1_000_000
             );
+        }
+        if traced {
+            trace::record(format::CALL_WAIT_END, 0, id, thread, 0);
         }
         if self.sleeps() {
             let waiter = descriptor.waiter.swap(core::ptr::null_mut(), Ordering::Relaxed);

@@ -1,0 +1,195 @@
+//! The event trace: what each CPU did and when, recorded as it happens and
+//! dumped for the host to draw (`cargo run -- --trace FILE.json`, which opens
+//! in ui.perfetto.dev; docs/tracing.md).
+//!
+//! This is the kernel's small ftrace. The mechanisms the kernel exists to show
+//! (parallel bring-up, cross-CPU calls, TLB shootdowns, preemptible waits,
+//! the panic stop) record events at the points where they happen: an AP
+//! calling in, an IPI sent and received, a call queued, run and acknowledged,
+//! a flush, a context switch. `trace=` chooses which categories are recorded
+//! (`format::category`); with `trace=off`, the default, a recording site costs
+//! one load of a mask and a branch.
+//!
+//! - **Where events go**: each CPU has its own ring of fixed-size slots
+//!   (`ring.rs`), written by that CPU alone without a lock, in interrupt and
+//!   NMI context as well. When it is full the oldest events are overwritten.
+//! - **Timestamps** are raw TSC values, which the TSC check at bring-up has
+//!   shown to agree across CPUs; the dump converts them to nanoseconds.
+//! - **Getting them out** (`dump.rs`): at the end of a run, after a panic's
+//!   report, and whenever code calls [`dump`], each ring's new events go to
+//!   QEMU's debug console port in the binary format of `format.rs`, which the
+//!   runner turns into Chrome trace JSON and an SVG.
+//!
+//! This layer sits just above `percpu` and `args`, below the interrupt layer,
+//! so that every layer above, the interrupt dispatch included, can record;
+//! the two things it needs from above (the clock's rate and the symbol
+//! table) are handed down at boot.
+
+// `name_of`, `category::ALL` and some reasons are read by the runner, not here.
+#[allow(dead_code)]
+pub mod format;
+mod dump;
+mod ring;
+mod tests;
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::x86::cpu::rdtsc;
+use crate::args;
+pub use dump::{set_clock, set_code_namer};
+use ring::Event;
+
+/// The categories being recorded (`format::category` bits; 0: off).
+static CATEGORIES: AtomicU32 = AtomicU32::new(0);
+
+// `trace=` names its categories in `args`, whose bits must be the format's.
+const _: () = {
+    let mut i = 0;
+    while i < args::TRACE_CATEGORIES.len() {
+        assert!(format::category::NAMES[i].1 == 1 << i);
+        assert!(same(format::category::NAMES[i].0, args::TRACE_CATEGORIES[i]));
+        i += 1;
+    }
+};
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Starts recording what `trace=` asks for, on the boot CPU (needs the heap).
+pub fn init() {
+    let categories = args::get().trace;
+    if categories == 0 {
+        return;
+    }
+    ring::install(0);
+    CATEGORIES.store(categories, Ordering::Release);
+    let names = format::category::NAMES.iter().filter(|(_, bit)| categories & bit != 0);
+    let mut list = alloc::string::String::new();
+    for (name, _) in names {
+        list.push_str(if list.is_empty() { "" } else { "," });
+        list.push_str(name);
+    }
+    log::info!(
+        "trace: recording {list} in {} KiB per CPU, dumped to the debug console (port {:#x})",
+        ring::SLOTS_PER_CPU * format::RECORD_SIZE / 1024,
+        format::DEBUGCON_PORT
+    );
+}
+
+/// Whether `trace=` turned recording on at boot (the buffers exist).
+pub fn is_enabled_at_boot() -> bool {
+    args::get().trace != 0
+}
+
+/// Stops or restarts recording (what `trace=` chose), for benchmarks that
+/// compare a run with tracing to one without, in the same boot.
+pub fn set_recording(on: bool) {
+    let categories = if on { args::get().trace } else { 0 };
+    CATEGORIES.store(categories, Ordering::Release);
+}
+
+/// Gives CPU `cpu` its buffer; `smp` calls this before the CPU starts.
+pub fn prepare_cpu(cpu: usize) {
+    if CATEGORIES.load(Ordering::Relaxed) != 0 {
+        ring::install(cpu);
+    }
+}
+
+/// Whether events of `kind` are being recorded.
+#[inline]
+pub fn is_on(kind: u16) -> bool {
+    CATEGORIES.load(Ordering::Relaxed) & format::category_of(kind) != 0
+}
+
+/// Records an event of `kind` on this CPU, now. What `small`, `a`, `b` and
+/// `c` mean is written beside each kind in `format.rs`.
+#[inline]
+pub fn record(kind: u16, small: u16, a: u64, b: u64, c: u64) {
+    if is_on(kind) {
+        record_at(rdtsc(), kind, small, a, b, c);
+    }
+}
+
+/// Records an event that happened at `tsc` (for a moment taken before this
+/// CPU could record: an AP's first instructions).
+pub fn record_at(tsc: u64, kind: u16, small: u16, a: u64, b: u64, c: u64) {
+    // The dump reads that kind's `b` as a string's address: only
+    // `record_static_name` may write it.
+    debug_assert!(kind != format::CALL_RUN_BEGIN, "use record_static_name");
+    if is_on(kind) {
+        ring::record(&[Event { tsc, kind, small, a, b, c }]);
+    }
+}
+
+/// Records an event followed by `text` (at most 32 bytes are kept), copied
+/// now: for names that may not outlive the event (a thread's).
+pub fn record_with_text(kind: u16, small: u16, a: u64, text: &str) {
+    if !is_on(kind) {
+        return;
+    }
+    const PIECES: usize = 2;
+    let bytes = text.as_bytes();
+    let mut events = [Event { tsc: rdtsc(), kind, small, a, b: 0, c: 0 }; 1 + PIECES];
+    let mut count = 1;
+    for piece in bytes.chunks(16).take(PIECES) {
+        let mut padded = [0u8; 16];
+        padded[..piece.len()].copy_from_slice(piece);
+        events[count] = Event {
+            tsc: events[0].tsc,
+            kind: format::TEXT,
+            small: piece.len() as u16,
+            a: u64::from_le_bytes(padded[..8].try_into().unwrap()),
+            b: u64::from_le_bytes(padded[8..].try_into().unwrap()),
+            c: 0,
+        };
+        count += 1;
+    }
+    ring::record(&events[..count]);
+}
+
+/// Records an event named by a `&'static str` (a cross-CPU call's name): the
+/// ring keeps only its address, and the dump copies the text out.
+#[inline]
+pub fn record_static_name(kind: u16, a: u64, c: u64, name: &'static str) {
+    if is_on(kind) {
+        let small = name.len().min(u16::MAX as usize) as u16;
+        ring::record(&[Event { tsc: rdtsc(), kind, small, a, b: name.as_ptr() as u64, c }]);
+    }
+}
+
+/// Writes every CPU's events since the last dump to the debug console (a
+/// dump "on request": tests and benchmarks call it between phases).
+pub fn dump() {
+    dump_for(format::reason::REQUEST);
+}
+
+/// The dump at the end of a run.
+pub fn dump_at_end() {
+    dump_for(format::reason::END_OF_RUN);
+}
+
+/// The dump after a panic's report: the other CPUs are stopped, and one of
+/// them may have been stopped in the middle of a dump.
+pub fn dump_after_panic() {
+    if CATEGORIES.load(Ordering::Relaxed) != 0 {
+        dump::dump(format::reason::PANIC, true);
+    }
+}
+
+fn dump_for(reason: u16) {
+    if CATEGORIES.load(Ordering::Relaxed) != 0 {
+        dump::dump(reason, false);
+    }
+}

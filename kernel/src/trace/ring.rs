@@ -1,0 +1,230 @@
+//! Each CPU's trace buffer: a ring of fixed-size slots that only its own CPU
+//! writes, without a lock, and that a dumper on any CPU may read at any time.
+//!
+//! **Writing.** The owner reserves slots by advancing its `head` with one
+//! `xadd` (no `lock`: no other CPU writes this head, and one instruction is
+//! atomic against an interrupt or NMI arriving on this CPU, which may record
+//! events of its own in the middle of ours). It writes with interrupts off, so
+//! the thread cannot move to another CPU between reserving and writing; an
+//! NMI still can nest, and takes slots after ours. A reservation of several
+//! slots (an event and its text) is contiguous.
+//!
+//! **When full**, the head simply runs on and overwrites the oldest slots
+//! (ftrace's default "overwrite" mode): at a panic the newest events are the
+//! ones that matter. The dumper reports how many were overwritten (`lost`).
+//!
+//! **Reading while the owner writes** is a seqlock per slot. The writer first
+//! stores "being written" (0) into the slot's `commit`, then the data, then
+//! `commit` = its index + 1; the reader reads `commit`, the data, and `commit`
+//! again, and keeps the slot only if both reads name the index it expects.
+//! On x86 stores become visible in program order and loads are not reordered
+//! with older loads (SDM Vol. 3A 10.2.2, "Memory Ordering in P6 and More
+//! Recent Processor Families"), so the fences below cost nothing but keep the
+//! compiler from reordering; Linux's `seqcount_t` is the same protocol.
+//! A slot overwritten while it is read fails the check and is counted as
+//! `torn`, never dumped half old, half new. (`commit` holds the index's low
+//! 32 bits plus one, so the one index in 2^32 whose `commit` would wrap to 0
+//! reads as torn: one event lost per four billion, never a wrong one.)
+
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
+
+use crate::arch::x86::cpu::fetch_add_this_cpu_only;
+use crate::arch::x86::interrupts;
+use crate::percpu::cpu_local;
+
+/// Slots per CPU: 8192 of 40 bytes, 320 KiB. A power of two.
+pub const SLOTS_PER_CPU: usize = 8192;
+
+/// One event as stored: the wire format's record, with `commit` where the
+/// record has its padding.
+#[repr(C)]
+pub struct Slot {
+    commit: AtomicU32,
+    kind_and_small: AtomicU32,
+    tsc: AtomicU64,
+    a: AtomicU64,
+    b: AtomicU64,
+    c: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<Slot>() == super::format::RECORD_SIZE);
+
+/// An event read back out of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub tsc: u64,
+    pub kind: u16,
+    pub small: u16,
+    pub a: u64,
+    pub b: u64,
+    pub c: u64,
+}
+
+/// One CPU's ring.
+pub struct Ring {
+    /// SLOTS_PER_CPU slots, or null until `install` (and for good if tracing is off).
+    slots: AtomicPtr<Slot>,
+    /// The index the next event gets. Only the owner advances it.
+    head: AtomicU64,
+    /// The first index the next dump reads. Only the dumper (one at a time) moves it.
+    dumped: AtomicU64,
+}
+
+cpu_local! {
+    /// This CPU's trace buffer.
+    static RING: Ring = Ring {
+        slots: AtomicPtr::new(core::ptr::null_mut()),
+        head: AtomicU64::new(0),
+        dumped: AtomicU64::new(0),
+    };
+}
+
+/// CPU `cpu`'s ring.
+pub fn ring_of(cpu: usize) -> &'static Ring {
+    RING.on(cpu)
+}
+
+/// Gives CPU `cpu` a ring (it records nothing before). Needs the heap; runs
+/// before that CPU starts, or on it before it records.
+pub fn install(cpu: usize) {
+    let ring = ring_of(cpu);
+    if ring.slots.load(Ordering::Acquire).is_null() {
+        ring.slots.store(new_slots(), Ordering::Release);
+    }
+}
+
+/// SLOTS_PER_CPU empty slots that live for good.
+fn new_slots() -> *mut Slot {
+    let slots = alloc::vec::Vec::from_iter((0..SLOTS_PER_CPU).map(|_| Slot::EMPTY));
+    alloc::boxed::Box::leak(slots.into_boxed_slice()).as_mut_ptr()
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        commit: AtomicU32::new(0),
+        kind_and_small: AtomicU32::new(0),
+        tsc: AtomicU64::new(0),
+        a: AtomicU64::new(0),
+        b: AtomicU64::new(0),
+        c: AtomicU64::new(0),
+    };
+
+    fn write(&self, index: u64, event: &Event) {
+        self.commit.store(0, Ordering::Relaxed);
+        fence(Ordering::Release); // "being written" before any of the data
+        self.kind_and_small
+            .store(event.kind as u32 | (event.small as u32) << 16, Ordering::Relaxed);
+        self.tsc.store(event.tsc, Ordering::Relaxed);
+        self.a.store(event.a, Ordering::Relaxed);
+        self.b.store(event.b, Ordering::Relaxed);
+        self.c.store(event.c, Ordering::Relaxed);
+        self.commit.store(commit_of(index), Ordering::Release); // the data before "done"
+    }
+
+    fn read(&self, index: u64) -> Option<Event> {
+        let expected = commit_of(index);
+        if self.commit.load(Ordering::Acquire) != expected {
+            return None;
+        }
+        let kind_and_small = self.kind_and_small.load(Ordering::Relaxed);
+        let event = Event {
+            tsc: self.tsc.load(Ordering::Relaxed),
+            kind: kind_and_small as u16,
+            small: (kind_and_small >> 16) as u16,
+            a: self.a.load(Ordering::Relaxed),
+            b: self.b.load(Ordering::Relaxed),
+            c: self.c.load(Ordering::Relaxed),
+        };
+        fence(Ordering::Acquire); // the data before the second look at `commit`
+        (self.commit.load(Ordering::Relaxed) == expected).then_some(event)
+    }
+}
+
+fn commit_of(index: u64) -> u32 {
+    (index as u32).wrapping_add(1)
+}
+
+/// Records `events` in this CPU's ring, in consecutive slots.
+pub fn record(events: &[Event]) {
+    // Interrupts off: the thread must not move to another CPU between finding
+    // this CPU's ring and writing its slots (an NMI may still nest: it
+    // reserves slots after ours).
+    interrupts::without_interrupts(|| RING.get().push(events));
+}
+
+impl Ring {
+    /// A ring of its own, not any CPU's: for the tests, which free it with
+    /// [`Ring::free_for_test`].
+    pub fn new_for_test() -> Ring {
+        Ring {
+            slots: AtomicPtr::new(new_slots()),
+            head: AtomicU64::new(0),
+            dumped: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes `events` into consecutive slots. Only this ring's CPU calls
+    /// this, with interrupts off (see `record`).
+    pub fn push(&self, events: &[Event]) {
+        let slots = self.slots.load(Ordering::Acquire);
+        if slots.is_null() {
+            return;
+        }
+        let first = fetch_add_this_cpu_only(&self.head, events.len() as u64);
+        for (index, event) in (first..).zip(events) {
+            // SAFETY: `slots` points at SLOTS_PER_CPU slots that are never
+            // freed, and the index is reduced modulo that number.
+            let slot = unsafe { &*slots.add(index as usize % SLOTS_PER_CPU) };
+            slot.write(index, event);
+        }
+    }
+
+    /// The indices recorded since the last dump that are still in the ring,
+    /// and how many before them were overwritten unread.
+    pub fn undumped(&self) -> (core::ops::Range<u64>, u64) {
+        if self.slots.load(Ordering::Acquire).is_null() {
+            return (0..0, 0);
+        }
+        let head = self.head.load(Ordering::Acquire);
+        let dumped = self.dumped.load(Ordering::Relaxed);
+        let from = dumped.max(head.saturating_sub(SLOTS_PER_CPU as u64));
+        (from..head, from - dumped)
+    }
+
+    /// The event at `index`, if it is whole (not being written, not
+    /// overwritten by a later one).
+    pub fn read(&self, index: u64) -> Option<Event> {
+        let slots = self.slots.load(Ordering::Acquire);
+        if slots.is_null() {
+            return None;
+        }
+        // SAFETY: as in `push`.
+        let slot = unsafe { &*slots.add(index as usize % SLOTS_PER_CPU) };
+        slot.read(index)
+    }
+
+    /// Frees a ring made by [`Ring::new_for_test`].
+    pub fn free_for_test(self) {
+        let slots = self.slots.load(Ordering::Acquire);
+        // SAFETY: `new_slots` leaked a boxed slice of SLOTS_PER_CPU slots at
+        // this address; this ring was its only user, and is consumed.
+        drop(unsafe {
+            alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(slots, SLOTS_PER_CPU))
+        });
+    }
+
+    /// Puts the slot of `index` in the state a writer leaves it in between
+    /// marking it and storing its data: for the tests.
+    pub fn mark_being_written_for_test(&self, index: u64) {
+        let slots = self.slots.load(Ordering::Acquire);
+        // SAFETY: as in `push`.
+        let slot = unsafe { &*slots.add(index as usize % SLOTS_PER_CPU) };
+        slot.commit.store(0, Ordering::Release);
+    }
+
+    /// Records that every index before `end` was dumped. Only the dumper,
+    /// one at a time, calls this.
+    pub fn mark_dumped(&self, end: u64) {
+        self.dumped.store(end, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,82 @@
+//! Tests of the trace's ring, on rings of their own (the CPUs' rings belong
+//! to the trace being recorded): events come back whole and in order, a ring
+//! that wraps reports what it lost, and a slot being written reads as torn.
+
+use super::format;
+use super::ring::{Event, Ring, SLOTS_PER_CPU};
+use crate::testing::{KernelTest, TestResult};
+
+fn event(n: u64) -> Event {
+    Event { tsc: 1000 + n, kind: format::WAKE, small: n as u16, a: n, b: !n, c: n << 32 }
+}
+
+/// Everything still in `ring` since the last read, marked read.
+fn read_all(ring: &Ring) -> (alloc::vec::Vec<Option<Event>>, u64) {
+    let (indices, lost) = ring.undumped();
+    let end = indices.end;
+    let events = indices.map(|index| ring.read(index)).collect();
+    ring.mark_dumped(end);
+    (events, lost)
+}
+
+fn trace_ring_returns_events_in_order() -> TestResult {
+    let ring = Ring::new_for_test();
+    ring.push(&[event(1)]);
+    ring.push(&[event(2), event(3)]);
+    let (events, lost) = read_all(&ring);
+    crate::ensure!(lost == 0, "{lost} events lost from a ring with room");
+    let expected = [Some(event(1)), Some(event(2)), Some(event(3))];
+    crate::ensure!(events == expected, "read back {events:?}, expected {expected:?}");
+    // A second read starts where the first ended.
+    ring.push(&[event(4)]);
+    let (events, _) = read_all(&ring);
+    ring.free_for_test();
+    crate::ensure!(events == [Some(event(4))], "second read gave {events:?}");
+    Ok(())
+}
+
+fn trace_ring_overwrites_the_oldest() -> TestResult {
+    let ring = Ring::new_for_test();
+    let extra = 10;
+    for n in 0..(SLOTS_PER_CPU as u64 + extra) {
+        ring.push(&[event(n)]);
+    }
+    let (events, lost) = read_all(&ring);
+    ring.free_for_test();
+    crate::ensure!(lost == extra, "lost {lost}, expected {extra}");
+    crate::ensure!(events.len() == SLOTS_PER_CPU, "{} events kept", events.len());
+    crate::ensure!(
+        events.first() == Some(&Some(event(extra))),
+        "the oldest kept is {:?}, expected event {extra}",
+        events.first()
+    );
+    crate::ensure!(events.iter().all(Option::is_some), "a slot read as torn");
+    Ok(())
+}
+
+fn trace_ring_reads_a_slot_being_written_as_torn() -> TestResult {
+    let ring = Ring::new_for_test();
+    ring.push(&[event(1)]);
+    // The writer of index 0 + SLOTS_PER_CPU has reserved the slot that index
+    // 0 lives in and marked it "being written" (its commit word) but not
+    // yet stored its data: index 0 is gone, and the new one is not there yet.
+    ring.mark_being_written_for_test(0);
+    if let Some(event) = ring.read(0) {
+        ring.free_for_test();
+        return Err(alloc::format!("a slot being written was read as whole: {event:?}"));
+    }
+    ring.push(&[event(2)]);
+    let next = ring.read(1);
+    ring.free_for_test();
+    crate::ensure!(next == Some(event(2)), "the next slot was not whole: {next:?}");
+    Ok(())
+}
+
+crate::kernel_tests![
+    KernelTest::new("trace_ring_returns_events_in_order", trace_ring_returns_events_in_order),
+    KernelTest::new("trace_ring_overwrites_the_oldest", trace_ring_overwrites_the_oldest),
+    KernelTest::new(
+        "trace_ring_reads_a_slot_being_written_as_torn",
+        trace_ring_reads_a_slot_being_written_as_torn
+    ),
+];
