@@ -88,7 +88,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         .expect("the bootloader did not map physical memory");
     mm::init(physical_memory_offset, &boot_info.memory_regions);
     symbols::init(boot_info.kernel_addr, boot_info.kernel_len, boot_info.kernel_image_offset);
-    trace::init();
 
     pic::remap_and_mask();
     let apic = lapic::init_boot_cpu(args.force_xapic, mm::paging::map_mmio);
@@ -103,6 +102,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
 
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
+    trace::init(platform.startable_cpus().count());
     cpu::forbid_floating_point();
     sched::init_boot_cpu("main");
     tlb::init();

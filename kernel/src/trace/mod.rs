@@ -32,7 +32,7 @@ mod dump;
 mod ring;
 mod tests;
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::arch::x86::cpu::rdtsc;
 use crate::args;
@@ -67,13 +67,20 @@ const fn same(a: &str, b: &str) -> bool {
     true
 }
 
-/// Starts recording what `trace=` asks for, on the boot CPU (needs the heap).
-pub fn init() {
+/// Slots in each CPU's ring (0: tracing off).
+static SLOTS_PER_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts recording what `trace=` asks for, on the boot CPU (needs the
+/// heap). `cpus`: how many CPUs the firmware lists, which the rings share a
+/// memory budget among.
+pub fn init(cpus: usize) {
     let categories = args::get().trace;
     if categories == 0 {
         return;
     }
-    ring::install(0);
+    let slots = ring::slots_for(cpus);
+    SLOTS_PER_CPU.store(slots, Ordering::Relaxed);
+    ring::install(0, slots);
     CATEGORIES.store(categories, Ordering::Release);
     let names = format::category::NAMES.iter().filter(|(_, bit)| categories & bit != 0);
     let mut list = alloc::string::String::new();
@@ -83,7 +90,7 @@ pub fn init() {
     }
     log::info!(
         "trace: recording {list} in {} KiB per CPU, dumped to the debug console (port {:#x})",
-        ring::SLOTS_PER_CPU * format::RECORD_SIZE / 1024,
+        slots * format::RECORD_SIZE / 1024,
         format::DEBUGCON_PORT
     );
 }
@@ -102,8 +109,9 @@ pub fn set_recording(on: bool) {
 
 /// Gives CPU `cpu` its buffer; `smp` calls this before the CPU starts.
 pub fn prepare_cpu(cpu: usize) {
-    if CATEGORIES.load(Ordering::Relaxed) != 0 {
-        ring::install(cpu);
+    let slots = SLOTS_PER_CPU.load(Ordering::Relaxed);
+    if slots != 0 {
+        ring::install(cpu, slots);
     }
 }
 

@@ -18,7 +18,7 @@
 //! `commit` = its index + 1; the reader reads `commit`, the data, and `commit`
 //! again, and keeps the slot only if both reads name the index it expects.
 //! On x86 stores become visible in program order and loads are not reordered
-//! with older loads (SDM Vol. 3A 10.2.2, "Memory Ordering in P6 and More
+//! with older loads (SDM Vol. 3A 9.2.2, "Memory Ordering in P6 and More
 //! Recent Processor Families"), so the fences below cost nothing but keep the
 //! compiler from reordering; Linux's `seqcount_t` is the same protocol.
 //! A slot overwritten while it is read fails the check and is counted as
@@ -26,14 +26,26 @@
 //! 32 bits plus one, so the one index in 2^32 whose `commit` would wrap to 0
 //! reads as torn: one event lost per four billion, never a wrong one.)
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crate::arch::x86::cpu::fetch_add_this_cpu_only;
 use crate::arch::x86::interrupts;
 use crate::percpu::cpu_local;
 
-/// Slots per CPU: 8192 of 40 bytes, 320 KiB. A power of two.
-pub const SLOTS_PER_CPU: usize = 8192;
+/// The most slots a CPU's ring has: 8192 of 40 bytes, 320 KiB.
+pub const MAX_SLOTS_PER_CPU: usize = 8192;
+/// The fewest: 10 KiB.
+pub const MIN_SLOTS_PER_CPU: usize = 256;
+/// What all the rings together may take of the 16 MiB heap: with many CPUs
+/// each ring gets less (at 255 CPUs, 256 slots each).
+pub const BUDGET_BYTES: usize = 4 * 1024 * 1024;
+
+/// Slots per ring for `cpus` CPUs: a power of two within the budget.
+pub fn slots_for(cpus: usize) -> usize {
+    let fit = BUDGET_BYTES / super::format::RECORD_SIZE / cpus.max(1);
+    let power_of_two = if fit == 0 { 1 } else { 1 << fit.ilog2() };
+    power_of_two.clamp(MIN_SLOTS_PER_CPU, MAX_SLOTS_PER_CPU)
+}
 
 /// One event as stored: the wire format's record, with `commit` where the
 /// record has its padding.
@@ -62,8 +74,10 @@ pub struct Event {
 
 /// One CPU's ring.
 pub struct Ring {
-    /// SLOTS_PER_CPU slots, or null until `install` (and for good if tracing is off).
+    /// `capacity` slots, or null until `install` (and for good if tracing is off).
     slots: AtomicPtr<Slot>,
+    /// A power of two, set before `slots` is published.
+    capacity: AtomicUsize,
     /// The index the next event gets. Only the owner advances it.
     head: AtomicU64,
     /// The first index the next dump reads. Only the dumper (one at a time) moves it.
@@ -74,6 +88,7 @@ cpu_local! {
     /// This CPU's trace buffer.
     static RING: Ring = Ring {
         slots: AtomicPtr::new(core::ptr::null_mut()),
+        capacity: AtomicUsize::new(0),
         head: AtomicU64::new(0),
         dumped: AtomicU64::new(0),
     };
@@ -86,16 +101,18 @@ pub fn ring_of(cpu: usize) -> &'static Ring {
 
 /// Gives CPU `cpu` a ring (it records nothing before). Needs the heap; runs
 /// before that CPU starts, or on it before it records.
-pub fn install(cpu: usize) {
+pub fn install(cpu: usize, capacity: usize) {
     let ring = ring_of(cpu);
     if ring.slots.load(Ordering::Acquire).is_null() {
-        ring.slots.store(new_slots(), Ordering::Release);
+        ring.capacity.store(capacity, Ordering::Relaxed);
+        ring.slots.store(new_slots(capacity), Ordering::Release);
     }
 }
 
-/// SLOTS_PER_CPU empty slots that live for good.
-fn new_slots() -> *mut Slot {
-    let slots = alloc::vec::Vec::from_iter((0..SLOTS_PER_CPU).map(|_| Slot::EMPTY));
+/// `capacity` empty slots that live for good.
+fn new_slots(capacity: usize) -> *mut Slot {
+    assert!(capacity.is_power_of_two(), "trace: a ring of {capacity} slots");
+    let slots = alloc::vec::Vec::from_iter((0..capacity).map(|_| Slot::EMPTY));
     alloc::boxed::Box::leak(slots.into_boxed_slice()).as_mut_ptr()
 }
 
@@ -155,9 +172,10 @@ pub fn record(events: &[Event]) {
 impl Ring {
     /// A ring of its own, not any CPU's: for the tests, which free it with
     /// [`Ring::free_for_test`].
-    pub fn new_for_test() -> Ring {
+    pub fn new_for_test(capacity: usize) -> Ring {
         Ring {
-            slots: AtomicPtr::new(new_slots()),
+            slots: AtomicPtr::new(new_slots(capacity)),
+            capacity: AtomicUsize::new(capacity),
             head: AtomicU64::new(0),
             dumped: AtomicU64::new(0),
         }
@@ -172,11 +190,17 @@ impl Ring {
         }
         let first = fetch_add_this_cpu_only(&self.head, events.len() as u64);
         for (index, event) in (first..).zip(events) {
-            // SAFETY: `slots` points at SLOTS_PER_CPU slots that are never
-            // freed, and the index is reduced modulo that number.
-            let slot = unsafe { &*slots.add(index as usize % SLOTS_PER_CPU) };
-            slot.write(index, event);
+            self.slot(slots, index).write(index, event);
         }
+    }
+
+    /// The slot `index` lives in.
+    fn slot(&self, slots: *mut Slot, index: u64) -> &Slot {
+        // Published before `slots` (which the caller loaded with Acquire).
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        // SAFETY: `slots` points at `capacity` slots that live as long as
+        // the ring, and the index is reduced modulo that number.
+        unsafe { &*slots.add(index as usize & (capacity - 1)) }
     }
 
     /// The indices recorded since the last dump that are still in the ring,
@@ -187,7 +211,8 @@ impl Ring {
         }
         let head = self.head.load(Ordering::Acquire);
         let dumped = self.dumped.load(Ordering::Relaxed);
-        let from = dumped.max(head.saturating_sub(SLOTS_PER_CPU as u64));
+        let capacity = self.capacity.load(Ordering::Relaxed) as u64;
+        let from = dumped.max(head.saturating_sub(capacity));
         (from..head, from - dumped)
     }
 
@@ -198,18 +223,17 @@ impl Ring {
         if slots.is_null() {
             return None;
         }
-        // SAFETY: as in `push`.
-        let slot = unsafe { &*slots.add(index as usize % SLOTS_PER_CPU) };
-        slot.read(index)
+        self.slot(slots, index).read(index)
     }
 
     /// Frees a ring made by [`Ring::new_for_test`].
     pub fn free_for_test(self) {
         let slots = self.slots.load(Ordering::Acquire);
-        // SAFETY: `new_slots` leaked a boxed slice of SLOTS_PER_CPU slots at
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        // SAFETY: `new_slots` leaked a boxed slice of `capacity` slots at
         // this address; this ring was its only user, and is consumed.
         drop(unsafe {
-            alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(slots, SLOTS_PER_CPU))
+            alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(slots, capacity))
         });
     }
 
@@ -217,9 +241,7 @@ impl Ring {
     /// marking it and storing its data: for the tests.
     pub fn mark_being_written_for_test(&self, index: u64) {
         let slots = self.slots.load(Ordering::Acquire);
-        // SAFETY: as in `push`.
-        let slot = unsafe { &*slots.add(index as usize % SLOTS_PER_CPU) };
-        slot.commit.store(0, Ordering::Release);
+        self.slot(slots, index).commit.store(0, Ordering::Release);
     }
 
     /// Records that every index before `end` was dumped. Only the dumper,

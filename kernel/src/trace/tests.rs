@@ -3,7 +3,10 @@
 //! that wraps reports what it lost, and a slot being written reads as torn.
 
 use super::format;
-use super::ring::{Event, Ring, SLOTS_PER_CPU};
+use super::ring::{Event, MIN_SLOTS_PER_CPU, Ring};
+
+/// The test rings' size: small, the wrap-around is the same at any size.
+const SLOTS: usize = MIN_SLOTS_PER_CPU;
 use crate::testing::{KernelTest, TestResult};
 
 fn event(n: u64) -> Event {
@@ -20,7 +23,7 @@ fn read_all(ring: &Ring) -> (alloc::vec::Vec<Option<Event>>, u64) {
 }
 
 fn trace_ring_returns_events_in_order() -> TestResult {
-    let ring = Ring::new_for_test();
+    let ring = Ring::new_for_test(SLOTS);
     ring.push(&[event(1)]);
     ring.push(&[event(2), event(3)]);
     let (events, lost) = read_all(&ring);
@@ -36,15 +39,15 @@ fn trace_ring_returns_events_in_order() -> TestResult {
 }
 
 fn trace_ring_overwrites_the_oldest() -> TestResult {
-    let ring = Ring::new_for_test();
+    let ring = Ring::new_for_test(SLOTS);
     let extra = 10;
-    for n in 0..(SLOTS_PER_CPU as u64 + extra) {
+    for n in 0..(SLOTS as u64 + extra) {
         ring.push(&[event(n)]);
     }
     let (events, lost) = read_all(&ring);
     ring.free_for_test();
     crate::ensure!(lost == extra, "lost {lost}, expected {extra}");
-    crate::ensure!(events.len() == SLOTS_PER_CPU, "{} events kept", events.len());
+    crate::ensure!(events.len() == SLOTS, "{} events kept", events.len());
     crate::ensure!(
         events.first() == Some(&Some(event(extra))),
         "the oldest kept is {:?}, expected event {extra}",
@@ -54,10 +57,25 @@ fn trace_ring_overwrites_the_oldest() -> TestResult {
     Ok(())
 }
 
+fn trace_rings_fit_the_budget() -> TestResult {
+    use super::ring::{BUDGET_BYTES, MAX_SLOTS_PER_CPU, slots_for};
+    for cpus in [1, 2, 4, 12, 13, 64, 255, 512] {
+        let slots = slots_for(cpus);
+        crate::ensure!(slots.is_power_of_two(), "{cpus} CPUs: {slots} slots, not a power of two");
+        let bytes = slots * format::RECORD_SIZE * cpus;
+        crate::ensure!(
+            bytes <= BUDGET_BYTES || slots == MIN_SLOTS_PER_CPU,
+            "{cpus} CPUs: {bytes} bytes of rings, over the budget"
+        );
+    }
+    crate::ensure!(slots_for(4) == MAX_SLOTS_PER_CPU, "4 CPUs get {} slots", slots_for(4));
+    Ok(())
+}
+
 fn trace_ring_reads_a_slot_being_written_as_torn() -> TestResult {
-    let ring = Ring::new_for_test();
+    let ring = Ring::new_for_test(SLOTS);
     ring.push(&[event(1)]);
-    // The writer of index 0 + SLOTS_PER_CPU has reserved the slot that index
+    // The writer of index 0 + SLOTS has reserved the slot that index
     // 0 lives in and marked it "being written" (its commit word) but not
     // yet stored its data: index 0 is gone, and the new one is not there yet.
     ring.mark_being_written_for_test(0);
@@ -73,6 +91,7 @@ fn trace_ring_reads_a_slot_being_written_as_torn() -> TestResult {
 }
 
 crate::kernel_tests![
+    KernelTest::new("trace_rings_fit_the_budget", trace_rings_fit_the_budget),
     KernelTest::new("trace_ring_returns_events_in_order", trace_ring_returns_events_in_order),
     KernelTest::new("trace_ring_overwrites_the_oldest", trace_ring_overwrites_the_oldest),
     KernelTest::new(
