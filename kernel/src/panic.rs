@@ -32,7 +32,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::exception::{self, ExceptionRecord};
-use crate::arch::x86::lapic;
+use crate::arch::x86::lapic::{self, Ipi};
 use crate::console::emergency_write;
 use crate::irq::{self, nmi::NmiStage};
 use crate::percpu::{self, cpu_local};
@@ -166,9 +166,10 @@ fn panic(info: &PanicInfo) -> ! {
     // The panic owns this CPU for good: no thread switch from here on (a
     // pending reschedule must not run another thread after the report).
     let preempt_count = percpu::is_installed().then(crate::sync::preempt::count);
-    if percpu::is_installed() {
-        // Without per-CPU data there is no trace buffer to record in.
-        trace::record(trace::format::PANIC_BEGIN, 0, 0, 0, 0);
+    let traced = percpu::is_installed(); // without per-CPU data there is no trace buffer
+    if traced {
+        let others = smp::online_except(me).count() as u64;
+        trace::record(trace::format::PANIC_BEGIN, 0, others, 0, 0);
     }
     if preempt_count.is_some() {
         crate::sync::preempt::disable();
@@ -184,12 +185,12 @@ fn panic(info: &PanicInfo) -> ! {
     let stopped = stop_other_cpus(me);
     report(info, me, frame, preempt_count.unwrap_or(0));
     report_stopped_cpus(me, stopped);
-    if percpu::is_installed() {
+    if traced {
         trace::record(trace::format::PANIC_REPORT_DONE, 0, 0, 0, 0);
         trace::record(trace::format::PANIC_HALT, halt::action_code(), 0, 0, 0);
+        // The report first, whole: a dump cut short still leaves it readable.
+        trace::dump_after_panic();
     }
-    // The report first, whole: a trace that does not fit still leaves it readable.
-    trace::dump_after_panic();
     finish()
 }
 
@@ -200,8 +201,12 @@ fn stop_other_cpus(me: usize) -> usize {
     if !lapic::is_initialised() {
         return 0;
     }
+    // Sent directly, not through irq::send_nmi, which records each one: this
+    // CPU may have no per-CPU data yet (an AP in its first instructions,
+    // where GS still reads 0), and at 255 CPUs the records would fill its
+    // trace buffer. PANIC_BEGIN says how many went out.
     for cpu in others() {
-        irq::send_nmi(cpu.number);
+        lapic::get().send_ipi(cpu.apic_id, Ipi::Nmi);
     }
     let deadline = rdtsc() + time::ns_to_tsc(STOP_TIMEOUT_MS * 1_000_000);
     let all_stopped = || others().all(|c| STOPPED.on(c.number).how.load(Ordering::Acquire) != 0);

@@ -46,9 +46,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use spin::Once;
 
+use crate::arch::x86::idt;
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::vectors::TIMER_VECTOR;
-use crate::arch::x86::idt;
 use crate::percpu::{self, cpu_local};
 use crate::trace::{self, format};
 

@@ -141,8 +141,10 @@ impl<T: Sync> CpuLocal<T> {
         // (the boot CPU first thing, an AP before its first per-CPU access in
         // `ap_entry`; the panic path checks `is_installed()` first), and the
         // area's AREA_SELF holds the area's address, 8-byte aligned. (Were GS
-        // still 0, this would read an address near 0, which the kernel leaves
-        // unmapped: a page fault, not a stray write.)
+        // still 0, this would read an address near 0: unmapped in the
+        // kernel's tables, but mapped by the trampoline's, which an AP runs
+        // on until `ap_entry` adopts the kernel's. So no code may get here
+        // before the install; the panic path and the trace check.)
         let area = unsafe { gs::read_u64(AREA_SELF.offset()) } as usize;
         // SAFETY: the area is a 'static copy of the template, aligned as it, so
         // a T lies at this offset; T is Sync and only ever shared.

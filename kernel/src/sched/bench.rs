@@ -102,7 +102,9 @@ fn wake_latencies_us(waker_cpu: usize, target: usize, busy: bool) -> Vec<u64> {
 /// with recording paused and on, alternating, three times.
 fn trace_overhead(accelerator: &str) {
     if !crate::trace::is_enabled_at_boot() {
-        crate::println!("BENCH trace sched skipped: boot with trace=all to compare recording on and off");
+        crate::println!(
+            "BENCH trace sched skipped: boot with trace=all to compare recording on and off"
+        );
         return;
     }
     for run in 1..=3 {

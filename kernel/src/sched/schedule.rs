@@ -59,7 +59,10 @@ pub fn schedule() {
             });
         }
         let next = queue.pop_highest();
-        trace::record(trace::format::RUN_QUEUE, queue.len() as u16, percpu::cpu_number() as u64, 0, 0);
+        if trace::is_on(trace::format::RUN_QUEUE) {
+            let (length, me) = (queue.len() as u16, percpu::cpu_number() as u64);
+            trace::record(trace::format::RUN_QUEUE, length, me, 0, 0);
+        }
         let next = next.unwrap_or_else(|| {
             // SAFETY: `idle` holds a reference for the CPU's lifetime.
             unsafe {
@@ -87,12 +90,6 @@ pub fn schedule() {
 
 fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     let me = percpu::cpu_number();
-    if trace::is_on(trace::format::SWITCH) {
-        // SAFETY: `prev` is the running thread (see schedule()).
-        let prev = unsafe { &*prev };
-        let (from, to) = (prev.priority.rank(), next.priority.rank());
-        trace::record(trace::format::SWITCH, to as u16, prev.id, next.id, from as u64);
-    }
     next.last_cpu.store(me, Ordering::Relaxed);
     if next.priority == Priority::Normal {
         next.slice_end.store(time::now_ns() + TIME_SLICE_NS, Ordering::Relaxed);
@@ -101,6 +98,14 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     // not saved until that CPU clears on_cpu.
     while next.on_cpu.load(Ordering::Acquire) {
         core::hint::spin_loop();
+    }
+    // Recorded once the other CPU has let go of it: a thread is never drawn
+    // running on two CPUs.
+    if trace::is_on(trace::format::SWITCH) {
+        // SAFETY: `prev` is the running thread (see schedule()).
+        let prev = unsafe { &*prev };
+        let (from, to) = (prev.priority.rank(), next.priority.rank());
+        trace::record(trace::format::SWITCH, to as u16, prev.id, next.id, from as u64);
     }
     // Running only now: until that CPU has left the thread, its schedule()
     // must still see the state the wake-up set (Runnable), or it would take

@@ -16,8 +16,8 @@ use super::{
 use crate::arch::x86::cpu::{self, rdtsc};
 use crate::arch::x86::lapic::{self, Ipi};
 use crate::arch::x86::vectors::WAKE_VECTOR;
-use crate::trace::{self, format};
 use crate::args::{self, SmpMode};
+use crate::trace::{self, format};
 use crate::{percpu, time};
 
 fn delay_after_sipi() {
@@ -208,7 +208,8 @@ fn bring_up_here(mode: SmpMode, count: usize) -> BringUp {
     }
     let elapsed_ns = time::tsc_to_ns(rdtsc() - start_tsc);
     let online = smp.cpus.iter().filter(|c| c.state() == ApState::Online).count();
-    trace::record(format::BRING_UP_END, 0, online as u64, 0, 0);
+    let warp = worst_warp.unwrap_or(u64::MAX);
+    trace::record(format::BRING_UP_END, 0, online as u64, warp, 0);
     BringUp {
         mode,
         online,

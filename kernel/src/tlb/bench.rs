@@ -297,7 +297,9 @@ fn shootdown_cost(
 /// same measurement with recording paused and on, alternating, three times.
 fn trace_overhead(space: &Arc<AddressSpace>, accelerator: &str) {
     if !crate::trace::is_enabled_at_boot() {
-        crate::println!("BENCH trace tlb skipped: boot with trace=all to compare recording on and off");
+        crate::println!(
+            "BENCH trace tlb skipped: boot with trace=all to compare recording on and off"
+        );
         return;
     }
     for run in 1..=3 {

@@ -38,10 +38,10 @@ use x86_64::VirtAddr;
 use crate::arch::x86::mmu;
 use crate::mm::address_space::AddressSpace;
 use crate::mm::lazy_tlb::{self, Flushed};
-use crate::sched;
-use crate::trace;
 use crate::percpu::CpuSet;
+use crate::sched;
 use crate::smp::call::CrossCall;
+use crate::trace;
 
 /// Linux's `tlb_single_page_flush_ceiling`.
 pub const FLUSH_CEILING: usize = 33;
@@ -119,9 +119,16 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
 
 fn trace_shootdown_begin(start: VirtAddr, pages: usize, targets: usize, lazy: usize) {
     if trace::is_on(trace::format::SHOOTDOWN_BEGIN) {
-        let counts = pages.min(u32::MAX as usize) as u64 | (targets as u64) << 32 | (lazy as u64) << 48;
+        let counts =
+            pages.min(u32::MAX as usize) as u64 | (targets as u64) << 32 | (lazy as u64) << 48;
         let mode = crate::smp::call::wait_mode() as u16;
-        trace::record(trace::format::SHOOTDOWN_BEGIN, mode, start.as_u64(), counts, sched::current_id());
+        trace::record(
+            trace::format::SHOOTDOWN_BEGIN,
+            mode,
+            start.as_u64(),
+            counts,
+            sched::current_id(),
+        );
     }
 }
 

@@ -250,9 +250,13 @@ fn kernel_shootdown_reaches_every_cpu() -> TestResult {
 
 /// How long the deaf CPU keeps interrupts off: past the 1 s report threshold.
 const DEAF_FOR_US: u64 = 2_000_000;
-/// Long enough for the real-time thread (woken 50 ms into the wait) to run
-/// well inside it, short of the stuck report.
-const SHORT_DEAF_FOR_US: u64 = 300_000;
+/// The longest the short scene's CPU stays deaf waiting for the real-time
+/// thread (woken 50 ms into the wait) to have run: short of the stuck report,
+/// and long enough for a slow host to run that thread.
+const SHORT_DEAF_FOR_US: u64 = 900_000;
+/// The short scene's deaf window in spin mode, where the real-time thread
+/// cannot run before the wait ends.
+const SPIN_DEAF_FOR_US: u64 = 300_000;
 
 /// A shootdown while one target has interrupts off for longer than the report
 /// threshold: the waiter must report the CPU and keep waiting (never drop the
@@ -266,7 +270,7 @@ fn shootdown_waits_for_a_deaf_cpu() -> TestResult {
     let (deaf, initiator) = (cpus - 1, 1);
     for mode in [WaitMode::Preempt, WaitMode::Sleep, WaitMode::Spin] {
         call::set_wait_mode(mode);
-        let result = deaf_cpu_round(deaf, initiator, mode, DEAF_FOR_US);
+        let result = deaf_cpu_round(deaf, initiator, mode, DEAF_FOR_US, false);
         call::set_wait_mode(crate::args::get().ipi_wait);
         // Each mode's events, before the next mode's overwrite them.
         crate::trace::dump();
@@ -283,10 +287,26 @@ fn realtime_thread_during_a_slow_shootdown() -> TestResult {
     if cpus < 3 {
         return crate::testing::skip("needs 3 CPUs");
     }
-    deaf_cpu_round(cpus - 1, 1, call::wait_mode(), SHORT_DEAF_FOR_US)
+    let mode = call::wait_mode();
+    // A spinning waiter keeps the real-time thread off the CPU until the
+    // wait ends, so the deaf CPU would wait for it in vain: a fixed window.
+    let longest = if mode == WaitMode::Spin { SPIN_DEAF_FOR_US } else { SHORT_DEAF_FOR_US };
+    deaf_cpu_round(cpus - 1, 1, mode, longest, true)
 }
 
-fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode, deaf_for_us: u64) -> TestResult {
+/// One scene: `deaf` keeps interrupts off for `deaf_for_us` while
+/// `initiator` shoots down a page it caches, and a real-time thread is woken
+/// on `initiator` 50 ms into the wait. With `end_when_seen`, the deaf CPU
+/// wakes up as soon as the real-time thread has run (so a slow host cannot
+/// make the scene end before it), `deaf_for_us` being only the longest it
+/// waits for that.
+fn deaf_cpu_round(
+    deaf: usize,
+    initiator: usize,
+    mode: WaitMode,
+    deaf_for_us: u64,
+    end_when_seen: bool,
+) -> TestResult {
     use core::sync::atomic::AtomicBool;
     let space = Arc::new(AddressSpace::new());
     let old = frame::allocate().ok_or("out of frames")?;
@@ -304,7 +324,9 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode, deaf_for_us: u6
     // taken at once, and the read after it must see the new frame.
     let deaf_now = Arc::new(AtomicBool::new(false));
     let read_after = Arc::new(AtomicU64::new(u64::MAX));
+    let urgent_done = Arc::new(AtomicBool::new(false));
     let (deaf_now2, read_after2) = (deaf_now.clone(), read_after.clone());
+    let urgent_done2 = urgent_done.clone();
     let deaf_thread = Builder::new("deaf")
         .priority(crate::sched::Priority::RealTime(3))
         .pin(deaf)
@@ -313,7 +335,12 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode, deaf_for_us: u6
             let _ = read_generation();
             crate::arch::x86::interrupts::disable();
             deaf_now2.store(true, Ordering::Release);
-            crate::time::udelay(deaf_for_us);
+            let until = crate::time::now_ns() + deaf_for_us * 1000;
+            while crate::time::now_ns() < until
+                && !(end_when_seen && urgent_done2.load(Ordering::Acquire))
+            {
+                core::hint::spin_loop();
+            }
             crate::arch::x86::interrupts::enable();
             read_after2.store(read_generation(), Ordering::Release);
         });
@@ -345,13 +372,15 @@ fn deaf_cpu_round(deaf: usize, initiator: usize, mode: WaitMode, deaf_for_us: u6
     // A real-time thread on the initiator's CPU, woken by its timer 50 ms
     // into the wait: in preempt mode it runs while the shootdown is pending.
     let ran_during_wait = Arc::new(AtomicBool::new(false));
-    let (ran2, pending3) = (ran_during_wait.clone(), pending.clone());
+    let (ran2, pending3, urgent_done3) =
+        (ran_during_wait.clone(), pending.clone(), urgent_done.clone());
     let urgent = Builder::new("urgent")
         .priority(crate::sched::Priority::RealTime(2))
         .pin(initiator)
         .spawn(move || {
             crate::sched::sleep_ns(50_000_000);
             ran2.store(pending3.load(Ordering::Acquire), Ordering::Release);
+            urgent_done3.store(true, Ordering::Release);
         });
     urgent.join();
     initiator_thread.join();

@@ -12,7 +12,7 @@
 //! symbol table's lookup, which `symbols` registers at boot).
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use spin::Once;
 
@@ -30,11 +30,19 @@ static CLOCK_ZERO: AtomicU64 = AtomicU64::new(0);
 type CodeNamer = fn(u64, &mut dyn Write) -> fmt::Result;
 static CODE_NAMER: Once<CodeNamer> = Once::new();
 
-/// One dump at a time: the rings' `dumped` marks have one writer.
-static DUMPING: AtomicBool = AtomicBool::new(false);
+/// One dump at a time (the rings' `dumped` marks have one writer): the
+/// number of the CPU dumping, or NOBODY.
+static DUMPING: AtomicUsize = AtomicUsize::new(NOBODY);
+const NOBODY: usize = usize::MAX;
 
-/// Longest text a preempt-off span's location gets.
-const MAX_LOCATION_BYTES: usize = 96;
+/// How long a dump waits for another to finish before it writes anyway.
+/// The other may never finish: a CPU stopped for a panic in the middle of a
+/// dump, or a test thread starved on a CPU the hung-test report gave up on.
+const LOCK_PATIENCE_MS: u64 = 1000;
+const LOCK_PATIENCE_AT_PANIC_MS: u64 = 100;
+
+/// Longest text the dump adds to an event (a call's name, a code location).
+const MAX_TEXT_BYTES: usize = 96;
 
 pub fn set_clock(tsc_hz: u64, tsc_at_zero: u64) {
     CLOCK_ZERO.store(tsc_at_zero, Ordering::Relaxed);
@@ -52,30 +60,28 @@ fn tsc_to_ns(tsc: u64) -> u64 {
     (cycles as u128 * 1_000_000_000 / hz as u128) as u64
 }
 
-/// Takes the dump lock. `patient`: give up after about `patience_ms` and go
-/// on anyway (the panic path: a CPU stopped in the middle of a dump keeps
-/// the lock for ever; its half dump stays in the stream, cut short).
-fn lock(patience_ms: Option<u64>) {
-    let deadline = patience_ms.map(|ms| {
-        let hz = CLOCK_HZ.load(Ordering::Relaxed);
-        rdtsc() + ms * (hz / 1000)
-    });
-    while DUMPING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        if deadline.is_some_and(|deadline| rdtsc() > deadline) {
-            return;
+/// Takes the dump lock, or gives up waiting after `patience_ms` and goes on
+/// anyway; returns whether it holds the lock. A CPU that already holds it
+/// (a panic in the middle of its own dump) goes on at once.
+fn lock(patience_ms: u64) -> bool {
+    let me = percpu::cpu_number();
+    let hz = CLOCK_HZ.load(Ordering::Relaxed);
+    let deadline = rdtsc() + patience_ms * (hz / 1000);
+    loop {
+        match DUMPING.compare_exchange(NOBODY, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(holder) if holder == me => return false,
+            Err(_) if rdtsc() > deadline => return false,
+            Err(_) => core::hint::spin_loop(),
         }
-        core::hint::spin_loop();
     }
-}
-
-fn unlock() {
-    DUMPING.store(false, Ordering::Release);
 }
 
 /// Writes one dump. `panicking`: the other CPUs are stopped, and one of them
 /// may hold the lock.
 pub fn dump(why: u16, panicking: bool) {
-    lock(panicking.then_some(100));
+    let locked = lock(if panicking { LOCK_PATIENCE_AT_PANIC_MS } else { LOCK_PATIENCE_MS });
+    let mut out = Output::new();
     let cpus = percpu::cpus_with_area();
     let mut header = [0u8; format::HEADER_SIZE];
     header[0..4].copy_from_slice(&format::MAGIC);
@@ -84,24 +90,27 @@ pub fn dump(why: u16, panicking: bool) {
     put_u16(&mut header, 8, why);
     put_u64(&mut header, 16, CLOCK_HZ.load(Ordering::Relaxed));
     put_u64(&mut header, 24, tsc_to_ns(rdtsc()));
-    out(&header);
+    out.write(&header);
     for cpu in cpus {
-        dump_cpu(cpu);
+        dump_cpu(cpu, &mut out);
     }
     let mut trailer = [0u8; format::TRAILER_SIZE];
     trailer[0..4].copy_from_slice(&format::TRAILER_MAGIC);
-    out(&trailer);
-    unlock();
+    out.write(&trailer);
+    out.flush();
+    if locked {
+        DUMPING.store(NOBODY, Ordering::Release);
+    }
 }
 
-fn dump_cpu(cpu: usize) {
+fn dump_cpu(cpu: usize, out: &mut Output) {
     let ring = ring::ring_of(cpu);
     let (indices, lost) = ring.undumped();
-    section_header(cpu, lost);
+    let end = ring.committed_end(&indices);
+    section_header(cpu, lost, out);
     let mut section = Section { records: 0, torn: 0, last_kept: false };
-    let end = indices.end;
-    for index in indices {
-        section.take(ring.read(index));
+    for index in indices.start..end {
+        section.take(ring.read(index), out);
     }
     ring.mark_dumped(end);
     let end_of_section = Event {
@@ -110,16 +119,16 @@ fn dump_cpu(cpu: usize) {
         small: 0,
         a: section.torn,
         b: section.records,
-        c: 0,
+        c: indices.end - end,
     };
-    write_record(&end_of_section, 0);
+    write_record(&end_of_section, 0, out);
 }
 
-fn section_header(cpu: usize, lost: u64) {
+fn section_header(cpu: usize, lost: u64, out: &mut Output) {
     let mut bytes = [0u8; format::CPU_SECTION_SIZE];
     put_u16(&mut bytes, 0, cpu as u16);
     put_u64(&mut bytes, 8, lost);
-    out(&bytes);
+    out.write(&bytes);
 }
 
 struct Section {
@@ -130,7 +139,7 @@ struct Section {
 }
 
 impl Section {
-    fn take(&mut self, event: Option<Event>) {
+    fn take(&mut self, event: Option<Event>, out: &mut Output) {
         let Some(event) = event else {
             self.torn += 1;
             self.last_kept = false;
@@ -141,17 +150,17 @@ impl Section {
             return;
         }
         self.last_kept = true;
-        self.records += 1 + self.write_event(&event);
+        self.records += 1 + self.write_event(&event, out);
     }
 
     /// Writes the event and the text the dump adds to it; returns how many
     /// text records it added.
-    fn write_event(&self, event: &Event) -> u64 {
+    fn write_event(&self, event: &Event, out: &mut Output) -> u64 {
         let ns = tsc_to_ns(event.tsc);
         match event.kind {
             format::CALL_RUN_BEGIN => {
                 // `b` and `small` hold a `&'static str`'s address and length.
-                write_record(&Event { b: 0, small: 0, ..*event }, ns);
+                write_record(&Event { b: 0, small: 0, ..*event }, ns, out);
                 // SAFETY: `record_static_name` is the only writer of this
                 // kind and stored a `&'static str`'s pointer and length; the
                 // seqlock handed us all fields of one write.
@@ -160,13 +169,13 @@ impl Section {
                 };
                 // A name cut at u16::MAX bytes may end inside a character.
                 let name = core::str::from_utf8(name).unwrap_or("?");
-                let mut text = TextOut::new(ns);
+                let mut text = TextOut::new(ns, out);
                 let _ = text.write_str(name);
                 text.finish()
             }
             format::PREEMPT_OFF => {
-                write_record(event, ns);
-                let mut text = TextOut::new(ns);
+                write_record(event, ns, out);
+                let mut text = TextOut::new(ns, out);
                 match CODE_NAMER.get() {
                     Some(namer) => {
                         let _ = namer(event.a, &mut text);
@@ -178,25 +187,27 @@ impl Section {
                 text.finish()
             }
             _ => {
-                write_record(event, ns);
+                write_record(event, ns, out);
                 0
             }
         }
     }
 }
 
-/// Turns text into TEXT records of 16 bytes, cut at MAX_LOCATION_BYTES.
-struct TextOut {
+/// Turns text into TEXT records of 16 bytes, cut at MAX_TEXT_BYTES (at a
+/// character boundary: the host reads UTF-8).
+struct TextOut<'o> {
     ns: u64,
+    out: &'o mut Output,
     buffer: [u8; 16],
     used: usize,
     total: usize,
     records: u64,
 }
 
-impl TextOut {
-    fn new(ns: u64) -> TextOut {
-        TextOut { ns, buffer: [0; 16], used: 0, total: 0, records: 0 }
+impl<'o> TextOut<'o> {
+    fn new(ns: u64, out: &'o mut Output) -> TextOut<'o> {
+        TextOut { ns, out, buffer: [0; 16], used: 0, total: 0, records: 0 }
     }
 
     fn flush(&mut self) {
@@ -211,7 +222,7 @@ impl TextOut {
             b: u64::from_le_bytes(self.buffer[8..16].try_into().unwrap()),
             c: 0,
         };
-        write_record(&event, self.ns);
+        write_record(&event, self.ns, self.out);
         self.records += 1;
         self.buffer = [0; 16];
         self.used = 0;
@@ -223,24 +234,28 @@ impl TextOut {
     }
 }
 
-impl Write for TextOut {
+impl Write for TextOut<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        for &byte in text.as_bytes() {
-            if self.total == MAX_LOCATION_BYTES {
+        for character in text.chars() {
+            let mut bytes = [0u8; 4];
+            let bytes = character.encode_utf8(&mut bytes).as_bytes();
+            if self.total + bytes.len() > MAX_TEXT_BYTES {
                 return Ok(());
             }
-            self.buffer[self.used] = byte;
-            self.used += 1;
-            self.total += 1;
-            if self.used == 16 {
-                self.flush();
+            for &byte in bytes {
+                self.buffer[self.used] = byte;
+                self.used += 1;
+                self.total += 1;
+                if self.used == 16 {
+                    self.flush();
+                }
             }
         }
         Ok(())
     }
 }
 
-fn write_record(event: &Event, ns: u64) {
+fn write_record(event: &Event, ns: u64, out: &mut Output) {
     let mut bytes = [0u8; format::RECORD_SIZE];
     put_u64(&mut bytes, 0, ns);
     put_u16(&mut bytes, 8, event.kind);
@@ -248,11 +263,34 @@ fn write_record(event: &Event, ns: u64) {
     put_u64(&mut bytes, 16, event.a);
     put_u64(&mut bytes, 24, event.b);
     put_u64(&mut bytes, 32, event.c);
-    out(&bytes);
+    out.write(&bytes);
 }
 
-fn out(bytes: &[u8]) {
-    debugcon::write(format::DEBUGCON_PORT, bytes);
+/// Collects bytes and writes them to the port a buffer at a time: under KVM
+/// each `rep outsb` is one exit to the host, not one per byte or per record.
+/// On the stack (1 KiB): the panic path may run on a small one.
+struct Output {
+    buffer: [u8; 1024],
+    used: usize,
+}
+
+impl Output {
+    fn new() -> Output {
+        Output { buffer: [0; 1024], used: 0 }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.used + bytes.len() > self.buffer.len() {
+            self.flush();
+        }
+        self.buffer[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+    }
+
+    fn flush(&mut self) {
+        debugcon::write(format::DEBUGCON_PORT, &self.buffer[..self.used]);
+        self.used = 0;
+    }
 }
 
 fn put_u16(bytes: &mut [u8], at: usize, value: u16) {

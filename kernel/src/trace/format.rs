@@ -18,7 +18,9 @@
 //!                record*  (oldest first)
 //!                section_end
 //! record      := ns:u64 kind:u16 small:u16 0:u32 a:u64 b:u64 c:u64     (40 bytes)
-//! section_end := a record of kind SECTION_END: a = torn, b = records before it
+//! section_end := a record of kind SECTION_END: a = torn, b = records before it,
+//!                c = pending (reserved at the tail but not yet written:
+//!                the next dump has them)
 //! trailer     := "KEND" 0:u32                                          (8 bytes)
 //! ```
 //!
@@ -30,6 +32,8 @@
 //!   overwrite mode), `torn` those skipped because they were being written
 //!   while the dump read them. The dumper reads each record once, as it
 //!   writes it out, so a section's length is known only at its end.
+//! - Text is cut at a character boundary: at 32 bytes for a thread's name,
+//!   96 for a call's name or a code location.
 //! - A record of kind [`TEXT`] is not an event: it carries `small` (1 to 16)
 //!   bytes of UTF-8 in `a` then `b`, and belongs to the last event before it in
 //!   the same section. A thread's name, a cross-CPU call's name and a
@@ -88,7 +92,10 @@ pub const SECTION_END: u16 = 0xffff;
 
 /// Boot CPU: a bring-up begins. small: 0 parallel, 1 serial; a: APs to start.
 pub const BRING_UP_BEGIN: u16 = 0x0101;
-/// Boot CPU: the bring-up is over. a: CPUs online, the boot CPU included.
+/// Boot CPU: the bring-up is over. a: CPUs online, the boot CPU included;
+/// b: the TSC check's worst warp between CPUs in cycles (u64::MAX: not
+/// checked, `tsc=reliable`), which bounds how wrong the order of two close
+/// events on different CPUs can be drawn.
 pub const BRING_UP_END: u16 = 0x0102;
 /// Boot CPU: the first SIPI went to an AP. small: its CPU number; a: its APIC id.
 pub const AP_KICK: u16 = 0x0103;
@@ -101,7 +108,8 @@ pub const AP_CALLED_IN: u16 = 0x0105;
 pub const AP_TSC_CHECK: u16 = 0x0106;
 /// The AP: online, its call queue open; its scheduler starts next.
 pub const AP_ONLINE: u16 = 0x0107;
-/// Boot CPU: gave up on an AP. small: its CPU number.
+/// Boot CPU: gave up on an AP. small: its CPU number; a: the state it was
+/// stuck in (`smp::ApState` as a number).
 pub const AP_GIVEN_UP: u16 = 0x0108;
 
 // --- ipi: interrupts and cross-CPU calls (docs/ipi-and-tlb.md) --------------
@@ -113,7 +121,7 @@ pub const IPI_SEND: u16 = 0x0201;
 pub const IRQ_BEGIN: u16 = 0x0202;
 /// The handler of [`IRQ_BEGIN`] returns. small: the vector.
 pub const IRQ_END: u16 = 0x0203;
-/// An NMI arrived on this CPU. small: [`NMI`].
+/// An NMI arrived on this CPU. small: [`NMI`]; a: the interrupted RIP.
 pub const NMI_BEGIN: u16 = 0x0204;
 /// The NMI handler returns.
 pub const NMI_END: u16 = 0x0205;
@@ -130,9 +138,11 @@ pub const CALL_RUN_END: u16 = 0x0213;
 /// the target; a: the id; b: targets still pending, this one included (a
 /// snapshot: others may acknowledge at the same moment).
 pub const CALL_ACKED: u16 = 0x0214;
-/// The thread that made a call starts waiting for its targets. small: the
-/// wait mode (0 preempt, 1 spin, 2 sleep); a: the id; b: the thread's id;
-/// c: how many targets it waits for.
+/// The thread that made a call starts waiting for its targets. small: how
+/// it waits (0 preemptible spin, 1 spin with preemption off, 2 sleep): what
+/// it really does, which is a spin when preemption was already off around
+/// the call, whatever `ipi_wait=` says; a: the id; b: the thread's id; c: how
+/// many targets it waits for.
 pub const CALL_WAIT_BEGIN: u16 = 0x0215;
 /// The wait is over (on the CPU the thread runs on by then). a: the id;
 /// b: the thread's id.
@@ -140,7 +150,8 @@ pub const CALL_WAIT_END: u16 = 0x0216;
 
 // --- tlb: shootdowns (docs/ipi-and-tlb.md) ----------------------------------
 
-/// A shootdown begins, after the page-table change. small: the wait mode;
+/// A shootdown begins, after the page-table change. small: `ipi_wait=`'s
+/// mode (how it waits is in its [`CALL_WAIT_BEGIN`]);
 /// a: the first page's address; b: pages | targets << 32 | lazy CPUs skipped
 /// << 48; c: the thread's id.
 pub const SHOOTDOWN_BEGIN: u16 = 0x0301;
@@ -156,7 +167,8 @@ pub const LAZY_CATCH_UP: u16 = 0x0304;
 
 /// [`TLB_FLUSH`]'s `small`: already current, nothing to do.
 pub const FLUSH_NOTHING: u16 = 0;
-/// [`TLB_FLUSH`]'s `small`: the range, page by page (`invlpg`).
+/// [`TLB_FLUSH`]'s `small`: the range the shootdown named (page by page
+/// with `invlpg`, or everything for a range over `tlb::FLUSH_CEILING` pages).
 pub const FLUSH_RANGE: u16 = 1;
 /// [`TLB_FLUSH`]'s `small`: everything (a CR3 reload).
 pub const FLUSH_ALL: u16 = 2;
@@ -167,7 +179,9 @@ pub const FLUSH_ALL: u16 = 2;
 /// normal, 2.. real-time levels 1..); a: the previous thread's id; b: the
 /// next thread's id; c: the previous thread's rank.
 pub const SWITCH: u16 = 0x0401;
-/// A thread was woken. small: the CPU it was queued on; a: its id.
+/// A thread was woken. small: the CPU chosen for it (if that CPU has
+/// stopped taking threads meanwhile, it is queued on another: the
+/// [`RUN_QUEUE`] event says where); a: its id.
 pub const WAKE: u16 = 0x0402;
 /// A thread was created. small: its priority rank; a: its id. Followed by
 /// its name as [`TEXT`].
@@ -186,7 +200,9 @@ pub const TICK_END: u16 = 0x0407;
 
 // --- panic (docs/panic.md) ---------------------------------------------------
 
-/// The panicking CPU owns the machine (it won the race to report).
+/// The panicking CPU owns the machine (it won the race to report). a: how
+/// many other CPUs it sends the stop NMI to (those NMIs are not recorded one
+/// by one: at 255 CPUs they would fill a ring).
 pub const PANIC_BEGIN: u16 = 0x0501;
 /// A CPU stopped for the panic (in its NMI handler, or on seeing the panic).
 pub const PANIC_STOP: u16 = 0x0502;

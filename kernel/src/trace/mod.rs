@@ -26,15 +26,14 @@
 //! table) are handed down at boot.
 
 // `name_of`, `category::ALL` and some reasons are read by the runner, not here.
+mod dump;
 #[allow(dead_code)]
 pub mod format;
-mod dump;
 mod ring;
 mod tests;
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use crate::arch::x86::cpu::rdtsc;
 use crate::args;
 pub use dump::{set_clock, set_code_namer};
 use ring::Event;
@@ -126,36 +125,51 @@ pub fn is_on(kind: u16) -> bool {
 #[inline]
 pub fn record(kind: u16, small: u16, a: u64, b: u64, c: u64) {
     if is_on(kind) {
-        record_at(rdtsc(), kind, small, a, b, c);
+        record_event(None, kind, small, a, b, c);
     }
 }
 
 /// Records an event that happened at `tsc` (for a moment taken before this
 /// CPU could record: an AP's first instructions).
+#[inline]
 pub fn record_at(tsc: u64, kind: u16, small: u16, a: u64, b: u64, c: u64) {
-    // The dump reads that kind's `b` as a string's address: only
-    // `record_static_name` may write it.
-    debug_assert!(kind != format::CALL_RUN_BEGIN, "use record_static_name");
     if is_on(kind) {
-        ring::record(&[Event { tsc, kind, small, a, b, c }]);
+        record_event(Some(tsc), kind, small, a, b, c);
     }
+}
+
+fn record_event(tsc: Option<u64>, kind: u16, small: u16, a: u64, b: u64, c: u64) {
+    // The dump reads that kind's `b` as a string's address: only
+    // `record_static_name` may write it. (The kind is a constant at every
+    // call site, so this costs nothing.)
+    assert!(kind != format::CALL_RUN_BEGIN, "trace: CALL_RUN_BEGIN needs record_static_name");
+    ring::record(tsc, &mut [Event { tsc: 0, kind, small, a, b, c }]);
 }
 
 /// Records an event followed by `text` (at most 32 bytes are kept), copied
 /// now: for names that may not outlive the event (a thread's).
+#[inline]
 pub fn record_with_text(kind: u16, small: u16, a: u64, text: &str) {
-    if !is_on(kind) {
-        return;
+    if is_on(kind) {
+        record_text_event(kind, small, a, text);
     }
+}
+
+fn record_text_event(kind: u16, small: u16, a: u64, text: &str) {
+    assert!(kind != format::CALL_RUN_BEGIN, "trace: CALL_RUN_BEGIN needs record_static_name");
     const PIECES: usize = 2;
-    let bytes = text.as_bytes();
-    let mut events = [Event { tsc: rdtsc(), kind, small, a, b: 0, c: 0 }; 1 + PIECES];
+    let mut events = [Event { tsc: 0, kind, small, a, b: 0, c: 0 }; 1 + PIECES];
     let mut count = 1;
-    for piece in bytes.chunks(16).take(PIECES) {
+    // Cut at a character boundary: the host reads the text as UTF-8.
+    let mut length = text.len().min(16 * PIECES);
+    while !text.is_char_boundary(length) {
+        length -= 1;
+    }
+    for piece in text.as_bytes()[..length].chunks(16) {
         let mut padded = [0u8; 16];
         padded[..piece.len()].copy_from_slice(piece);
         events[count] = Event {
-            tsc: events[0].tsc,
+            tsc: 0,
             kind: format::TEXT,
             small: piece.len() as u16,
             a: u64::from_le_bytes(padded[..8].try_into().unwrap()),
@@ -164,7 +178,7 @@ pub fn record_with_text(kind: u16, small: u16, a: u64, text: &str) {
         };
         count += 1;
     }
-    ring::record(&events[..count]);
+    ring::record(None, &mut events[..count]);
 }
 
 /// Records an event named by a `&'static str` (a cross-CPU call's name): the
@@ -173,7 +187,7 @@ pub fn record_with_text(kind: u16, small: u16, a: u64, text: &str) {
 pub fn record_static_name(kind: u16, a: u64, c: u64, name: &'static str) {
     if is_on(kind) {
         let small = name.len().min(u16::MAX as usize) as u16;
-        ring::record(&[Event { tsc: rdtsc(), kind, small, a, b: name.as_ptr() as u64, c }]);
+        ring::record(None, &mut [Event { tsc: 0, kind, small, a, b: name.as_ptr() as u64, c }]);
     }
 }
 
@@ -191,13 +205,14 @@ pub fn dump_at_end() {
 /// The dump after a panic's report: the other CPUs are stopped, and one of
 /// them may have been stopped in the middle of a dump.
 pub fn dump_after_panic() {
-    if CATEGORIES.load(Ordering::Relaxed) != 0 {
+    // The buffers decide, not whether recording is paused at the moment.
+    if SLOTS_PER_CPU.load(Ordering::Relaxed) != 0 {
         dump::dump(format::reason::PANIC, true);
     }
 }
 
 fn dump_for(reason: u16) {
-    if CATEGORIES.load(Ordering::Relaxed) != 0 {
+    if SLOTS_PER_CPU.load(Ordering::Relaxed) != 0 {
         dump::dump(reason, false);
     }
 }

@@ -28,7 +28,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
-use crate::arch::x86::cpu::fetch_add_this_cpu_only;
+use crate::arch::x86::cpu::{fetch_add_this_cpu_only, rdtsc};
 use crate::arch::x86::interrupts;
 use crate::percpu::cpu_local;
 
@@ -140,7 +140,9 @@ impl Slot {
 
     fn read(&self, index: u64) -> Option<Event> {
         let expected = commit_of(index);
-        if self.commit.load(Ordering::Acquire) != expected {
+        // 0 means "being written": the one index whose commit wraps to it
+        // cannot be told from a write in progress, so it reads as torn.
+        if expected == 0 || self.commit.load(Ordering::Acquire) != expected {
             return None;
         }
         let kind_and_small = self.kind_and_small.load(Ordering::Relaxed);
@@ -161,12 +163,21 @@ fn commit_of(index: u64) -> u32 {
     (index as u32).wrapping_add(1)
 }
 
-/// Records `events` in this CPU's ring, in consecutive slots.
-pub fn record(events: &[Event]) {
-    // Interrupts off: the thread must not move to another CPU between finding
-    // this CPU's ring and writing its slots (an NMI may still nest: it
-    // reserves slots after ours).
-    interrupts::without_interrupts(|| RING.get().push(events));
+/// Records `events` in this CPU's ring, in consecutive slots, stamped with
+/// `tsc`, or with the time now.
+pub fn record(tsc: Option<u64>, events: &mut [Event]) {
+    // Interrupts off: the thread must not move to another CPU between taking
+    // the time, finding this CPU's ring and writing its slots (an event taken
+    // on one CPU and written into another's ring would be drawn inside
+    // whatever that CPU ran meanwhile). An NMI may still nest: it reserves
+    // slots after ours, with a later time.
+    interrupts::without_interrupts(|| {
+        let now = tsc.unwrap_or_else(rdtsc);
+        for event in events.iter_mut() {
+            event.tsc = now;
+        }
+        RING.get().push(events)
+    });
 }
 
 impl Ring {
@@ -204,7 +215,8 @@ impl Ring {
     }
 
     /// The indices recorded since the last dump that are still in the ring,
-    /// and how many before them were overwritten unread.
+    /// and how many before them were overwritten unread. The range may end
+    /// in slots reserved but not yet written: see `committed_end`.
     pub fn undumped(&self) -> (core::ops::Range<u64>, u64) {
         if self.slots.load(Ordering::Acquire).is_null() {
             return (0..0, 0);
@@ -235,6 +247,18 @@ impl Ring {
         drop(unsafe {
             alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(slots, capacity))
         });
+    }
+
+    /// Where `indices` stops being whole at its end: slots at the tail that
+    /// are reserved but not yet written belong to a record in progress,
+    /// which the next dump gets (ftrace's reader stops at the commit page the
+    /// same way). A slot in the middle that is not whole stays torn.
+    pub fn committed_end(&self, indices: &core::ops::Range<u64>) -> u64 {
+        let mut end = indices.end;
+        while end > indices.start && self.read(end - 1).is_none() {
+            end -= 1;
+        }
+        end
     }
 
     /// Puts the slot of `index` in the state a writer leaves it in between

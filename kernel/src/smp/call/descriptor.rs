@@ -10,8 +10,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use super::HeapCall;
 use crate::percpu;
 use crate::percpu::AtomicCpuSet;
-use crate::trace::{self, format};
 use crate::sched::{self, Thread};
+use crate::trace::{self, format};
 
 /// The work, as the targets see it.
 pub(super) struct CallDescriptor {
@@ -79,11 +79,11 @@ impl CallDescriptor {
         let call = unsafe { &*descriptor };
         // Read before the acknowledgement: afterwards the descriptor may be gone.
         let (on_heap, waiter) = (call.on_heap, call.waiter.load(Ordering::Relaxed));
-        call.acknowledged.insert(cpu, Ordering::Relaxed);
         if trace::is_on(format::CALL_ACKED) {
             let pending = call.pending.load(Ordering::Relaxed) as u64;
             trace::record(format::CALL_ACKED, cpu as u16, descriptor as u64, pending, 0);
         }
+        call.acknowledged.insert(cpu, Ordering::Relaxed);
         if call.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }

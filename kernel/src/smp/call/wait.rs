@@ -36,12 +36,12 @@ impl PendingCall<'_, '_> {
     /// as Linux's CSD-lock debugging does (kernel/smp.c, `csd_lock_wait_toolong`).
     pub(super) fn wait(&self) {
         let descriptor = &self.call.descriptor;
-        let traced = !self.remote.is_empty() && trace::is_on(format::CALL_WAIT_BEGIN);
+        let traced = trace::is_on(format::CALL_WAIT_BEGIN) && !self.remote.is_empty();
         let id = descriptor as *const _ as u64;
         let thread = if traced { sched::current_id() } else { 0 };
         if traced {
             let targets = self.remote.len() as u64;
-            trace::record(format::CALL_WAIT_BEGIN, self.mode as u16, id, thread, targets);
+            trace::record(format::CALL_WAIT_BEGIN, self.mode_used() as u16, id, thread, targets);
         }
         let started = time::now_ns();
         let mut next_report = started + STUCK_AFTER_MS * 1_000_000;
@@ -84,6 +84,18 @@ impl PendingCall<'_, '_> {
     }
 
     /// Whether this wait blocks after its first `SPIN_BEFORE_SLEEP_NS`.
+    /// How this wait really waits: it sleeps only if `start` found it could,
+    /// and with preemption already off around the call, any wait spins.
+    fn mode_used(&self) -> WaitMode {
+        if self.sleeps() {
+            WaitMode::Sleep
+        } else if self.mode == WaitMode::Spin || preempt::count() > 0 {
+            WaitMode::Spin
+        } else {
+            WaitMode::Preempt
+        }
+    }
+
     fn sleeps(&self) -> bool {
         !self.call.descriptor.waiter.load(Ordering::Relaxed).is_null()
     }
