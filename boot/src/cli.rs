@@ -1,15 +1,19 @@
 //! The runner's command line: `cargo run -- [RUNNER FLAGS] [-- KERNEL ARGS]`
-//! boots the kernel, `cargo run -- bench-panic` measures a panicked kernel.
+//! boots the kernel, `cargo run -- bench-panic` measures a panicked kernel,
+//! `cargo run -- trace-convert` redoes a trace's JSON and SVG from its raw
+//! stream.
 //!
 //! Parsed by `clap`; its errors exit with status 2, as QEMU failing to start
 //! does, and `--help` ends with the kernel arguments from the kernel's own
 //! table (see [`crate::kernel_args`]).
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::trace::Window;
 use crate::{Accelerator, DEFAULT_CPUS, DEFAULT_MEMORY, Firmware, RunConfig, kernel_args};
 
 /// What the command line asks for.
@@ -19,6 +23,8 @@ pub enum Request {
     Run(RunConfig),
     /// `bench-panic`: see `panic_bench`.
     BenchPanic { accelerator: Accelerator, seconds: u64 },
+    /// `trace-convert`: see `trace::convert`.
+    TraceConvert { raw: PathBuf, json: PathBuf, window: Option<Window> },
 }
 
 /// Boot the kernel in QEMU.
@@ -37,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Measure the host CPU a panicked kernel uses, halting against spinning (docs/panic.md)
+    /// Measure the host CPU a panicked kernel uses, halting or spinning (docs/panic.md)
     BenchPanic {
         /// Use KVM instead of TCG
         #[arg(long)]
@@ -45,6 +51,18 @@ enum Command {
         /// Seconds to measure each panicked kernel for
         #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive_whole)]
         seconds: u64,
+    },
+    /// Write a trace's JSON and SVG again from its raw stream (a .ktrace file)
+    TraceConvert {
+        /// The raw stream a `--trace` run kept
+        #[arg(value_name = "RAW.ktrace")]
+        raw: PathBuf,
+        /// The JSON to write; the SVG goes beside it
+        #[arg(value_name = "OUT.json", value_parser = json_path)]
+        json: PathBuf,
+        /// Draw only this part of the trace in the SVG (µs)
+        #[arg(long, value_name = "FROM_US..TO_US")]
+        window: Option<Window>,
     },
 }
 
@@ -74,6 +92,12 @@ struct RunFlags {
     /// Kill QEMU after SECS seconds and exit with status 124
     #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     timeout: Option<Duration>,
+    /// Trace the run into FILE.json, FILE.svg and raw FILE.ktrace
+    #[arg(long, value_name = "FILE.json", value_parser = json_path)]
+    trace: Option<PathBuf>,
+    /// Draw only this part of the trace in the SVG (µs)
+    #[arg(long, value_name = "FROM_US..TO_US", requires = "trace")]
+    trace_window: Option<Window>,
     /// Pass ARG to QEMU as it is (repeatable)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     qemu_arg: Vec<String>,
@@ -102,6 +126,16 @@ fn positive_whole(text: &str) -> Result<u64, String> {
     number.ok_or_else(|| "expected a positive whole number".into())
 }
 
+/// The JSON's name fixes the other two (.ktrace, .svg), so it must end in
+/// .json: `--trace run.svg` would otherwise have the SVG overwrite the JSON.
+fn json_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match path.extension() {
+        Some(extension) if extension == "json" && path.file_stem().is_some() => Ok(path),
+        _ => Err("expected a file name ending in .json".into()),
+    }
+}
+
 /// A kernel argument given before `--` must look like one, so that a typo in
 /// a runner flag's value is not handed to the kernel.
 fn kernel_word(text: &str) -> Result<String, String> {
@@ -118,6 +152,11 @@ fn after_help() -> String {
 Serial output goes to stdout as it arrives; after a kernel's `HOSTSTAT end LABEL` line the
 runner adds `HOST LABEL` lines: how long each QEMU thread ran and waited for a host core since
 `HOSTSTAT begin LABEL` (see docs/runner.md).
+
+--trace FILE.json: the kernel gets trace=all unless a trace= argument chooses what to record;
+after the run (whatever its end) the runner writes FILE.json, which ui.perfetto.dev and
+chrome://tracing open, and FILE.svg, a picture of the same timeline; FILE.ktrace keeps the raw
+stream for `trace-convert`. Times in --trace-window are µs since the kernel's clock started.
 
 Exit status: 0 kernel success, 1 kernel failure (a failed test or a panic that exits), 2 QEMU
 failed or a bad runner flag, 3 guest reset or powered off, 124 timeout.
@@ -143,9 +182,15 @@ pub fn parse(
 ) -> Result<Request, clap::Error> {
     let matches = command().try_get_matches_from(argv)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    if let Some(Command::BenchPanic { kvm, seconds }) = cli.command {
-        let accelerator = if kvm { Accelerator::Kvm } else { Accelerator::Tcg };
-        return Ok(Request::BenchPanic { accelerator, seconds });
+    match cli.command {
+        Some(Command::BenchPanic { kvm, seconds }) => {
+            let accelerator = if kvm { Accelerator::Kvm } else { Accelerator::Tcg };
+            return Ok(Request::BenchPanic { accelerator, seconds });
+        }
+        Some(Command::TraceConvert { raw, json, window }) => {
+            return Ok(Request::TraceConvert { raw, json, window });
+        }
+        None => {}
     }
     let flags = cli.run;
     let mut kernel_args = flags.words;
@@ -159,6 +204,8 @@ pub fn parse(
         timeout: flags.timeout,
         qemu_args: flags.qemu_arg,
         kernel_args,
+        trace: flags.trace,
+        trace_window: flags.trace_window,
         ..RunConfig::default()
     }))
 }
@@ -263,13 +310,38 @@ mod tests {
         for flag in ["--uefi", "--smp <N>", "--memory <M>", "--kvm", "--gdb", "--timeout <SECS>"] {
             assert!(help.contains(flag), "{flag} missing from\n{help}");
         }
-        assert!(help.contains("bench-panic"), "{help}");
+        assert!(help.contains("bench-panic") && help.contains("trace-convert"), "{help}");
+        assert!(help.contains("--trace <FILE.json>"), "{help}");
         assert!(help.contains("[default: 4]") && help.contains("[default: 512M]"), "{help}");
         for parameter in kernel_args::table::PARAMETERS {
             assert!(help.contains(&format!("\n  {} ", parameter.key)), "{}", parameter.key);
         }
         assert!(help.contains("124 timeout"), "{help}");
         assert!(help.lines().all(|line| line.len() <= 100), "{help}");
+    }
+
+    #[test]
+    fn a_trace_names_its_json_and_may_narrow_its_picture() {
+        let config = run_config(&["--trace", "out/tlb.json", "--trace-window", "10..20.5"]);
+        assert_eq!(config.trace, Some(PathBuf::from("out/tlb.json")));
+        assert_eq!(config.trace_window, Some(Window { from_ns: 10_000, to_ns: 20_500 }));
+        assert_eq!(run_config(&[]).trace, None);
+        assert!(error(&["--trace", "out/tlb.svg"]).contains("ending in .json"));
+        assert!(error(&["--trace-window", "1..2"]).contains("--trace"));
+        assert!(error(&["--trace", "a.json", "--trace-window", "5..1"]).contains("FROM_US..TO_US"));
+    }
+
+    #[test]
+    fn trace_convert_is_a_subcommand() {
+        let request = parse_words(&["trace-convert", "a.ktrace", "a.json", "--window", "0..1"]);
+        match request.unwrap() {
+            Request::TraceConvert { raw, json, window } => {
+                assert_eq!((raw, json), (PathBuf::from("a.ktrace"), PathBuf::from("a.json")));
+                assert_eq!(window, Some(Window { from_ns: 0, to_ns: 1000 }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error(&["trace-convert", "a.ktrace"]).contains("OUT.json"));
     }
 
     #[test]

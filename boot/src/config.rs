@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::trace::Window;
+
 /// The number of CPUs when `--smp` is not given.
 pub const DEFAULT_CPUS: u32 = 4;
 /// The guest memory when `--memory` is not given, as QEMU's -m takes it.
@@ -52,6 +54,13 @@ pub struct RunConfig {
     pub qemu_binary: String,
     /// Where to look for the UEFI firmware: $OVMF, else where Debian's `ovmf` puts it.
     pub ovmf_candidates: Vec<PathBuf>,
+    /// Record a trace: QEMU keeps the kernel's dumps in this path's `.ktrace`
+    /// file and, once it exits, the runner writes this JSON and an SVG beside
+    /// it (see [`crate::trace`]). The kernel gets `trace=all` unless a
+    /// `trace=` argument says otherwise.
+    pub trace: Option<PathBuf>,
+    /// The part of the trace the SVG draws (all of it when None).
+    pub trace_window: Option<Window>,
 }
 
 impl Default for RunConfig {
@@ -70,14 +79,33 @@ impl Default for RunConfig {
                 Some(path) => vec![PathBuf::from(path)],
                 None => OVMF_CANDIDATES.iter().map(PathBuf::from).collect(),
             },
+            trace: None,
+            trace_window: None,
         }
+    }
+}
+
+impl RunConfig {
+    /// The kernel arguments QEMU passes on: `kernel_args`, and `trace=all`
+    /// when a trace is asked for and no `trace=` argument chooses what.
+    pub fn effective_kernel_args(&self) -> Vec<String> {
+        let mut args = self.kernel_args.clone();
+        if self.trace.is_some() && !args.iter().any(|arg| arg.starts_with("trace=")) {
+            args.push("trace=all".into());
+        }
+        args
     }
 }
 
 /// A one-line description of the run, printed by the runner before it starts.
 pub fn describe(config: &RunConfig) -> String {
+    let kernel_args = config.effective_kernel_args();
+    let trace = match &config.trace {
+        Some(json) => format!(", trace to {}", json.display()),
+        None => String::new(),
+    };
     format!(
-        "{} firmware, {} CPU{}, {} memory, accelerator {}, kernel args: {}",
+        "{} firmware, {} CPU{}, {} memory, accelerator {}, kernel args: {}{trace}",
         match config.firmware {
             Firmware::Bios => "BIOS",
             Firmware::Uefi => "UEFI",
@@ -86,10 +114,6 @@ pub fn describe(config: &RunConfig) -> String {
         if config.cpus == 1 { "" } else { "s" },
         config.memory,
         config.accelerator.name(),
-        if config.kernel_args.is_empty() {
-            "(none)".to_string()
-        } else {
-            config.kernel_args.join(" ")
-        }
+        if kernel_args.is_empty() { "(none)".to_string() } else { kernel_args.join(" ") }
     )
 }

@@ -23,6 +23,7 @@ pub mod panic_bench;
 mod qemu_command;
 mod qemu_process;
 mod serial;
+pub mod trace;
 pub mod wakeup_probe;
 
 pub use config::{Accelerator, DEFAULT_CPUS, DEFAULT_MEMORY, Firmware, RunConfig, describe};

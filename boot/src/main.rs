@@ -18,6 +18,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Ok(Request::TraceConvert { raw, json, window }) => {
+            match boot::trace::convert(&raw, &json, window) {
+                Ok(written) => {
+                    eprintln!("{}", written.summary());
+                    for warning in written.warnings() {
+                        eprintln!("{warning}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("runner: trace-convert: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         // `--help` too: clap prints it to stdout and exits with status 0.
         Err(error) => error.exit(),
     }
@@ -25,6 +40,12 @@ fn main() -> ExitCode {
 
 fn run(config: &RunConfig) -> ExitCode {
     eprintln!("runner: {}", boot::describe(config));
+    let traced = config.kernel_args.iter().any(|a| a.starts_with("trace=") && a != "trace=off");
+    if traced && config.trace.is_none() {
+        eprintln!(
+            "runner: note: the kernel records a trace, but nothing is saved without --trace FILE.json"
+        );
+    }
     if config.gdb {
         eprintln!("runner: QEMU waits for GDB: gdb {} -ex 'target remote :1234'", boot::KERNEL_ELF);
     }

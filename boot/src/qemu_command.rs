@@ -53,7 +53,13 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
     };
     command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     command.args(["-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot"]);
-    let kernel_args = config.kernel_args.join(" ");
+    if let Some(json) = &config.trace {
+        // The debug console (port 0xe9) is where the kernel dumps its trace;
+        // QEMU's file backend truncates the file when it opens it.
+        let raw = crate::trace::raw_path(json);
+        command.arg("-debugcon").arg(format!("file:{}", raw.display()));
+    }
+    let kernel_args = config.effective_kernel_args().join(" ");
     if !kernel_args.is_empty() {
         command
             .arg("-fw_cfg")
@@ -84,6 +90,19 @@ mod tests {
         let position = args.iter().position(|a| a == "-fw_cfg").expect("no -fw_cfg");
         assert_eq!(args[position + 1], "name=opt/kernel/args,string=test=a,,b log=debug");
         assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
+    }
+
+    #[test]
+    fn a_trace_adds_the_debug_console_and_trace_all() {
+        let config = RunConfig { trace: Some("out/run.json".into()), ..RunConfig::default() };
+        let args = arguments(&qemu_command(&config).unwrap());
+        assert!(args.windows(2).any(|w| w == ["-debugcon", "file:out/run.ktrace"]), "{args:?}");
+        assert!(args.contains(&"name=opt/kernel/args,string=trace=all".to_string()), "{args:?}");
+        let chosen = RunConfig { kernel_args: vec!["trace=tlb,ipi".into()], ..config.clone() };
+        let args = arguments(&qemu_command(&chosen).unwrap());
+        assert!(args.contains(&"name=opt/kernel/args,string=trace=tlb,,ipi".to_string()));
+        let untraced = arguments(&qemu_command(&RunConfig::default()).unwrap());
+        assert!(!untraced.iter().any(|a| a == "-debugcon" || a.contains("trace=")));
     }
 
     #[test]

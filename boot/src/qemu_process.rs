@@ -2,12 +2,14 @@
 //! it runs, and waiting for (or forcing) its end.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::serial::{SerialSink, pump_serial};
+use crate::trace::{self, Window};
 use crate::{Outcome, RunConfig, SetupError, host_stats, qemu_command};
 
 /// Bytes one reader thread collects and others read.
@@ -61,6 +63,8 @@ pub struct RunningQemu {
     /// The captured serial output (None when it is shown instead), and its reader.
     serial: (Option<SharedBuffer>, thread::JoinHandle<()>),
     stderr: (SharedBuffer, thread::JoinHandle<()>),
+    /// Where the trace goes once QEMU ends, and the part the SVG draws.
+    trace: Option<(PathBuf, Option<Window>)>,
 }
 
 impl RunningQemu {
@@ -69,14 +73,21 @@ impl RunningQemu {
     /// lines are part of it. QEMU's own stderr is always kept (and shown when
     /// the serial output is), for the error report.
     pub fn start(config: &RunConfig, capture_serial: bool) -> Result<RunningQemu, SetupError> {
-        let mut child = spawn(qemu_command(config)?)?;
+        let command = qemu_command(config)?;
+        if let Some(json) = &config.trace {
+            // A stale stream from an earlier run must not pass for this one's
+            // if QEMU never gets to open the file.
+            let _ = std::fs::remove_file(trace::raw_path(json));
+        }
+        let mut child = spawn(command)?;
         let echo = (!capture_serial).then_some(echo_to_stderr as fn(&[u8]));
         let stderr = collect(child.stderr.take().unwrap(), echo);
         let buffer = capture_serial.then(|| Arc::new(Mutex::new(Vec::new())));
         let (stdout, sink) = (child.stdout.take().unwrap(), SerialSink(buffer.clone()));
         let watcher = host_stats::Watcher::new(child.id());
         let reader = thread::spawn(move || pump_serial(stdout, sink, watcher));
-        Ok(RunningQemu { child, started: Instant::now(), serial: (buffer, reader), stderr })
+        let trace = config.trace.clone().map(|json| (json, config.trace_window));
+        Ok(RunningQemu { child, started: Instant::now(), serial: (buffer, reader), stderr, trace })
     }
 
     pub fn pid(&self) -> u32 {
@@ -110,6 +121,8 @@ impl RunningQemu {
 
     /// Waits for QEMU to end (killing it once `timeout`, counted from the
     /// start, has passed) and returns how it ended and the serial output.
+    /// With a trace asked for, converts it whatever the ending: a killed run's
+    /// stream keeps every record written before the kill.
     pub fn finish(mut self, timeout: Option<Duration>) -> Result<(Outcome, String), SetupError> {
         let status = loop {
             if let Some(status) = self
@@ -138,6 +151,9 @@ impl RunningQemu {
             None => Outcome::TimedOut,
             Some(status) => Outcome::from_status(status.code(), stderr_text),
         };
+        if let Some((json, window)) = &self.trace {
+            trace::convert_after_run(json, *window);
+        }
         Ok((outcome, serial_text))
     }
 

@@ -1,0 +1,288 @@
+//! Reading the raw stream the kernel writes to QEMU's debug console: dumps
+//! back to back, each a header, one section per CPU and a trailer (the layout
+//! is in `format.rs`, the kernel's file, included by path).
+//!
+//! Every complete record is kept, even from a dump the stream ends in the
+//! middle of (QEMU was killed, or the kernel died while dumping); what was
+//! cut is said in [`Trace::cuts`]. A stream that is not a trace at all (bad
+//! magic) or one written for another version of the format is refused with
+//! the byte offset, since guessing would draw a wrong picture.
+
+use std::fmt;
+
+use super::format::{
+    CPU_SECTION_SIZE, HEADER_SIZE, MAGIC, RECORD_SIZE, TEXT, TRAILER_MAGIC, TRAILER_SIZE, VERSION,
+};
+use super::names;
+
+/// A decoded stream: every dump's events, merged into one timeline.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub dumps: Vec<Dump>,
+    /// One entry per CPU the machine had (the most any dump's header gave),
+    /// in CPU order, whether or not it recorded anything.
+    pub cpus: Vec<CpuTotals>,
+    /// All dumps' events sorted by time, then CPU, then the order they were
+    /// recorded in.
+    pub events: Vec<Event>,
+    /// What the stream lost at its end or in its middle, one sentence each.
+    pub cuts: Vec<String>,
+}
+
+/// One dump's header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dump {
+    /// Why it was written: `format::reason`.
+    pub reason: u16,
+    pub cpus: u16,
+    pub tsc_hz: u64,
+    /// When it was written, on the events' clock.
+    pub ns: u64,
+    /// False when the stream ends (or the next dump starts) before its trailer.
+    pub complete: bool,
+}
+
+/// A CPU's totals over all dumps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuTotals {
+    pub cpu: u16,
+    /// Events decoded (TEXT records are not events).
+    pub events: u64,
+    /// Overwritten in the ring before a dump could read them.
+    pub lost: u64,
+    /// Skipped because they were being written while a dump read them.
+    pub torn: u64,
+}
+
+/// One event: a record with its TEXT continuation, if any, joined on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub cpu: u16,
+    pub ns: u64,
+    pub kind: u16,
+    pub small: u16,
+    pub a: u64,
+    pub b: u64,
+    pub c: u64,
+    pub text: Option<String>,
+}
+
+/// Why a stream cannot be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes a whole stream (zero or more dumps).
+pub fn decode(bytes: &[u8]) -> Result<Trace, DecodeError> {
+    let mut decoder = Decoder { bytes, pos: 0, trace: Trace::default() };
+    while decoder.pos < bytes.len() {
+        if !decoder.dump()? {
+            break;
+        }
+    }
+    let mut trace = decoder.trace;
+    // Stable: equal times on one CPU keep the order they were recorded in.
+    trace.events.sort_by_key(|event| (event.ns, event.cpu));
+    Ok(trace)
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap())
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    trace: Trace,
+}
+
+/// What ended a CPU section's records.
+enum SectionEnd {
+    Complete,
+    /// The stream ends inside it.
+    Cut,
+    /// A new dump's header stands where a record should be.
+    Interrupted,
+}
+
+impl<'a> Decoder<'a> {
+    fn remaining(&self) -> &'a [u8] {
+        &self.bytes[self.pos..]
+    }
+
+    /// Whether a dump's header starts at the current position: its magic and
+    /// this version. (A record whose time happened to spell both would be
+    /// misread; its odds are 2^-48.)
+    fn at_dump_header(&self) -> bool {
+        let rest = self.remaining();
+        rest.len() >= 6 && rest[..4] == MAGIC && u16_at(rest, 4) == VERSION
+    }
+
+    /// Reads one dump; false when the stream ended inside it.
+    fn dump(&mut self) -> Result<bool, DecodeError> {
+        let start = self.pos;
+        let rest = self.remaining();
+        let magic_seen = &rest[..rest.len().min(4)];
+        if magic_seen != &MAGIC[..magic_seen.len()] {
+            return Err(DecodeError(format!(
+                "bad magic at byte {start}: expected \"KTRC\", found {magic_seen:02x?} \
+                 (is this a kernel trace?)"
+            )));
+        }
+        if rest.len() < HEADER_SIZE {
+            self.cut(format!("the stream ends inside a dump's header (at byte {start})"));
+            return Ok(false);
+        }
+        let version = u16_at(rest, 4);
+        if version != VERSION {
+            return Err(DecodeError(format!(
+                "version {version}, this runner reads {VERSION} (dump at byte {start}): \
+                 rebuild the runner and the kernel from the same tree"
+            )));
+        }
+        let dump = Dump {
+            cpus: u16_at(rest, 6),
+            reason: u16_at(rest, 8),
+            tsc_hz: u64_at(rest, 16),
+            ns: u64_at(rest, 24),
+            complete: false,
+        };
+        self.count_cpus(dump.cpus);
+        let number = self.trace.dumps.len() + 1;
+        let label = format!("dump {number} ({})", names::reason(dump.reason));
+        self.trace.dumps.push(dump);
+        self.pos += HEADER_SIZE;
+        loop {
+            let rest = self.remaining();
+            if rest.len() >= 4 && rest[..4] == TRAILER_MAGIC {
+                if rest.len() < TRAILER_SIZE {
+                    self.cut(format!("{label} ends inside its trailer"));
+                    return Ok(false);
+                }
+                self.pos += TRAILER_SIZE;
+                self.trace.dumps.last_mut().unwrap().complete = true;
+                return Ok(true);
+            }
+            if self.at_dump_header() {
+                self.cut(format!("{label} stops before its trailer; a new dump begins"));
+                return Ok(true);
+            }
+            if rest.len() < CPU_SECTION_SIZE {
+                self.cut(format!("the stream ends in {label}, before its trailer"));
+                return Ok(false);
+            }
+            match self.section(&label)? {
+                SectionEnd::Complete => {}
+                SectionEnd::Cut => return Ok(false),
+                SectionEnd::Interrupted => return Ok(true),
+            }
+        }
+    }
+
+    /// Reads one CPU's section: its header, then its records.
+    fn section(&mut self, label: &str) -> Result<SectionEnd, DecodeError> {
+        let (start, rest) = (self.pos, self.remaining());
+        let (cpu, padding, records) = (u16_at(rest, 0), u16_at(rest, 2), u32_at(rest, 4));
+        let cpus = self.trace.dumps.last().unwrap().cpus;
+        if padding != 0 || cpu >= cpus {
+            return Err(DecodeError(format!(
+                "bad CPU section at byte {start} in {label}: CPU {cpu} of {cpus}, \
+                 padding {padding:#x}"
+            )));
+        }
+        let totals = &mut self.trace.cpus[usize::from(cpu)];
+        totals.lost += u64_at(rest, 8);
+        totals.torn += u64_at(rest, 16);
+        self.pos += CPU_SECTION_SIZE;
+        let first_event = self.trace.events.len();
+        let mut text: Vec<u8> = Vec::new();
+        let mut end = SectionEnd::Complete;
+        for read in 0..records {
+            if self.at_dump_header() {
+                self.cut(format!("{label}: CPU {cpu}'s section stops after {read} of {records} records; a new dump begins"));
+                end = SectionEnd::Interrupted;
+                break;
+            }
+            let rest = self.remaining();
+            if rest.len() < RECORD_SIZE {
+                self.cut(format!("the stream ends in {label}: CPU {cpu}'s section has {read} of its {records} records"));
+                end = SectionEnd::Cut;
+                break;
+            }
+            let event = record(cpu, &rest[..RECORD_SIZE]);
+            self.pos += RECORD_SIZE;
+            if event.kind == TEXT {
+                // Text before the section's first event belongs to one lost
+                // in the ring: it has nothing to name, and goes.
+                if self.trace.events.len() > first_event {
+                    text.extend(text_bytes(&event));
+                }
+                continue;
+            }
+            self.attach_text(&mut text);
+            self.trace.events.push(event);
+        }
+        self.attach_text(&mut text);
+        let decoded = (self.trace.events.len() - first_event) as u64;
+        self.trace.cpus[usize::from(cpu)].events += decoded;
+        Ok(end)
+    }
+
+    /// Gives the last event the text collected for it. Joined before it is
+    /// read as UTF-8: one character may straddle two TEXT records.
+    fn attach_text(&mut self, text: &mut Vec<u8>) {
+        if text.is_empty() {
+            return;
+        }
+        let event = self.trace.events.last_mut().unwrap();
+        event.text = Some(String::from_utf8_lossy(text).into_owned());
+        text.clear();
+    }
+
+    fn count_cpus(&mut self, cpus: u16) {
+        while self.trace.cpus.len() < usize::from(cpus) {
+            let cpu = self.trace.cpus.len() as u16;
+            self.trace.cpus.push(CpuTotals { cpu, ..CpuTotals::default() });
+        }
+    }
+
+    fn cut(&mut self, what: String) {
+        self.trace.cuts.push(what);
+    }
+}
+
+fn record(cpu: u16, bytes: &[u8]) -> Event {
+    Event {
+        cpu,
+        ns: u64_at(bytes, 0),
+        kind: u16_at(bytes, 8),
+        small: u16_at(bytes, 10),
+        a: u64_at(bytes, 16),
+        b: u64_at(bytes, 24),
+        c: u64_at(bytes, 32),
+        text: None,
+    }
+}
+
+/// A TEXT record's bytes: `small` (at most 16) of `a` then `b`.
+fn text_bytes(record: &Event) -> Vec<u8> {
+    let mut bytes = record.a.to_le_bytes().to_vec();
+    bytes.extend(record.b.to_le_bytes());
+    bytes.truncate(usize::from(record.small).min(16));
+    bytes
+}

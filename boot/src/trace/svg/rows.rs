@@ -1,0 +1,196 @@
+//! Drawing inside the rows: spans as boxes in their lane (one lane per
+//! nesting depth), instants as marks in the strip above, flows as arrows;
+//! whatever is under a pixel merged with its neighbours.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+use super::{LANE_HEIGHT, Layout, MARK_HEIGHT, colour, escape, mark_colour, time_label};
+use crate::trace::timeline::{Look, Span, Timeline};
+
+/// Boxes narrower than a pixel, gathered into one.
+struct Merged {
+    x0: f64,
+    x1: f64,
+    top: f64,
+    /// How many of each look, to colour the box after the most common.
+    looks: BTreeMap<Look, usize>,
+}
+
+impl Merged {
+    fn draw(&self, svg: &mut String) {
+        let (look, _) = self.looks.iter().max_by_key(|(_, n)| **n).unwrap();
+        let count: usize = self.looks.values().sum();
+        let width = (self.x1 - self.x0).max(1.0);
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{:.1}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{}"><title>{count} spans, each under a pixel wide</title></rect>"#,
+            self.x0,
+            self.top + 1.0,
+            LANE_HEIGHT - 2.0,
+            colour(*look)
+        );
+    }
+}
+
+/// The spans of every row; returns the looks drawn, for the legend.
+pub(super) fn spans(svg: &mut String, layout: &Layout, timeline: &Timeline) -> BTreeSet<Look> {
+    let mut looks = BTreeSet::new();
+    let mut pending: BTreeMap<(u64, usize), Merged> = BTreeMap::new();
+    // The spans are by track, then start: each lane's boxes come left to right.
+    for span in &timeline.spans {
+        if span.end < layout.from || span.start > layout.to {
+            continue;
+        }
+        let Some(top) = layout.lane_top(span.tid, span.depth) else { continue };
+        looks.insert(span.look);
+        let (x0, x1) = (layout.x(span.start), layout.x(span.end));
+        let lane = (span.tid, span.depth);
+        if x1 - x0 >= 1.0 {
+            if let Some(merged) = pending.remove(&lane) {
+                merged.draw(svg);
+            }
+            draw_box(svg, span, x0, x1, top);
+            continue;
+        }
+        match pending.get_mut(&lane) {
+            Some(merged) if x0 <= merged.x1 + 1.0 => {
+                merged.x1 = merged.x1.max(x1);
+                *merged.looks.entry(span.look).or_default() += 1;
+            }
+            _ => {
+                let merged = Merged { x0, x1, top, looks: BTreeMap::from([(span.look, 1)]) };
+                if let Some(earlier) = pending.insert(lane, merged) {
+                    earlier.draw(svg);
+                }
+            }
+        }
+    }
+    for merged in pending.values() {
+        merged.draw(svg);
+    }
+    looks
+}
+
+/// The text a box's tooltip shows: its name, length and args.
+fn tooltip(name: &str, length: Option<u64>, args: &Map<String, Value>) -> String {
+    let mut text = name.to_string();
+    if let Some(length) = length {
+        text += &format!(" ({})", time_label(length));
+    }
+    for (key, value) in args {
+        let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+        text += &format!("\n{key}: {value}");
+    }
+    text
+}
+
+fn draw_box(svg: &mut String, span: &Span, x0: f64, x1: f64, top: f64) {
+    let _ = write!(
+        svg,
+        r##"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#616161" stroke-width="0.3"><title>{}</title></rect>"##,
+        top + 1.0,
+        x1 - x0,
+        LANE_HEIGHT - 2.0,
+        colour(span.look),
+        escape(&tooltip(&span.name, Some(span.end - span.start), &span.args))
+    );
+    // A label where it fits, cut short where it does not (about 6 px a character).
+    let room = ((x1 - x0 - 4.0) / 6.0) as usize;
+    if room >= 3 {
+        let mut label: String = span.name.chars().take(room).collect();
+        if label.chars().count() < span.name.chars().count() {
+            label.pop();
+            label.push('…');
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" font-size="9">{}</text>"#,
+            x0 + 2.0,
+            top + LANE_HEIGHT - 4.0,
+            escape(&label)
+        );
+    }
+    svg.push('\n');
+}
+
+/// A mark, or several under one pixel.
+struct Mark<'a> {
+    x: f64,
+    top: f64,
+    cat: &'a str,
+    first: String,
+    count: usize,
+}
+
+impl Mark<'_> {
+    fn draw(&self, svg: &mut String) {
+        let title = match self.count {
+            1 => escape(&self.first),
+            n => escape(&format!("{n} events, the first: {}", self.first)),
+        };
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{:.1}" y="{:.1}" width="1.5" height="{MARK_HEIGHT:.1}" fill="{}"><title>{title}</title></rect>"#,
+            self.x - 0.75,
+            self.top,
+            mark_colour(self.cat)
+        );
+    }
+}
+
+/// The instants of every row; returns the categories drawn, for the legend.
+pub(super) fn marks<'a>(
+    svg: &mut String,
+    layout: &Layout,
+    timeline: &'a Timeline,
+) -> BTreeSet<&'a str> {
+    let mut cats = BTreeSet::new();
+    let mut pending: BTreeMap<u64, Mark> = BTreeMap::new();
+    for instant in &timeline.instants {
+        if instant.ns < layout.from || instant.ns > layout.to {
+            continue;
+        }
+        let Some(&(top, _)) = layout.rows.get(&instant.tid) else { continue };
+        cats.insert(instant.cat);
+        let x = layout.x(instant.ns);
+        match pending.get_mut(&instant.tid) {
+            Some(mark) if (x - mark.x).abs() < 1.0 => mark.count += 1,
+            _ => {
+                let first = tooltip(&instant.name, None, &instant.args);
+                let mark = Mark { x, top, cat: instant.cat, first, count: 1 };
+                if let Some(earlier) = pending.insert(instant.tid, mark) {
+                    earlier.draw(svg);
+                }
+            }
+        }
+    }
+    for mark in pending.values() {
+        mark.draw(svg);
+    }
+    cats
+}
+
+/// The flows with both ends in the picture, each pixel path drawn once.
+pub(super) fn flows(svg: &mut String, layout: &Layout, timeline: &Timeline) {
+    let mut drawn = HashSet::new();
+    let inside = |ns: u64| (layout.from..=layout.to).contains(&ns);
+    for flow in timeline.flows.iter().filter(|f| inside(f.from.1) && inside(f.to.1)) {
+        let (Some(from_top), Some(to_top)) =
+            (layout.lane_top(flow.from.0, 0), layout.lane_top(flow.to.0, 0))
+        else {
+            continue;
+        };
+        let (x0, y0) = (layout.x(flow.from.1), from_top + LANE_HEIGHT / 2.0);
+        let (x1, y1) = (layout.x(flow.to.1), to_top + LANE_HEIGHT / 2.0);
+        if !drawn.insert([x0, y0, x1, y1].map(|v| v.round() as i64)) {
+            continue;
+        }
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y1:.1}" stroke="#37474f" stroke-width="0.7" marker-end="url(#arrow)"/>"##
+        );
+    }
+}
