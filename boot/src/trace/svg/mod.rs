@@ -91,6 +91,11 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
+/// Whether the picture of `from..to` shows something from `start` to `end`.
+fn shows(from: u64, to: u64, start: u64, end: u64) -> bool {
+    end >= from && start < to
+}
+
 /// Where things go: the time range shown and each row's place.
 struct Layout {
     from: u64,
@@ -111,7 +116,7 @@ impl Layout {
         };
         let to = to.max(from + 1);
         let mut lanes: BTreeMap<u64, usize> = BTreeMap::new();
-        for span in timeline.spans.iter().filter(|s| s.end >= from && s.start <= to) {
+        for span in timeline.spans.iter().filter(|s| shows(from, to, s.start, s.end)) {
             let lane = lanes.entry(span.tid).or_default();
             *lane = (*lane).max(span.depth + 1);
         }
@@ -130,6 +135,10 @@ impl Layout {
         }
         let scale = PLOT_WIDTH / (to - from) as f64;
         Layout { from, to, scale, rows, plot_top, plot_bottom: y }
+    }
+
+    fn shows(&self, start: u64, end: u64) -> bool {
+        shows(self.from, self.to, start, end)
     }
 
     fn x(&self, ns: u64) -> f64 {
@@ -205,10 +214,10 @@ fn tick_step(range: u64) -> u64 {
     }
 }
 
-/// The tick label: in ns, µs or ms after the step's size, with as many
-/// decimals as the step needs.
-fn tick_label(ns: u64, step: u64) -> String {
-    let (unit, per) = match step {
+/// A tick's label: in the unit that suits the axis's end (`to`), with as
+/// many decimals as the step needs.
+fn tick_label(ns: u64, step: u64, to: u64) -> String {
+    let (unit, per) = match to {
         0..1_000 => ("ns", 1),
         1_000..1_000_000 => ("µs", 1_000),
         _ => ("ms", 1_000_000),
@@ -236,7 +245,7 @@ fn axis(svg: &mut String, layout: &Layout) {
             layout.plot_bottom,
             y - 4.0,
             y - 7.0,
-            escape(&tick_label(tick, step))
+            escape(&tick_label(tick, step, layout.to))
         );
         tick += step;
     }
@@ -287,9 +296,32 @@ fn legend(svg: &mut String, top: f64, looks: &BTreeSet<Look>, cats: &BTreeSet<&s
     let y = top + 2.0 * LEGEND_ROW;
     let _ = writeln!(
         svg,
-        r##"<line x1="70" y1="{:.1}" x2="100" y2="{:.1}" stroke="#37474f" stroke-width="0.7" marker-end="url(#arrow)"/><text x="106" y="{:.1}">an IPI or a cross-CPU call, from the sender to the handler that took it; boxes and marks under a pixel wide are merged (their tooltip counts them)</text>"##,
+        r##"<line x1="70" y1="{:.1}" x2="100" y2="{:.1}" stroke="#37474f" stroke-width="0.7" marker-end="url(#arrow)"/><text x="106" y="{:.1}">an IPI or a cross-CPU call, from the sender to the handler that took it (one of those a few pixels apart); boxes and marks under a pixel wide are merged (their tooltip counts them)</text>"##,
         y + 6.0,
         y + 6.0,
         y + 10.0
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_labelled_in_the_axis_unit() {
+        assert_eq!(tick_step(3000), 500);
+        assert_eq!(tick_step(20_000_000), 2_000_000);
+        assert_eq!(tick_step(2000), 200);
+        assert_eq!(tick_step(7), 1);
+        assert_eq!(tick_label(500, 100, 900), "500 ns");
+        assert_eq!(tick_label(2500, 500, 3000), "2.5 µs");
+        assert_eq!(tick_label(10_000_000, 2_000_000, 20_000_000), "10 ms");
+        assert_eq!(tick_label(1_000_200, 200, 1_002_000), "1.0002 ms");
+    }
+
+    #[test]
+    fn escaping_leaves_no_markup_and_no_control_characters() {
+        assert_eq!(escape("a<b & \"c\" 'd'>"), "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;");
+        assert_eq!(escape("bell\u{7}tab\t"), "bell?tab\t");
+    }
 }

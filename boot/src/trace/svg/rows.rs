@@ -1,17 +1,19 @@
 //! Drawing inside the rows: spans as boxes in their lane (one lane per
 //! nesting depth), instants as marks in the strip above, flows as arrows;
-//! whatever is under a pixel merged with its neighbours.
+//! whatever is under a pixel merged with its neighbours, and arrows thinned
+//! out where they would blacken the picture.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
 use super::{LANE_HEIGHT, Layout, MARK_HEIGHT, colour, escape, mark_colour, time_label};
-use crate::trace::timeline::{Look, Span, Timeline};
+use crate::trace::timeline::{Instant, Look, Span, Timeline};
 
 /// Boxes narrower than a pixel, gathered into one.
-struct Merged {
+struct Merged<'a> {
+    first: &'a Span,
     x0: f64,
     x1: f64,
     top: f64,
@@ -19,11 +21,14 @@ struct Merged {
     looks: BTreeMap<Look, usize>,
 }
 
-impl Merged {
+impl Merged<'_> {
     fn draw(&self, svg: &mut String) {
         let (look, _) = self.looks.iter().max_by_key(|(_, n)| **n).unwrap();
         let count: usize = self.looks.values().sum();
         let width = (self.x1 - self.x0).max(1.0);
+        if count == 1 {
+            return draw_box(svg, self.first, self.x0, self.x0 + width, self.top);
+        }
         let _ = writeln!(
             svg,
             r#"<rect x="{:.1}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{}"><title>{count} spans, each under a pixel wide</title></rect>"#,
@@ -41,7 +46,7 @@ pub(super) fn spans(svg: &mut String, layout: &Layout, timeline: &Timeline) -> B
     let mut pending: BTreeMap<(u64, usize), Merged> = BTreeMap::new();
     // The spans are by track, then start: each lane's boxes come left to right.
     for span in &timeline.spans {
-        if span.end < layout.from || span.start > layout.to {
+        if !layout.shows(span.start, span.end) {
             continue;
         }
         let Some(top) = layout.lane_top(span.tid, span.depth) else { continue };
@@ -61,7 +66,8 @@ pub(super) fn spans(svg: &mut String, layout: &Layout, timeline: &Timeline) -> B
                 *merged.looks.entry(span.look).or_default() += 1;
             }
             _ => {
-                let merged = Merged { x0, x1, top, looks: BTreeMap::from([(span.look, 1)]) };
+                let looks = BTreeMap::from([(span.look, 1)]);
+                let merged = Merged { first: span, x0, x1, top, looks };
                 if let Some(earlier) = pending.insert(lane, merged) {
                     earlier.draw(svg);
                 }
@@ -116,27 +122,35 @@ fn draw_box(svg: &mut String, span: &Span, x0: f64, x1: f64, top: f64) {
     svg.push('\n');
 }
 
-/// A mark, or several under one pixel.
+/// Marks closer than this (px) are one: a mark is 1.5 px wide, so they would
+/// overlap anyway.
+const MARK_MERGE: f64 = 3.0;
+
+/// A mark, or several that would overlap.
 struct Mark<'a> {
     x: f64,
     top: f64,
-    cat: &'a str,
-    first: String,
+    first: &'a Instant,
+    /// The names of the events under it, each once.
+    names: BTreeSet<&'a str>,
     count: usize,
 }
 
 impl Mark<'_> {
     fn draw(&self, svg: &mut String) {
         let title = match self.count {
-            1 => escape(&self.first),
-            n => escape(&format!("{n} events, the first: {}", self.first)),
+            1 => escape(&tooltip(&self.first.name, None, &self.first.args)),
+            n => {
+                let names: Vec<&str> = self.names.iter().copied().collect();
+                escape(&format!("{n} events: {}", names.join(", ")))
+            }
         };
         let _ = writeln!(
             svg,
             r#"<rect x="{:.1}" y="{:.1}" width="1.5" height="{MARK_HEIGHT:.1}" fill="{}"><title>{title}</title></rect>"#,
             self.x - 0.75,
             self.top,
-            mark_colour(self.cat)
+            mark_colour(self.first.cat)
         );
     }
 }
@@ -150,17 +164,20 @@ pub(super) fn marks<'a>(
     let mut cats = BTreeSet::new();
     let mut pending: BTreeMap<u64, Mark> = BTreeMap::new();
     for instant in &timeline.instants {
-        if instant.ns < layout.from || instant.ns > layout.to {
+        if !layout.shows(instant.ns, instant.ns) {
             continue;
         }
         let Some(&(top, _)) = layout.rows.get(&instant.tid) else { continue };
         cats.insert(instant.cat);
         let x = layout.x(instant.ns);
         match pending.get_mut(&instant.tid) {
-            Some(mark) if (x - mark.x).abs() < 1.0 => mark.count += 1,
+            Some(mark) if (x - mark.x).abs() < MARK_MERGE => {
+                mark.count += 1;
+                mark.names.insert(&instant.name);
+            }
             _ => {
-                let first = tooltip(&instant.name, None, &instant.args);
-                let mark = Mark { x, top, cat: instant.cat, first, count: 1 };
+                let names = BTreeSet::from([instant.name.as_str()]);
+                let mark = Mark { x, top, first: instant, names, count: 1 };
                 if let Some(earlier) = pending.insert(instant.tid, mark) {
                     earlier.draw(svg);
                 }
@@ -173,24 +190,40 @@ pub(super) fn marks<'a>(
     cats
 }
 
-/// The flows with both ends in the picture, each pixel path drawn once.
+/// Arrows of one kind between the same two rows closer than this (px) are
+/// drawn once.
+const FLOW_SPACING: f64 = 6.0;
+
+/// The flows with both ends in the picture; of those of one kind that leave
+/// one row for another within [`FLOW_SPACING`] of each other, the first.
 pub(super) fn flows(svg: &mut String, layout: &Layout, timeline: &Timeline) {
-    let mut drawn = HashSet::new();
-    let inside = |ns: u64| (layout.from..=layout.to).contains(&ns);
+    // Per (from row, to row, what): where the last arrow drawn starts.
+    let mut last: HashMap<(u64, u64, &str), f64> = HashMap::new();
+    // An arrow ends in the lane of the handler it points at: the deepest
+    // span starting where it ends.
+    let mut lanes: HashMap<(u64, u64), usize> = HashMap::new();
+    for span in &timeline.spans {
+        let lane = lanes.entry((span.tid, span.start)).or_default();
+        *lane = (*lane).max(span.depth);
+    }
+    svg.push_str("<g stroke=\"#37474f\" stroke-width=\"0.7\" marker-end=\"url(#arrow)\">\n");
+    let inside = |ns: u64| layout.shows(ns, ns);
     for flow in timeline.flows.iter().filter(|f| inside(f.from.1) && inside(f.to.1)) {
+        let depth = lanes.get(&flow.to).copied().unwrap_or(0);
         let (Some(from_top), Some(to_top)) =
-            (layout.lane_top(flow.from.0, 0), layout.lane_top(flow.to.0, 0))
+            (layout.lane_top(flow.from.0, 0), layout.lane_top(flow.to.0, depth))
         else {
             continue;
         };
-        let (x0, y0) = (layout.x(flow.from.1), from_top + LANE_HEIGHT / 2.0);
+        // From the sender's mark (the strip above its lanes) to the handler.
+        let (x0, y0) = (layout.x(flow.from.1), from_top - MARK_HEIGHT / 2.0);
         let (x1, y1) = (layout.x(flow.to.1), to_top + LANE_HEIGHT / 2.0);
-        if !drawn.insert([x0, y0, x1, y1].map(|v| v.round() as i64)) {
+        let rows = (flow.from.0, flow.to.0, flow.name.as_str());
+        if last.get(&rows).is_some_and(|&x| x0 - x < FLOW_SPACING) {
             continue;
         }
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y1:.1}" stroke="#37474f" stroke-width="0.7" marker-end="url(#arrow)"/>"##
-        );
+        last.insert(rows, x0);
+        let _ = writeln!(svg, r#"<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y1:.1}"/>"#);
     }
+    svg.push_str("</g>\n");
 }
