@@ -75,9 +75,11 @@ impl RunningQemu {
     pub fn start(config: &RunConfig, capture_serial: bool) -> Result<RunningQemu, SetupError> {
         let command = qemu_command(config)?;
         if let Some(json) = &config.trace {
-            // A stale stream from an earlier run must not pass for this one's
-            // if QEMU never gets to open the file.
-            let _ = std::fs::remove_file(trace::raw_path(json));
+            // An earlier run's files must not pass for this one's if QEMU
+            // never gets to write the stream, or it cannot be converted.
+            for path in [trace::raw_path(json), json.clone(), trace::svg_path(json)] {
+                let _ = std::fs::remove_file(path);
+            }
         }
         let mut child = spawn(command)?;
         let echo = (!capture_serial).then_some(echo_to_stderr as fn(&[u8]));

@@ -18,6 +18,8 @@
 //! ending there could stick out of its parent by 1 ns, which Perfetto
 //! refuses. [`micros`] writes the float that comes back as the exact ns.
 
+use std::io::{self, Write};
+
 use serde_json::{Map, Value, json};
 
 use super::Trace;
@@ -48,55 +50,80 @@ pub fn ns_of(micros: &Value) -> Option<u64> {
     }
 }
 
-/// The whole JSON document.
+/// The whole JSON document, as a value (for tests; [`write`] streams it).
 pub fn to_json(trace: &Trace, timeline: &Timeline) -> Value {
-    let mut events = vec![json!({
-        "ph": "M", "pid": PID, "tid": 0, "name": "process_name", "args": {"name": "kernel"}
-    })];
-    for track in &timeline.tracks {
-        let (tid, name, sort) = (track.tid, &track.name, track.sort);
-        events.push(json!({
-            "ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": name}
-        }));
-        events.push(json!({
-            "ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index",
-            "args": {"sort_index": sort}
-        }));
-    }
-    for span in &timeline.spans {
-        events.push(json!({
-            "ph": "X", "pid": PID, "tid": span.tid, "name": span.name, "cat": span.cat,
-            "ts": micros(span.start), "dur": micros(span.end - span.start), "args": span.args,
-        }));
-    }
-    for instant in &timeline.instants {
-        events.push(json!({
-            "ph": "i", "s": "t", "pid": PID, "tid": instant.tid, "name": instant.name,
-            "cat": instant.cat, "ts": micros(instant.ns), "args": instant.args,
-        }));
-    }
-    for flow in &timeline.flows {
-        let (name, cat, id) = (&flow.name, flow.cat, flow.id);
-        events.push(json!({
-            "ph": "s", "pid": PID, "tid": flow.from.0, "ts": micros(flow.from.1),
-            "id": id, "cat": cat, "name": name,
-        }));
-        events.push(json!({
-            "ph": "f", "bp": "e", "pid": PID, "tid": flow.to.0, "ts": micros(flow.to.1),
-            "id": id, "cat": cat, "name": name,
-        }));
-    }
-    for counter in &timeline.counters {
-        events.push(json!({
-            "ph": "C", "pid": PID, "tid": counter.tid, "name": counter.name, "cat": "sched",
-            "ts": micros(counter.ns), "args": {"threads": counter.value},
-        }));
-    }
     json!({
-        "traceEvents": events,
+        "traceEvents": events(timeline).collect::<Vec<Value>>(),
         "displayTimeUnit": "ns",
         "otherData": other_data(trace, timeline),
     })
+}
+
+/// Writes the document one event at a time, one a line: a long trace's
+/// events never have to be in memory as JSON values all at once.
+pub fn write(trace: &Trace, timeline: &Timeline, mut out: impl Write) -> io::Result<()> {
+    out.write_all(b"{\"traceEvents\":[\n")?;
+    for (index, event) in events(timeline).enumerate() {
+        if index > 0 {
+            out.write_all(b",\n")?;
+        }
+        serde_json::to_writer(&mut out, &event)?;
+    }
+    out.write_all(b"\n],\"displayTimeUnit\":\"ns\",\"otherData\":")?;
+    serde_json::to_writer(&mut out, &other_data(trace, timeline))?;
+    out.write_all(b"}\n")?;
+    out.flush()
+}
+
+/// Every event of the document: metadata, spans, instants, flows, counters.
+fn events(timeline: &Timeline) -> impl Iterator<Item = Value> + '_ {
+    let process = json!({
+        "ph": "M", "pid": PID, "tid": 0, "name": "process_name", "args": {"name": "kernel"}
+    });
+    let tracks = timeline.tracks.iter().flat_map(|track| {
+        let (tid, name, sort) = (track.tid, &track.name, track.sort);
+        [
+            json!({
+                "ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": name}
+            }),
+            json!({
+                "ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index",
+                "args": {"sort_index": sort}
+            }),
+        ]
+    });
+    let spans = timeline.spans.iter().map(|span| {
+        json!({
+            "ph": "X", "pid": PID, "tid": span.tid, "name": span.name, "cat": span.cat,
+            "ts": micros(span.start), "dur": micros(span.end - span.start), "args": span.args,
+        })
+    });
+    let instants = timeline.instants.iter().map(|instant| {
+        json!({
+            "ph": "i", "s": "t", "pid": PID, "tid": instant.tid, "name": instant.name,
+            "cat": instant.cat, "ts": micros(instant.ns), "args": instant.args,
+        })
+    });
+    let flows = timeline.flows.iter().flat_map(|flow| {
+        let (name, cat, id) = (&flow.name, flow.cat, flow.id);
+        [
+            json!({
+                "ph": "s", "pid": PID, "tid": flow.from.0, "ts": micros(flow.from.1),
+                "id": id, "cat": cat, "name": name,
+            }),
+            json!({
+                "ph": "f", "bp": "e", "pid": PID, "tid": flow.to.0, "ts": micros(flow.to.1),
+                "id": id, "cat": cat, "name": name,
+            }),
+        ]
+    });
+    let counters = timeline.counters.iter().map(|counter| {
+        json!({
+            "ph": "C", "pid": PID, "tid": counter.tid, "name": counter.name, "cat": "sched",
+            "ts": micros(counter.ns), "args": {"threads": counter.value},
+        })
+    });
+    std::iter::once(process).chain(tracks).chain(spans).chain(instants).chain(flows).chain(counters)
 }
 
 /// What a viewer shows as the trace's metadata: how complete it is.

@@ -1,17 +1,20 @@
 //! Reading the raw stream the kernel writes to QEMU's debug console: dumps
-//! back to back, each a header, one section per CPU and a trailer (the layout
-//! is in `format.rs`, the kernel's file, included by path).
+//! back to back, each a header, one section per CPU (its records, closed by
+//! a SECTION_END record that counts them) and a trailer (the layout is in
+//! `format.rs`, the kernel's file, included by path).
 //!
 //! Every complete record is kept, even from a dump the stream ends in the
-//! middle of (QEMU was killed, or the kernel died while dumping); what was
-//! cut is said in [`Trace::cuts`]. A stream that is not a trace at all (bad
+//! middle of (QEMU was killed) or that the next dump interrupts (a CPU
+//! stopped while dumping, and the panic's dump went ahead); what was cut is
+//! said in [`Trace::cuts`]. A stream that is not a trace at all (bad
 //! magic) or one written for another version of the format is refused with
 //! the byte offset, since guessing would draw a wrong picture.
 
 use std::fmt;
 
 use super::format::{
-    CPU_SECTION_SIZE, HEADER_SIZE, MAGIC, RECORD_SIZE, TEXT, TRAILER_MAGIC, TRAILER_SIZE, VERSION,
+    CPU_SECTION_SIZE, HEADER_SIZE, MAGIC, RECORD_SIZE, SECTION_END, TEXT, TRAILER_MAGIC,
+    TRAILER_SIZE, VERSION,
 };
 use super::names;
 
@@ -19,8 +22,8 @@ use super::names;
 #[derive(Debug, Default)]
 pub struct Trace {
     pub dumps: Vec<Dump>,
-    /// One entry per CPU the machine had (the most any dump's header gave),
-    /// in CPU order, whether or not it recorded anything.
+    /// One entry per CPU (the most sections any dump had), in CPU order,
+    /// whether or not it recorded anything.
     pub cpus: Vec<CpuTotals>,
     /// All dumps' events sorted by time, then CPU, then the order they were
     /// recorded in.
@@ -34,6 +37,7 @@ pub struct Trace {
 pub struct Dump {
     /// Why it was written: `format::reason`.
     pub reason: u16,
+    /// How many CPU sections it has: the CPUs that had started.
     pub cpus: u16,
     pub tsc_hz: u64,
     /// When it was written, on the events' clock.
@@ -97,10 +101,6 @@ fn u16_at(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap())
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
-}
-
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
@@ -125,12 +125,17 @@ impl<'a> Decoder<'a> {
         &self.bytes[self.pos..]
     }
 
-    /// Whether a dump's header starts at the current position: its magic and
-    /// this version. (A record whose time happened to spell both would be
-    /// misread; its odds are 2^-48.)
-    fn at_dump_header(&self) -> bool {
+    /// Where a dump's header starts within the next `len` bytes, if one
+    /// does: a dump cut short by the next (a CPU stopped while dumping, the
+    /// panic's dump after it) may stop in the middle of a record. A header
+    /// is its magic and this version; a record that spelled both would be
+    /// misread, at odds of 2^-48.
+    fn dump_header_within(&self, len: usize) -> Option<usize> {
         let rest = self.remaining();
-        rest.len() >= 6 && rest[..4] == MAGIC && u16_at(rest, 4) == VERSION
+        (0..len.min(rest.len())).find(|&at| {
+            let bytes = &rest[at..];
+            bytes.len() >= 6 && bytes[..4] == MAGIC && u16_at(bytes, 4) == VERSION
+        })
     }
 
     /// Reads one dump; false when the stream ended inside it.
@@ -178,7 +183,8 @@ impl<'a> Decoder<'a> {
                 self.trace.dumps.last_mut().unwrap().complete = true;
                 return Ok(true);
             }
-            if self.at_dump_header() {
+            if let Some(skip) = self.dump_header_within(CPU_SECTION_SIZE) {
+                self.pos += skip;
                 self.cut(format!("{label} stops before its trailer; a new dump begins"));
                 return Ok(true);
             }
@@ -194,10 +200,10 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// Reads one CPU's section: its header, then its records.
+    /// Reads one CPU's section: its header, its records, its SECTION_END.
     fn section(&mut self, label: &str) -> Result<SectionEnd, DecodeError> {
         let (start, rest) = (self.pos, self.remaining());
-        let (cpu, padding, records) = (u16_at(rest, 0), u16_at(rest, 2), u32_at(rest, 4));
+        let (cpu, padding) = (u16_at(rest, 0), u16_at(rest, 2));
         let cpus = self.trace.dumps.last().unwrap().cpus;
         if padding != 0 || cpu >= cpus {
             return Err(DecodeError(format!(
@@ -205,38 +211,52 @@ impl<'a> Decoder<'a> {
                  padding {padding:#x}"
             )));
         }
-        let totals = &mut self.trace.cpus[usize::from(cpu)];
-        totals.lost += u64_at(rest, 8);
-        totals.torn += u64_at(rest, 16);
+        self.trace.cpus[usize::from(cpu)].lost += u64_at(rest, 8);
         self.pos += CPU_SECTION_SIZE;
         let first_event = self.trace.events.len();
         let mut text: Vec<u8> = Vec::new();
-        let mut end = SectionEnd::Complete;
-        for read in 0..records {
-            if self.at_dump_header() {
-                self.cut(format!("{label}: CPU {cpu}'s section stops after {read} of {records} records; a new dump begins"));
-                end = SectionEnd::Interrupted;
-                break;
+        let mut read = 0;
+        let end = loop {
+            if let Some(skip) = self.dump_header_within(RECORD_SIZE) {
+                self.pos += skip;
+                self.cut(format!(
+                    "{label}: CPU {cpu}'s section stops after {}; a new dump begins",
+                    records(read)
+                ));
+                break SectionEnd::Interrupted;
             }
             let rest = self.remaining();
             if rest.len() < RECORD_SIZE {
-                self.cut(format!("the stream ends in {label}: CPU {cpu}'s section has {read} of its {records} records"));
-                end = SectionEnd::Cut;
-                break;
+                self.cut(format!(
+                    "the stream ends in {label}, in CPU {cpu}'s section after {}",
+                    records(read)
+                ));
+                break SectionEnd::Cut;
             }
             let event = record(cpu, &rest[..RECORD_SIZE]);
             self.pos += RECORD_SIZE;
-            if event.kind == TEXT {
+            match event.kind {
+                SECTION_END => {
+                    self.trace.cpus[usize::from(cpu)].torn += event.a;
+                    if event.b != read {
+                        self.cut(format!(
+                            "{label}: CPU {cpu}'s section ends saying {}, {read} came",
+                            records(event.b)
+                        ));
+                    }
+                    break SectionEnd::Complete;
+                }
                 // Text before the section's first event belongs to one lost
                 // in the ring: it has nothing to name, and goes.
-                if self.trace.events.len() > first_event {
-                    text.extend(text_bytes(&event));
+                TEXT if self.trace.events.len() > first_event => text.extend(text_bytes(&event)),
+                TEXT => {}
+                _ => {
+                    self.attach_text(&mut text);
+                    self.trace.events.push(event);
                 }
-                continue;
             }
-            self.attach_text(&mut text);
-            self.trace.events.push(event);
-        }
+            read += 1;
+        };
         self.attach_text(&mut text);
         let decoded = (self.trace.events.len() - first_event) as u64;
         self.trace.cpus[usize::from(cpu)].events += decoded;
@@ -264,6 +284,11 @@ impl<'a> Decoder<'a> {
     fn cut(&mut self, what: String) {
         self.trace.cuts.push(what);
     }
+}
+
+/// "1 record", "2 records".
+fn records(count: u64) -> String {
+    format!("{count} record{}", if count == 1 { "" } else { "s" })
 }
 
 fn record(cpu: u16, bytes: &[u8]) -> Event {

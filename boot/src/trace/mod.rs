@@ -13,11 +13,12 @@
 //!    in the layout of [`format`], the kernel's own file.
 //! 3. [`timeline::Timeline::build`] pairs begins with ends into spans,
 //!    puts them on tracks and connects senders to receivers.
-//! 4. [`chrome::to_json`] writes the timeline as Chrome Trace Event JSON,
+//! 4. [`chrome::write`] writes the timeline as Chrome Trace Event JSON,
 //!    [`svg::to_svg`] draws it.
 //!
-//! [`checks`] holds the rules a viewer enforces on the JSON (spans nest,
-//! flows land in spans), for the tests.
+//! For the tests, [`checks`] holds the rules a viewer enforces on the JSON
+//! (spans nest, flows land in spans) and [`read`] the queries that read a
+//! written trace back.
 
 pub mod checks;
 pub mod chrome;
@@ -25,19 +26,23 @@ mod decode;
 #[path = "../../../kernel/src/trace/format.rs"]
 pub mod format;
 mod names;
+pub mod read;
 pub mod svg;
 pub mod timeline;
 
 #[cfg(test)]
 mod tests;
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use checks::{check_flows, check_nesting};
 pub use decode::{CpuTotals, DecodeError, Dump, Event, Trace, decode};
 pub use timeline::Timeline;
+
+/// A parsed JSON document, as [`read::load`] returns it.
+pub type Json = serde_json::Value;
 
 /// A part of the trace to draw, in ns on the trace's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,13 +152,8 @@ pub fn convert(raw: &Path, json: &Path, window: Option<Window>) -> Result<Writte
         json: json.to_path_buf(),
         svg: svg_path(json),
     };
-    let document = chrome::to_json(&trace, &timeline);
-    let file = std::fs::File::create(json)
-        .map_err(|e| format!("cannot create {}: {e}", json.display()))?;
-    let mut writer = BufWriter::new(file);
-    serde_json::to_writer(&mut writer, &document)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writer.flush())
+    std::fs::File::create(json)
+        .and_then(|file| chrome::write(&trace, &timeline, BufWriter::new(file)))
         .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
     let title = format!(
         "Kernel trace: {} events on {} CPUs, {} dump{}{}",

@@ -86,7 +86,7 @@ fn a_cut_stream_keeps_every_whole_record_and_says_where_it_was_cut() {
     let trace = decode(&whole[..cut_at]).unwrap();
     assert_eq!(trace.events.len(), 2);
     assert_eq!(trace.cuts.len(), 1);
-    assert!(trace.cuts[0].contains("CPU 0's section has 2 of its 3 records"), "{:?}", trace.cuts);
+    assert!(trace.cuts[0].contains("CPU 0's section after 2 records"), "{:?}", trace.cuts);
     assert!(!trace.dumps[0].complete);
     // Cut inside the next dump's header: the first dump is whole.
     let mut two = whole.clone();
@@ -102,18 +102,42 @@ fn a_cut_stream_keeps_every_whole_record_and_says_where_it_was_cut() {
 
 #[test]
 fn a_dump_interrupted_by_the_next_keeps_both() {
-    // The first dump claims 3 records but stops after one: a panic's dump
-    // started in the middle of it.
-    let mut bytes = header(VERSION, 1, reason::END_OF_RUN, 100);
-    let mut claimed = section(0, 0, 0, &[record(10, WAKE, 0, 1, 0, 0), vec![0; 80]].concat());
-    claimed.truncate(CPU_SECTION_SIZE + RECORD_SIZE);
-    bytes.extend(claimed);
-    bytes.extend(dump(reason::PANIC, 1, 200, &[E::new(0, 150, WAKE).a(2)]));
+    // The first dump stops after one record and half of the next: the CPU
+    // writing it stopped there, and the panic's dump went ahead.
+    for kept in [0, RECORD_SIZE / 2, RECORD_SIZE - 1] {
+        let mut bytes = header(VERSION, 2, reason::END_OF_RUN, 100);
+        bytes.extend(section_start(0, 0));
+        bytes.extend(record(10, WAKE, 0, 1, 0, 0));
+        bytes.extend(&record(20, WAKE, 0, 9, 0, 0)[..kept]);
+        bytes.extend(dump(reason::PANIC, 2, 200, &[E::new(1, 150, WAKE).a(2)]));
+        let trace = decode(&bytes).unwrap();
+        assert_eq!(trace.events.iter().map(|e| e.a).collect::<Vec<_>>(), [1, 2], "{kept}");
+        assert_eq!(trace.dumps.len(), 2);
+        assert!(!trace.dumps[0].complete && trace.dumps[1].complete);
+        let cut = "CPU 0's section stops after 1 record; a new dump begins";
+        assert!(trace.cuts[0].contains(cut), "{:?}", trace.cuts);
+    }
+    // Between two sections.
+    let mut bytes = header(VERSION, 2, reason::END_OF_RUN, 100);
+    bytes.extend(section(0, 0, 0, &record(10, WAKE, 0, 1, 0, 0)));
+    bytes.extend(&section_start(1, 0)[..7]);
+    bytes.extend(dump(reason::PANIC, 2, 200, &[]));
     let trace = decode(&bytes).unwrap();
-    assert_eq!(trace.events.iter().map(|e| e.a).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(trace.dumps.len(), 2);
-    assert!(!trace.dumps[0].complete && trace.dumps[1].complete);
-    assert!(trace.cuts[0].contains("1 of 3 records; a new dump begins"), "{:?}", trace.cuts);
+    assert_eq!((trace.events.len(), trace.dumps.len()), (1, 2));
+    assert!(trace.cuts[0].contains("stops before its trailer"), "{:?}", trace.cuts);
+}
+
+#[test]
+fn a_section_whose_count_disagrees_is_reported() {
+    let mut records = record(10, WAKE, 0, 1, 0, 0);
+    records.extend(record(0, SECTION_END, 0, 3, 5, 0));
+    let mut bytes = header(VERSION, 1, reason::END_OF_RUN, 100);
+    bytes.extend(section_start(0, 0));
+    bytes.extend(records);
+    bytes.extend(trailer());
+    let trace = decode(&bytes).unwrap();
+    assert_eq!(trace.cpus[0].torn, 3);
+    assert!(trace.cuts[0].contains("ends saying 5 records, 1 came"), "{:?}", trace.cuts);
 }
 
 #[test]

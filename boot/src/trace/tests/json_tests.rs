@@ -94,6 +94,7 @@ fn preempt_off_spans_are_back_dated_and_run_queues_are_counters() {
     let (_, _, json) = json_of(&stream(4, &stories::shootdown()));
     assert_eq!(spans_on(&json, 2002), [("kernel/src/mm/map.rs:12".to_string(), 1200, 1500)]);
     let counter = trace_events(&json).find(|e| e["ph"] == "C").unwrap();
+    assert_eq!(counter["tid"], 2, "the queue's CPU, not the recording one");
     assert_eq!(
         (&counter["name"], &counter["args"]),
         (&json!("run queue CPU 2"), &json!({"threads": 2}))
@@ -241,4 +242,65 @@ fn times_read_back_as_the_exact_nanosecond() {
         let back = chrome::ns_of(&serde_json::from_str(&text).unwrap());
         assert_eq!(back, Some(ns), "{ns} ns written as {text}");
     }
+}
+
+#[test]
+fn the_streamed_file_is_the_same_document() {
+    let bytes = stream(4, &stories::shootdown());
+    let (trace, timeline, json) = json_of(&bytes);
+    let mut file = Vec::new();
+    chrome::write(&trace, &timeline, &mut file).unwrap();
+    let streamed: Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(streamed, json);
+    assert!(file.iter().filter(|&&b| b == b'\n').count() > 50, "one event a line");
+}
+
+#[test]
+fn convert_writes_both_files_and_says_what_is_missing() {
+    let dir = std::env::temp_dir().join(format!("boot-trace-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (raw, json_path) = (dir.join("story.ktrace"), dir.join("story.json"));
+    let mut bytes = header(VERSION, 1, reason::END_OF_RUN, 300);
+    bytes.extend(section(0, 5, 0, &records_of(0, &[E::new(0, 10, SWITCH).small(1).a(1).b(2)])));
+    std::fs::write(&raw, &bytes).unwrap(); // no trailer: cut
+    let written = crate::trace::convert(&raw, &json_path, None).unwrap();
+    assert_eq!(
+        written.summary(),
+        format!(
+            "trace: 1 events on 1 CPUs (5 lost) -> {} (open in ui.perfetto.dev or \
+             chrome://tracing), {}",
+            json_path.display(),
+            dir.join("story.svg").display()
+        )
+    );
+    let warnings = written.warnings().join("\n");
+    assert!(warnings.contains("5 events were overwritten"), "{warnings}");
+    assert!(warnings.contains("the stream was cut: the stream ends in dump 1"), "{warnings}");
+    let json = read::load(&json_path).unwrap();
+    assert_eq!(read::track(&json, "CPU 0"), Some(0));
+    assert_eq!(json["otherData"]["cut"][0], written.cuts[0].as_str());
+    assert!(std::fs::read_to_string(dir.join("story.svg")).unwrap().ends_with("</svg>\n"));
+    let error = crate::trace::convert(&dir.join("missing.ktrace"), &json_path, None).unwrap_err();
+    assert!(error.starts_with("cannot read"), "{error}");
+    std::fs::write(&raw, b"not a trace").unwrap();
+    let error = crate::trace::convert(&raw, &json_path, None).unwrap_err();
+    assert!(error.contains("bad magic at byte 0"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn flows_read_back_from_sender_to_handler() {
+    let (_, _, json) = json_of(&stream(4, &stories::shootdown()));
+    let flow = |name: &str, from, to| read::ReadFlow { name: name.into(), from, to };
+    let ipi = "IPI 0xfc call-function";
+    assert_eq!(
+        read::flows(&json),
+        [
+            flow("call", (0, 1010), (1, 1070)),
+            flow(ipi, (0, 1020), (1, 1060)),
+            flow("call", (0, 1030), (2, 1075)),
+            flow(ipi, (0, 1040), (2, 1065)),
+        ]
+    );
+    assert_eq!(read::track(&json, "waits of tlb-demo (thread 7)"), Some(1007));
 }

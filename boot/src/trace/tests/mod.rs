@@ -10,9 +10,10 @@ mod svg_tests;
 use serde_json::Value;
 
 use super::format::{
-    CPU_SECTION_SIZE, HEADER_SIZE, MAGIC, RECORD_SIZE, TEXT, TRAILER_MAGIC, VERSION, reason,
+    CPU_SECTION_SIZE, HEADER_SIZE, MAGIC, RECORD_SIZE, SECTION_END, TEXT, TRAILER_MAGIC, VERSION,
+    reason,
 };
-use super::{Timeline, Trace, chrome, decode};
+use super::{Timeline, Trace, chrome, decode, read};
 
 /// One event as a test writes it: `E::new(cpu, ns, kind).small(..).a(..)`.
 #[derive(Clone, Debug)]
@@ -74,17 +75,23 @@ pub fn text_records(ns: u64, text: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A CPU section: its header, then its records as they are.
+/// A CPU section: its header, its records as they are, and its end.
 pub fn section(cpu: u16, lost: u64, torn: u64, records: &[u8]) -> Vec<u8> {
     assert_eq!(records.len() % RECORD_SIZE, 0);
-    let mut bytes = Vec::with_capacity(CPU_SECTION_SIZE + records.len());
-    bytes.extend(cpu.to_le_bytes());
-    bytes.extend(0u16.to_le_bytes());
-    bytes.extend(((records.len() / RECORD_SIZE) as u32).to_le_bytes());
-    bytes.extend(lost.to_le_bytes());
-    bytes.extend(torn.to_le_bytes());
-    bytes.extend(0u64.to_le_bytes());
+    let mut bytes = section_start(cpu, lost);
     bytes.extend(records);
+    let count = (records.len() / RECORD_SIZE) as u64;
+    bytes.extend(record(0, SECTION_END, 0, torn, count, 0));
+    bytes
+}
+
+/// A section's header alone.
+pub fn section_start(cpu: u16, lost: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(CPU_SECTION_SIZE);
+    bytes.extend(cpu.to_le_bytes());
+    bytes.extend([0; 6]);
+    bytes.extend(lost.to_le_bytes());
+    bytes.extend([0; 16]);
     bytes
 }
 
@@ -146,27 +153,12 @@ pub fn json_of(bytes: &[u8]) -> (Trace, Timeline, Value) {
 
 /// The `X` spans of track `tid`: (name, start ns, end ns), by start.
 pub fn spans_on(json: &Value, tid: u64) -> Vec<(String, u64, u64)> {
-    let mut spans: Vec<_> = trace_events(json)
-        .filter(|e| e["ph"] == "X" && e["tid"] == tid)
-        .map(|e| {
-            let start = chrome::ns_of(&e["ts"]).unwrap();
-            (
-                e["name"].as_str().unwrap().to_string(),
-                start,
-                start + chrome::ns_of(&e["dur"]).unwrap(),
-            )
-        })
-        .collect();
-    spans.sort_by_key(|&(_, start, end)| (start, std::cmp::Reverse(end)));
-    spans
+    read::spans(json, tid).into_iter().map(|span| (span.name, span.start, span.end)).collect()
 }
 
 /// The instants of track `tid`: (name, ns).
 pub fn instants_on(json: &Value, tid: u64) -> Vec<(String, u64)> {
-    trace_events(json)
-        .filter(|e| e["ph"] == "i" && e["tid"] == tid)
-        .map(|e| (e["name"].as_str().unwrap().to_string(), chrome::ns_of(&e["ts"]).unwrap()))
-        .collect()
+    read::instants(json, tid).into_iter().map(|instant| (instant.name, instant.ns)).collect()
 }
 
 /// The first `X` span called `name` on track `tid`, with its args.

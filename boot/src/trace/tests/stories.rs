@@ -13,7 +13,7 @@ pub const PAGE: u64 = 0x4000_0000;
 /// preempt mode. A tick preempts it for the real-time thread 9 (`rt-hog`)
 /// while the shootdown is pending. CPUs 1 and 2 take the IPI, flush and ack.
 /// Thread 7 resumes on CPU 1 at 2000 and finishes. CPU 2 also has a
-/// preempt-off span and a run queue of 2.
+/// preempt-off span, and (from CPU 0) a run queue of 2.
 pub fn shootdown() -> Vec<E> {
     vec![
         E::new(0, 100, THREAD_NAME).small(1).a(7).text("tlb-demo"),
@@ -31,7 +31,7 @@ pub fn shootdown() -> Vec<E> {
         E::new(0, 3000, SWITCH).small(0).a(9).b(1).c(3),
         E::new(1, 500, SWITCH).small(0).a(2).b(2).c(0),
         E::new(1, 1060, IRQ_BEGIN).small(0xfc),
-        E::new(1, 1070, CALL_RUN_BEGIN).a(42).c(0).text("tlb flush"),
+        E::new(1, 1070, CALL_RUN_BEGIN).a(42).text("tlb flush"),
         E::new(1, 1080, TLB_FLUSH).small(FLUSH_RANGE).a(PAGE).b(4),
         E::new(1, 1090, CALL_RUN_END).a(42),
         E::new(1, 1095, CALL_ACKED).small(1).a(42).b(2),
@@ -41,7 +41,7 @@ pub fn shootdown() -> Vec<E> {
         E::new(1, 2020, SHOOTDOWN_END).a(PAGE).c(7),
         E::new(2, 600, SWITCH).small(0).a(3).b(3).c(0),
         E::new(2, 1065, IRQ_BEGIN).small(0xfc),
-        E::new(2, 1075, CALL_RUN_BEGIN).a(42).c(0).text("tlb flush"),
+        E::new(2, 1075, CALL_RUN_BEGIN).a(42).text("tlb flush"),
         E::new(2, 1085, TLB_FLUSH).small(FLUSH_RANGE).a(PAGE).b(4),
         E::new(2, 1093, CALL_RUN_END).a(42),
         E::new(2, 1096, CALL_ACKED).small(2).a(42).b(1),
@@ -50,7 +50,7 @@ pub fn shootdown() -> Vec<E> {
             .a(0xffff_8000_0012_3456)
             .b(300)
             .text("kernel/src/mm/map.rs:12"),
-        E::new(2, 1600, RUN_QUEUE).small(2),
+        E::new(0, 1600, RUN_QUEUE).small(2).a(2),
     ]
 }
 

@@ -8,7 +8,8 @@
 //!   ([`super::PHASE_START`] from the boot CPU's `AP_KICK` to the AP's
 //!   `AP_ALIVE`, then call-in, wait for release, TSC check until `AP_ONLINE`);
 //! - handlers: `IPI 0xfc call-function` and other interrupts (`IRQ_BEGIN` to
-//!   `IRQ_END`), `timer tick`, `NMI`, and `call: NAME` for a cross-CPU call.
+//!   `IRQ_END`), `timer tick`, `NMI`, and `call: NAME` for a cross-CPU call
+//!   (its `from_cpu` arg from the `CALL_QUEUED` that put it in the queue).
 //!
 //! A handler that switches threads (the scheduler preempts on the way out of
 //! an interrupt) leaves the CPU mid-span: the thread it ran on stops there.
@@ -77,6 +78,8 @@ struct Builder<'a> {
     timeline: &'a mut Timeline,
     tracks: &'a mut BTreeMap<u64, Track>,
     cpus: HashMap<u16, Cpu>,
+    /// (target CPU, call id) -> the CPU that queued it, from `CALL_QUEUED`.
+    queued_by: HashMap<(u16, u64), u16>,
 }
 
 pub(super) fn build(
@@ -85,7 +88,8 @@ pub(super) fn build(
     timeline: &mut Timeline,
     tracks: &mut BTreeMap<u64, Track>,
 ) {
-    let mut builder = Builder { threads, timeline, tracks, cpus: HashMap::new() };
+    let mut builder =
+        Builder { threads, timeline, tracks, cpus: HashMap::new(), queued_by: HashMap::new() };
     for event in &trace.events {
         builder.event(event);
         if let Some((name, args)) = super::instants::describe(event, threads) {
@@ -123,12 +127,16 @@ impl Builder<'_> {
         match event.kind {
             format::SWITCH => self.switch(event),
             format::PREEMPT_OFF => self.preempt_off(event),
+            // The queue's CPU is `a`: a wake-up on one CPU queues on another.
             format::RUN_QUEUE => self.timeline.counters.push(Counter {
-                tid: u64::from(event.cpu),
+                tid: event.a,
                 ns: event.ns,
-                name: format!("run queue CPU {}", event.cpu),
+                name: format!("run queue CPU {}", event.a),
                 value: u64::from(event.small),
             }),
+            format::CALL_QUEUED => {
+                self.queued_by.insert((event.small, event.a), event.cpu);
+            }
             format::BRING_UP_BEGIN => {
                 let name = format!("bring-up ({})", names::bring_up_mode(event.small));
                 let mut bring_up = span(event.cpu, event.ns, name, event.kind, Look::BringUp);
@@ -170,7 +178,10 @@ impl Builder<'_> {
         let mut span = span(event.cpu, event.ns, name, event.kind, handler.look());
         span.args = match handler {
             Handler::Interrupt(vector) => args([("vector", hex(u64::from(vector)))]),
-            Handler::Call(id) => args([("call_id", json!(id)), ("from_cpu", json!(event.c))]),
+            Handler::Call(id) => match self.queued_by.get(&(event.cpu, id)) {
+                Some(from) => args([("call_id", json!(id)), ("from_cpu", json!(from))]),
+                None => args([("call_id", json!(id))]),
+            },
             Handler::Nmi | Handler::Tick => Default::default(),
         };
         self.cpu(event.cpu).open.push((handler, span));

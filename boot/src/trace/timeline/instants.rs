@@ -21,7 +21,7 @@ pub(super) fn describe(event: &Event, threads: &Threads) -> Option<(String, Map<
         format::CALL_ACKED => args([
             ("call_id", json!(event.a)),
             ("target_cpu", json!(event.small)),
-            ("pending_before", json!(event.b)),
+            ("pending_including_this", json!(event.b)),
         ]),
         format::TLB_FLUSH => args([
             ("flushed", json!(names::flush(event.small))),
