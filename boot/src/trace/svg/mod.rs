@@ -27,8 +27,11 @@ use std::fmt::Write;
 use super::Window;
 use super::timeline::{Look, Timeline};
 
-/// Left of the plot: the track names.
-const LABEL_WIDTH: f64 = 230.0;
+/// Left of the plot: the track names, in a column as wide as the longest
+/// needs, within these bounds (a longer name is cut, whole in its tooltip).
+const LABEL_WIDTH: (f64, f64) = (120.0, 420.0);
+/// About how wide a character of the 11 px labels is.
+const LABEL_CHAR_WIDTH: f64 = 6.5;
 /// The plot's width in pixels.
 const PLOT_WIDTH: f64 = 1400.0;
 const RIGHT_MARGIN: f64 = 20.0;
@@ -98,6 +101,8 @@ fn shows(from: u64, to: u64, start: u64, end: u64) -> bool {
 
 /// Where things go: the time range shown and each row's place.
 struct Layout {
+    /// Where the plot starts, after the track names.
+    label_width: f64,
     from: u64,
     to: u64,
     /// Pixels per ns.
@@ -123,6 +128,7 @@ impl Layout {
         let plot_top = TITLE_HEIGHT + AXIS_HEIGHT;
         let mut y = plot_top + ROW_GAP;
         let mut rows = BTreeMap::new();
+        let mut longest = 0;
         for track in &timeline.tracks {
             let is_cpu = track.name.starts_with("CPU ") && !track.name.ends_with("preempt-off");
             let track_lanes = lanes.get(&track.tid).copied().unwrap_or(0);
@@ -131,10 +137,13 @@ impl Layout {
                 continue;
             }
             rows.insert(track.tid, (y, track_lanes.max(1)));
+            longest = longest.max(track.name.chars().count());
             y += MARK_HEIGHT + LANE_HEIGHT * track_lanes.max(1) as f64 + ROW_GAP;
         }
         let scale = PLOT_WIDTH / (to - from) as f64;
-        Layout { from, to, scale, rows, plot_top, plot_bottom: y }
+        let (narrowest, widest) = LABEL_WIDTH;
+        let label_width = (longest as f64 * LABEL_CHAR_WIDTH + 20.0).clamp(narrowest, widest);
+        Layout { label_width, from, to, scale, rows, plot_top, plot_bottom: y }
     }
 
     fn shows(&self, start: u64, end: u64) -> bool {
@@ -142,7 +151,7 @@ impl Layout {
     }
 
     fn x(&self, ns: u64) -> f64 {
-        LABEL_WIDTH + (ns.clamp(self.from, self.to) - self.from) as f64 * self.scale
+        self.label_width + (ns.clamp(self.from, self.to) - self.from) as f64 * self.scale
     }
 
     /// The top of a row's lane `depth`.
@@ -151,7 +160,7 @@ impl Layout {
     }
 
     fn width(&self) -> f64 {
-        LABEL_WIDTH + PLOT_WIDTH + RIGHT_MARGIN
+        self.label_width + PLOT_WIDTH + RIGHT_MARGIN
     }
 }
 
@@ -232,8 +241,8 @@ fn axis(svg: &mut String, layout: &Layout) {
     let _ = writeln!(
         svg,
         r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#424242"/>"##,
-        LABEL_WIDTH,
-        LABEL_WIDTH + PLOT_WIDTH
+        layout.label_width,
+        layout.label_width + PLOT_WIDTH
     );
     let mut tick = layout.from.div_ceil(step) * step;
     while tick <= layout.to {
@@ -252,13 +261,19 @@ fn axis(svg: &mut String, layout: &Layout) {
 }
 
 fn track_labels(svg: &mut String, layout: &Layout, timeline: &Timeline) {
+    let room = ((layout.label_width - 20.0) / LABEL_CHAR_WIDTH) as usize;
     for (tid, (top, lanes)) in &layout.rows {
         let name = timeline.track_name(*tid).unwrap_or("?");
         let middle = top + MARK_HEIGHT + LANE_HEIGHT * *lanes as f64 / 2.0 + 4.0;
+        let shown = match name.chars().count() > room {
+            true => format!("{}…", name.chars().take(room - 1).collect::<String>()),
+            false => name.to_string(),
+        };
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{middle:.1}" text-anchor="end" font-size="11">{}</text>"#,
-            LABEL_WIDTH - 8.0,
+            r#"<text x="{:.1}" y="{middle:.1}" text-anchor="end" font-size="11">{}<title>{}</title></text>"#,
+            layout.label_width - 8.0,
+            escape(&shown),
             escape(name)
         );
     }

@@ -194,7 +194,7 @@ pub(super) fn marks<'a>(
 /// drawn once.
 const FLOW_SPACING: f64 = 6.0;
 
-/// The flows with both ends in the picture; of those of one kind that leave
+/// The flows with an end in the picture; of those of one kind that leave
 /// one row for another within [`FLOW_SPACING`] of each other, the first.
 pub(super) fn flows(svg: &mut String, layout: &Layout, timeline: &Timeline) {
     // Per (from row, to row, what): where the last arrow drawn starts.
@@ -208,7 +208,8 @@ pub(super) fn flows(svg: &mut String, layout: &Layout, timeline: &Timeline) {
     }
     svg.push_str("<g stroke=\"#37474f\" stroke-width=\"0.7\" marker-end=\"url(#arrow)\">\n");
     let inside = |ns: u64| layout.shows(ns, ns);
-    for flow in timeline.flows.iter().filter(|f| inside(f.from.1) && inside(f.to.1)) {
+    // An arrow with one end outside the picture is drawn to its edge.
+    for flow in timeline.flows.iter().filter(|f| inside(f.from.1) || inside(f.to.1)) {
         let depth = lanes.get(&flow.to).copied().unwrap_or(0);
         let (Some(from_top), Some(to_top)) =
             (layout.lane_top(flow.from.0, 0), layout.lane_top(flow.to.0, depth))

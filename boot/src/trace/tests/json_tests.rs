@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::trace::format::{IRQ_BEGIN, SWITCH, TICK_BEGIN, TICK_END, reason};
+use crate::trace::format::{IRQ_BEGIN, PREEMPT_OFF, SWITCH, TICK_BEGIN, TICK_END, WAKE, reason};
 use crate::trace::timeline::{
     Look, PHASE_CALL_IN, PHASE_START, PHASE_TSC_CHECK, PHASE_WAIT_FOR_RELEASE, Span, nest,
 };
@@ -95,6 +95,10 @@ fn preempt_off_spans_are_back_dated_and_run_queues_are_counters() {
     assert_eq!(spans_on(&json, 2002), [("kernel/src/mm/map.rs:12".to_string(), 1200, 1500)]);
     let counter = trace_events(&json).find(|e| e["ph"] == "C").unwrap();
     assert_eq!(counter["tid"], 2, "the queue's CPU, not the recording one");
+    // The trace starts where its earliest span does, even before any event.
+    let events = [E::new(0, 500, WAKE).a(1), E::new(0, 1000, PREEMPT_OFF).b(600).text("here")];
+    let (_, timeline, _) = json_of(&stream(1, &events));
+    assert_eq!((timeline.start_ns, timeline.end_ns), (400, 1000));
     assert_eq!(
         (&counter["name"], &counter["args"]),
         (&json!("run queue CPU 2"), &json!({"threads": 2}))

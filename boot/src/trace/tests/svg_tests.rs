@@ -78,3 +78,24 @@ fn an_empty_trace_still_draws_its_cpus() {
     let texts = xml_texts(&to_svg(&Timeline::build(&trace), "empty", None));
     assert!(texts.iter().any(|t| t == "CPU 1"), "{texts:?}");
 }
+
+#[test]
+fn long_track_names_are_cut_and_arrows_leaving_the_window_reach_its_edge() {
+    let name = "a thread with a name far too long to fit in the label column of the picture";
+    let mut events = stories::shootdown();
+    events[0] = E::new(0, 100, THREAD_NAME).small(1).a(7).text(name);
+    let svg = svg_of(&events, 4, Some(Window { from_ns: 1000, to_ns: 1050 }));
+    let document = roxmltree::Document::parse(&svg).unwrap();
+    let label = document
+        .descendants()
+        .find(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.starts_with("waits of")))
+        .unwrap();
+    assert!(label.text().unwrap().ends_with('…'), "{:?}", label.text());
+    let title = label.children().find(|n| n.has_tag_name("title")).unwrap();
+    assert_eq!(title.text(), Some(format!("waits of {name} (thread 7)").as_str()));
+    // Every send is in the window, no handler is: four arrows to the right edge.
+    let arrows = document.descendants().find(|n| n.attribute("marker-end").is_some()).unwrap();
+    let ends: Vec<&str> = arrows.children().filter_map(|n| n.attribute("x2")).collect();
+    assert_eq!(ends.len(), 4);
+    assert!(ends.windows(2).all(|pair| pair[0] == pair[1]), "{ends:?}");
+}

@@ -125,7 +125,8 @@ pub struct Timeline {
     pub instants: Vec<Instant>,
     pub flows: Vec<Flow>,
     pub counters: Vec<Counter>,
-    /// The first event's time and the trace's end (the last event or dump).
+    /// The trace's start (its first event, or the first span's start if
+    /// earlier) and its end (the last event or dump).
     pub start_ns: u64,
     pub end_ns: u64,
     /// What had to be mended, for the JSON's `otherData`.
@@ -160,6 +161,9 @@ impl Timeline {
         waits::build(trace, &threads, &mut timeline, &mut tracks);
         flows::build(trace, &mut timeline);
         let (spans, split) = nest(std::mem::take(&mut timeline.spans));
+        // A preempt-off span begins before the event that records it.
+        let earliest = spans.iter().map(|span| span.start).min();
+        timeline.start_ns = timeline.start_ns.min(earliest.unwrap_or(first));
         timeline.spans = spans;
         timeline.mended.split = split;
         timeline.tracks = tracks.into_values().collect();
