@@ -4,8 +4,13 @@
 //! - [`check_nesting`]: on each track (pid, tid), any two `X` spans either
 //!   nest or are disjoint. Perfetto drops a span that crosses another.
 //! - [`check_flows`]: every flow start `s` has one flow end `f` with the
-//!   same id, cat and name, and the end lies inside a span on its track
-//!   (a flow end binds to the span that encloses it, or is not drawn).
+//!   same id, cat and name. Perfetto binds each to the innermost slice open
+//!   on its track when it reads it, and drops a flow with nothing to bind
+//!   to; so the end must lie inside a span of its track, and the start must
+//!   have an instant at its very time on its track (Perfetto reads an
+//!   instant as a slice of no length), or a span around it. At equal times
+//!   Perfetto reads events in file order, so what a flow binds to must come
+//!   before it in the file.
 //!
 //! Times are read back as Perfetto reads them ([`super::chrome::ns_of`]).
 
@@ -15,8 +20,11 @@ use serde_json::Value;
 
 use super::chrome::ns_of;
 
-/// A span as read back: start, end (ns), name.
-type Read = (u64, u64, String);
+/// A span as read back: start, end (ns), name, place in the file.
+type Read = (u64, u64, String, usize);
+
+/// An event and its place in the file.
+type Placed<'a> = (usize, &'a Value);
 
 fn events(json: &Value) -> Result<&Vec<Value>, String> {
     json["traceEvents"].as_array().ok_or_else(|| "no traceEvents array".to_string())
@@ -29,15 +37,15 @@ fn track(event: &Value) -> (String, String) {
 /// Every track's `X` spans, by start and the longer first.
 fn spans_by_track(json: &Value) -> Result<BTreeMap<(String, String), Vec<Read>>, String> {
     let mut tracks: BTreeMap<_, Vec<Read>> = BTreeMap::new();
-    for event in events(json)?.iter().filter(|e| e["ph"] == "X") {
+    for (place, event) in events(json)?.iter().enumerate().filter(|(_, e)| e["ph"] == "X") {
         let name = event["name"].as_str().unwrap_or("(no name)").to_string();
         let (Some(start), Some(length)) = (ns_of(&event["ts"]), ns_of(&event["dur"])) else {
             return Err(format!("span {name:?} has no valid ts and dur: {event}"));
         };
-        tracks.entry(track(event)).or_default().push((start, start + length, name));
+        tracks.entry(track(event)).or_default().push((start, start + length, name, place));
     }
     for spans in tracks.values_mut() {
-        spans.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+        spans.sort_by_key(|&(start, end, _, _)| (start, std::cmp::Reverse(end)));
     }
     Ok(tracks)
 }
@@ -65,20 +73,27 @@ pub fn check_nesting(json: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether every flow is paired and lands in a span (see the module docs).
-/// Returns how many flows there are.
+/// Whether every flow is paired and binds at both ends (see the module
+/// docs). Returns how many flows there are.
 pub fn check_flows(json: &Value) -> Result<usize, String> {
     let tracks = spans_by_track(json)?;
-    let mut flows: HashMap<String, (Vec<&Value>, Vec<&Value>)> = HashMap::new();
-    for event in events(json)? {
+    let mut instants: HashMap<(String, String), Vec<(u64, usize)>> = HashMap::new();
+    let mut flows: HashMap<String, (Vec<Placed>, Vec<Placed>)> = HashMap::new();
+    for (place, event) in events(json)?.iter().enumerate() {
         let (starts, ends) = match event["ph"].as_str() {
             Some("s" | "f") => flows.entry(event["id"].to_string()).or_default(),
+            Some("i") => {
+                let at = ns_of(&event["ts"]).ok_or_else(|| format!("no valid ts: {event}"))?;
+                instants.entry(track(event)).or_default().push((at, place));
+                continue;
+            }
             _ => continue,
         };
-        if event["ph"] == "s" { starts } else { ends }.push(event);
+        if event["ph"] == "s" { starts } else { ends }.push((place, event));
     }
     for (id, (starts, ends)) in &flows {
-        let ([start], [end]) = (starts.as_slice(), ends.as_slice()) else {
+        let ([(start_place, start)], [(end_place, end)]) = (starts.as_slice(), ends.as_slice())
+        else {
             return Err(format!("flow {id}: {} starts and {} ends", starts.len(), ends.len()));
         };
         if start["cat"] != end["cat"] || start["name"] != end["name"] {
@@ -87,10 +102,21 @@ pub fn check_flows(json: &Value) -> Result<usize, String> {
         if end["bp"] != "e" {
             return Err(format!("flow {id}: its end does not bind to the enclosing span: {end}"));
         }
-        let at = ns_of(&end["ts"]).ok_or_else(|| format!("flow {id}: no valid ts: {end}"))?;
-        let spans = tracks.get(&track(end)).map(Vec::as_slice).unwrap_or_default();
-        if !spans.iter().any(|&(from, to, _)| from <= at && at <= to) {
-            return Err(format!("flow {id}: its end at {at} ns is in no span of its track"));
+        let in_span = |event: &Value, place: usize| -> Result<bool, String> {
+            let at = ns_of(&event["ts"]).ok_or_else(|| format!("flow {id}: no valid ts"))?;
+            let spans = tracks.get(&track(event)).map(Vec::as_slice).unwrap_or_default();
+            Ok(spans.iter().any(|&(from, to, _, before)| {
+                from <= at && at <= to && (from < at || before < place)
+            }))
+        };
+        if !in_span(end, *end_place)? {
+            return Err(format!("flow {id}: its end is in no span of its track: {end}"));
+        }
+        let at = ns_of(&start["ts"]).ok_or_else(|| format!("flow {id}: no valid ts"))?;
+        let marks = instants.get(&track(start)).map(Vec::as_slice).unwrap_or_default();
+        let marked = marks.iter().any(|&(ns, before)| ns == at && before < *start_place);
+        if !marked && !in_span(start, *start_place)? {
+            return Err(format!("flow {id}: its start has no instant or span to bind to: {start}"));
         }
     }
     Ok(flows.len())

@@ -12,6 +12,13 @@
 //! `s` on the sender and a flow end `f` (`bp: "e"`: bound to the span that
 //! encloses it) on the receiver, and run-queue lengths `C` counters.
 //!
+//! Perfetto binds a flow's ends to the innermost slice open on the track
+//! when it reads them, taking events of equal time in file order, and reads
+//! an instant as a slice of no length. So the file lists spans, then
+//! instants, then flows: an arrow starts at the instant of its send (`IPI
+//! sent`, `call queued`) and ends at the start of its handler's span.
+//! [`super::checks::check_flows`] checks both.
+//!
 //! Times are microseconds, as the format wants, written as floats. Perfetto
 //! reads a float time by multiplying by 1000 and dropping the fraction, so
 //! 1.001 µs (stored as 1.000999...) would come back as 1000 ns and a span

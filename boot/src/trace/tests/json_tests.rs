@@ -222,14 +222,24 @@ fn the_checkers_catch_what_perfetto_refuses() {
         json!({"traceEvents": [x(0, 0.0, 1.0, "a"), x(1, 0.5, 1.0, "b"), x(0, 1.0, 1.0, "c")]});
     check_nesting(&apart).unwrap();
     let flow = |ph: &str, tid: u64, ts: f64| json!({"ph": ph, "bp": "e", "pid": 1, "tid": tid, "ts": ts, "id": 1, "cat": "ipi", "name": "n"});
-    let unpaired = json!({"traceEvents": [x(1, 0.0, 1.0, "a"), flow("s", 0, 0.0)]});
+    let mark = json!({"ph": "i", "s": "t", "pid": 1, "tid": 0, "ts": 0.0, "name": "sent"});
+    let document = |events: Vec<Value>| json!({ "traceEvents": events });
+    let unpaired = document(vec![x(1, 0.0, 1.0, "a"), flow("s", 0, 0.0)]);
     assert!(check_flows(&unpaired).unwrap_err().contains("1 starts and 0 ends"));
     let outside =
-        json!({"traceEvents": [x(1, 0.0, 1.0, "a"), flow("s", 0, 0.0), flow("f", 1, 2.0)]});
+        document(vec![x(1, 0.0, 1.0, "a"), mark.clone(), flow("s", 0, 0.0), flow("f", 1, 2.0)]);
     assert!(check_flows(&outside).unwrap_err().contains("in no span of its track"));
     let inside =
-        json!({"traceEvents": [x(1, 0.0, 1.0, "a"), flow("s", 0, 0.0), flow("f", 1, 0.5)]});
+        document(vec![x(1, 0.0, 1.0, "a"), mark.clone(), flow("s", 0, 0.0), flow("f", 1, 0.5)]);
     assert_eq!(check_flows(&inside), Ok(1));
+    // At one time, what a flow binds to must come first in the file.
+    let late =
+        document(vec![flow("f", 1, 0.0), x(1, 0.0, 1.0, "a"), mark.clone(), flow("s", 0, 0.0)]);
+    assert!(check_flows(&late).unwrap_err().contains("in no span of its track"));
+    let unbound = document(vec![x(1, 0.0, 1.0, "a"), flow("s", 0, 0.0), flow("f", 1, 0.5)]);
+    assert!(check_flows(&unbound).unwrap_err().contains("no instant or span to bind to"));
+    let after = document(vec![x(1, 0.0, 1.0, "a"), flow("s", 0, 0.0), mark, flow("f", 1, 0.5)]);
+    assert!(check_flows(&after).unwrap_err().contains("no instant or span to bind to"));
 }
 
 #[test]
