@@ -13,6 +13,10 @@
 //! The serial output always comes through a pipe, even when it is shown, so
 //! that the runner can answer the kernel's `HOSTSTAT` lines with what the host
 //! did to QEMU's threads meanwhile (see [`host_stats`]).
+//!
+//! With [`RunConfig::trace`] set, QEMU keeps what the kernel dumps to its
+//! debug console, and once QEMU has exited the runner turns it into a trace
+//! for ui.perfetto.dev and an SVG picture (see [`trace`]).
 
 pub mod cli;
 mod config;

@@ -57,7 +57,7 @@ pub fn ns_of(micros: &Value) -> Option<u64> {
     }
 }
 
-/// The whole JSON document, as a value (for tests; [`write`] streams it).
+/// The whole JSON document, as a value (for tests; [`write()`] streams it).
 pub fn to_json(trace: &Trace, timeline: &Timeline) -> Value {
     json!({
         "traceEvents": events(timeline).collect::<Vec<Value>>(),

@@ -10,7 +10,7 @@
 //!    (`-debugcon file:...`): the raw stream, kept beside the JSON so that
 //!    `cargo run -- trace-convert` can redo the rest later.
 //! 2. [`decode`] reads the stream: dumps, CPU sections, 40-byte records,
-//!    in the layout of [`format`], the kernel's own file.
+//!    in the layout of [`format`](mod@format), the kernel's own file.
 //! 3. [`timeline::Timeline::build`] pairs begins with ends into spans,
 //!    puts them on tracks and connects senders to receivers.
 //! 4. [`chrome::write`] writes the timeline as Chrome Trace Event JSON,

@@ -2,15 +2,15 @@
 //! that both the Chrome JSON and the SVG draw.
 //!
 //! Events are points in time; a trace viewer draws intervals. This module
-//! pairs each begin event with its end (on CPU tracks in [`cpu`], on the
-//! tracks of waiting threads in [`waits`]) and connects senders to receivers
-//! ([`flows`]). The tracks:
+//! pairs each begin event with its end (on CPU tracks in `cpu.rs`, on the
+//! tracks of waiting threads in `waits.rs`) and connects senders to receivers
+//! (`flows.rs`). The tracks:
 //!
-//! | `tid`     | track                                   | built in     |
-//! |-----------|-----------------------------------------|--------------|
-//! | n         | `CPU n`                                 | [`cpu`]      |
-//! | 1000 + T  | `waits of NAME (thread T)`              | [`waits`]    |
-//! | 2000 + n  | `CPU n preempt-off`                     | [`cpu`]      |
+//! | `tid`     | track                        | built in   |
+//! |-----------|------------------------------|------------|
+//! | n         | `CPU n`                      | `cpu.rs`   |
+//! | 1000 + T  | `waits of NAME (thread T)`   | `waits.rs` |
+//! | 2000 + n  | `CPU n preempt-off`          | `cpu.rs`   |
 //!
 //! A viewer wants the spans of one track to nest (Perfetto drops a span that
 //! crosses another). Two things in a real trace break that, and are mended
