@@ -138,7 +138,12 @@ fn other_data(trace: &Trace, timeline: &Timeline) -> Map<String, Value> {
     let cpus: Vec<Value> = trace
         .cpus
         .iter()
-        .map(|c| json!({"cpu": c.cpu, "events": c.events, "lost": c.lost, "torn": c.torn}))
+        .map(|c| {
+            json!({
+                "cpu": c.cpu, "events": c.events, "lost": c.lost, "torn": c.torn,
+                "pending_at_last_dump": c.pending,
+            })
+        })
         .collect();
     let dumps: Vec<Value> = trace
         .dumps

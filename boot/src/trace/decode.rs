@@ -56,6 +56,9 @@ pub struct CpuTotals {
     pub lost: u64,
     /// Skipped because they were being written while a dump read them.
     pub torn: u64,
+    /// Reserved but not yet written when the last dump read this CPU's
+    /// ring: the next dump would have had them, and there was none.
+    pub pending: u64,
 }
 
 /// One event: a record with its TEXT continuation, if any, joined on.
@@ -237,7 +240,9 @@ impl<'a> Decoder<'a> {
             self.pos += RECORD_SIZE;
             match event.kind {
                 SECTION_END => {
-                    self.trace.cpus[usize::from(cpu)].torn += event.a;
+                    let totals = &mut self.trace.cpus[usize::from(cpu)];
+                    totals.torn += event.a;
+                    totals.pending = event.c;
                     if event.b != read {
                         self.cut(format!(
                             "{label}: CPU {cpu}'s section ends saying {}, {read} came",

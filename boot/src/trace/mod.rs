@@ -86,6 +86,8 @@ pub struct Written {
     pub cpus: usize,
     pub lost: u64,
     pub torn: u64,
+    /// Being written when the last dump ran, so in no dump.
+    pub pending: u64,
     pub dumps: usize,
     pub cuts: Vec<String>,
     pub json: PathBuf,
@@ -129,6 +131,13 @@ impl Written {
                 self.torn
             ));
         }
+        if self.pending > 0 {
+            warnings.push(format!(
+                "trace: warning: {} events were being recorded when the last dump ran, and \
+                 are in no dump",
+                self.pending
+            ));
+        }
         for cut in &self.cuts {
             warnings.push(format!("trace: warning: the stream was cut: {cut}"));
         }
@@ -147,6 +156,7 @@ pub fn convert(raw: &Path, json: &Path, window: Option<Window>) -> Result<Writte
         cpus: trace.cpus.len(),
         lost: trace.cpus.iter().map(|c| c.lost).sum(),
         torn: trace.cpus.iter().map(|c| c.torn).sum(),
+        pending: trace.cpus.iter().map(|c| c.pending).sum(),
         dumps: trace.dumps.len(),
         cuts: trace.cuts.clone(),
         json: json.to_path_buf(),

@@ -38,8 +38,11 @@ pub fn vector(small: u16) -> String {
     }
 }
 
-/// How a thread waits for the targets of its cross-CPU call (the `small` of
-/// `CALL_WAIT_BEGIN` and `SHOOTDOWN_BEGIN`; the kernel's `ipi_wait=`).
+/// How a thread waits for the targets of its cross-CPU call, in the words of
+/// the kernel's `ipi_wait=`: `preempt` a preemptible spin, `spin` a spin
+/// with preemption off, `sleep`. `SHOOTDOWN_BEGIN`'s `small` is the mode
+/// asked for, `CALL_WAIT_BEGIN`'s the one used (a spin when preemption was
+/// already off).
 pub fn wait_mode(small: u16) -> String {
     match small {
         0 => "preempt".into(),
@@ -59,7 +62,7 @@ pub fn wait_sleeps(small: u16) -> bool {
 pub fn flush(small: u16) -> String {
     match small {
         format::FLUSH_NOTHING => "nothing (already current)".into(),
-        format::FLUSH_RANGE => "range (invlpg)".into(),
+        format::FLUSH_RANGE => "the range".into(),
         format::FLUSH_ALL => "all (CR3 reload)".into(),
         other => format!("flush kind {other}"),
     }

@@ -130,13 +130,13 @@ fn a_dump_interrupted_by_the_next_keeps_both() {
 #[test]
 fn a_section_whose_count_disagrees_is_reported() {
     let mut records = record(10, WAKE, 0, 1, 0, 0);
-    records.extend(record(0, SECTION_END, 0, 3, 5, 0));
+    records.extend(record(0, SECTION_END, 0, 3, 5, 2));
     let mut bytes = header(VERSION, 1, reason::END_OF_RUN, 100);
     bytes.extend(section_start(0, 0));
     bytes.extend(records);
     bytes.extend(trailer());
     let trace = decode(&bytes).unwrap();
-    assert_eq!(trace.cpus[0].torn, 3);
+    assert_eq!((trace.cpus[0].torn, trace.cpus[0].pending), (3, 2));
     assert!(trace.cuts[0].contains("ends saying 5 records, 1 came"), "{:?}", trace.cuts);
 }
 

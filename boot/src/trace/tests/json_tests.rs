@@ -48,7 +48,7 @@ fn the_shootdown_story_nests_and_its_flows_land_in_handlers() {
         ]
     );
     let call = span_named(&json, 2, "call: tlb flush");
-    assert_eq!((&call["args"]["call_id"], &call["args"]["from_cpu"]), (&json!(42), &json!(0)));
+    assert_eq!((&call["args"]["call_id"], &call["args"]["from_cpu"]), (&json!("0x2a"), &json!(0)));
     let mut flow_ends: Vec<(u64, u64)> = trace_events(&json)
         .filter(|e| e["ph"] == "f")
         .map(|e| (e["tid"].as_u64().unwrap(), chrome::ns_of(&e["ts"]).unwrap()))
@@ -120,7 +120,9 @@ fn bring_up_phases_follow_each_other_on_each_ap() {
     // CPU 2 was given up while waiting for release: the phase ends there.
     let cpu2 = phases(2);
     assert_eq!(cpu2.last().unwrap(), &(PHASE_WAIT_FOR_RELEASE.to_string(), 310, 900));
-    assert_eq!(span_named(&json, 2, PHASE_WAIT_FOR_RELEASE)["args"]["given_up"], true);
+    let given_up = &span_named(&json, 2, PHASE_WAIT_FOR_RELEASE)["args"];
+    assert_eq!((&given_up["given_up"], &given_up["stuck_in_state"]), (&json!(true), &json!(3)));
+    assert_eq!(span_named(&json, 0, "bring-up (parallel)")["args"]["tsc_warp_cycles"], 40);
     assert_eq!(phases(0), [("bring-up (parallel)".to_string(), 100, 950)]);
     // Parallel: the two APs' starts overlap.
     assert!(cpu2[0].1 < phases(1)[0].2);
@@ -145,6 +147,8 @@ fn a_panic_ends_with_one_nmi_stop_per_other_cpu() {
         assert_eq!(nmi["args"]["unfinished"], true);
     }
     assert_eq!(timeline.mended.unfinished, 2);
+    assert_eq!(span_named(&json, 1, "NMI")["args"]["interrupted_rip"], "0xffff8000000666bc");
+    assert_eq!(read::instants(&json, 0)[0].args["stop_nmis_sent"], 2);
     let ends: Vec<String> = instants_on(&json, 0).into_iter().map(|(n, _)| n).collect();
     assert_eq!(ends, ["panic", "IPI sent", "IPI sent", "report printed", "halt"]);
     assert_eq!(json["otherData"]["dumps"][0]["reason"], "panic");

@@ -61,8 +61,8 @@ pub fn bring_up() -> Vec<E> {
         E::new(0, 100, BRING_UP_BEGIN).small(0).a(2),
         E::new(0, 110, AP_KICK).small(1).a(1),
         E::new(0, 115, AP_KICK).small(2).a(2),
-        E::new(0, 900, AP_GIVEN_UP).small(2),
-        E::new(0, 950, BRING_UP_END).a(2),
+        E::new(0, 900, AP_GIVEN_UP).small(2).a(3),
+        E::new(0, 950, BRING_UP_END).a(2).b(40),
         E::new(1, 200, AP_ALIVE),
         E::new(1, 300, AP_CALLED_IN),
         E::new(1, 400, AP_TSC_CHECK),
@@ -73,14 +73,16 @@ pub fn bring_up() -> Vec<E> {
 }
 
 /// CPU 0 panics and stops the other two with NMIs, which never return.
+/// (The kernel records its stop NMIs as a count in `PANIC_BEGIN`; a test
+/// records them as `IPI_SEND`s too, as `irq::send_nmi` does for others.)
 pub fn panic() -> Vec<E> {
     vec![
-        E::new(0, 100, PANIC_BEGIN),
+        E::new(0, 100, PANIC_BEGIN).a(2),
         E::new(0, 110, IPI_SEND).small(NMI).a(1),
         E::new(0, 111, IPI_SEND).small(NMI).a(2),
         E::new(0, 200, PANIC_REPORT_DONE),
         E::new(0, 210, PANIC_HALT).small(0),
-        E::new(1, 120, NMI_BEGIN).small(NMI),
+        E::new(1, 120, NMI_BEGIN).small(NMI).a(0xffff_8000_0006_66bc),
         E::new(1, 121, PANIC_STOP),
         E::new(2, 125, NMI_BEGIN).small(NMI),
         E::new(2, 126, PANIC_STOP),

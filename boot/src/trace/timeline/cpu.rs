@@ -147,6 +147,13 @@ impl Builder<'_> {
                 if let Some(mut bring_up) = self.cpu(event.cpu).bring_up.take() {
                     bring_up.end = event.ns;
                     bring_up.args.insert("online".into(), json!(event.a));
+                    // The TSC check's worst warp bounds how wrong the order
+                    // of close events on two CPUs can be drawn.
+                    let warp = match event.b {
+                        u64::MAX => json!("not checked (tsc=reliable)"),
+                        cycles => json!(cycles),
+                    };
+                    bring_up.args.insert("tsc_warp_cycles".into(), warp);
                     self.timeline.spans.push(bring_up);
                 }
             }
@@ -159,6 +166,7 @@ impl Builder<'_> {
                 if let Some(mut phase) = self.cpu(event.small).phase.take() {
                     phase.end = event.ns;
                     phase.args.insert("given_up".into(), Value::Bool(true));
+                    phase.args.insert("stuck_in_state".into(), json!(event.a));
                     self.timeline.spans.push(phase);
                 }
             }
@@ -179,10 +187,11 @@ impl Builder<'_> {
         span.args = match handler {
             Handler::Interrupt(vector) => args([("vector", hex(u64::from(vector)))]),
             Handler::Call(id) => match self.queued_by.get(&(event.cpu, id)) {
-                Some(from) => args([("call_id", json!(id)), ("from_cpu", json!(from))]),
-                None => args([("call_id", json!(id))]),
+                Some(from) => args([("call_id", hex(id)), ("from_cpu", json!(from))]),
+                None => args([("call_id", hex(id))]),
             },
-            Handler::Nmi | Handler::Tick => Default::default(),
+            Handler::Nmi => args([("interrupted_rip", hex(event.a))]),
+            Handler::Tick => Default::default(),
         };
         self.cpu(event.cpu).open.push((handler, span));
     }

@@ -16,10 +16,10 @@ pub(super) fn describe(event: &Event, threads: &Threads) -> Option<(String, Map<
             args([("vector", json!(names::vector(event.small))), ("target_cpu", json!(event.a))])
         }
         format::CALL_QUEUED => {
-            args([("call_id", json!(event.a)), ("target_cpu", json!(event.small))])
+            args([("call_id", hex(event.a)), ("target_cpu", json!(event.small))])
         }
         format::CALL_ACKED => args([
-            ("call_id", json!(event.a)),
+            ("call_id", hex(event.a)),
             ("target_cpu", json!(event.small)),
             ("pending_including_this", json!(event.b)),
         ]),
@@ -31,7 +31,7 @@ pub(super) fn describe(event: &Event, threads: &Threads) -> Option<(String, Map<
         format::WAKE => args([
             ("thread", json!(threads.name(event.a))),
             ("thread_id", json!(event.a)),
-            ("queued_on_cpu", json!(event.small)),
+            ("chosen_cpu", json!(event.small)),
         ]),
         format::SWITCH => args([
             ("from", json!(threads.name(event.a))),
@@ -42,11 +42,15 @@ pub(super) fn describe(event: &Event, threads: &Threads) -> Option<(String, Map<
             ("to_rank", json!(names::rank(event.small))),
         ]),
         format::AP_KICK => args([("cpu", json!(event.small)), ("apic_id", json!(event.a))]),
-        format::AP_GIVEN_UP => args([("cpu", json!(event.small))]),
+        format::AP_GIVEN_UP => {
+            args([("cpu", json!(event.small)), ("stuck_in_state", json!(event.a))])
+        }
+        // The stop NMIs are not recorded one by one (at 255 CPUs they would
+        // fill a ring): the owner says how many it sends.
+        format::PANIC_BEGIN => args([("stop_nmis_sent", json!(event.a))]),
         format::PANIC_HALT => args([("then", json!(names::panic_end(event.small)))]),
         format::LAZY_CATCH_UP
         | format::AP_ONLINE
-        | format::PANIC_BEGIN
         | format::PANIC_STOP
         | format::PANIC_REPORT_DONE => Map::new(),
         _ => return None,

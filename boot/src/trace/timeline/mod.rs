@@ -190,7 +190,9 @@ fn args<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
 }
 
-/// An address as the kernel's log prints it.
+/// An address as the kernel's log prints it. Also a call's id, which is
+/// the address of its descriptor: a number over 2^53 would lose digits in a
+/// JavaScript viewer, and one over 2^63 is refused by some JSON readers.
 fn hex(value: u64) -> Value {
     Value::String(format!("{value:#x}"))
 }

@@ -82,7 +82,7 @@ impl Builder<'_> {
                 let name = format!("wait ({})", names::wait_mode(event.small));
                 let mut span = self.span(event.b, event, name, Look::Wait);
                 span.args = args([
-                    ("call_id", json!(event.a)),
+                    ("call_id", hex(event.a)),
                     ("targets", json!(event.c)),
                     ("mode", json!(names::wait_mode(event.small))),
                 ]);
