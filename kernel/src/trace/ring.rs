@@ -112,19 +112,21 @@ pub fn install(cpu: usize, capacity: usize) {
 /// `capacity` empty slots that live for good.
 fn new_slots(capacity: usize) -> *mut Slot {
     assert!(capacity.is_power_of_two(), "trace: a ring of {capacity} slots");
-    let slots = alloc::vec::Vec::from_iter((0..capacity).map(|_| Slot::EMPTY));
+    let slots = alloc::vec::Vec::from_iter((0..capacity).map(|_| Slot::empty()));
     alloc::boxed::Box::leak(slots.into_boxed_slice()).as_mut_ptr()
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot {
-        commit: AtomicU32::new(0),
-        kind_and_small: AtomicU32::new(0),
-        tsc: AtomicU64::new(0),
-        a: AtomicU64::new(0),
-        b: AtomicU64::new(0),
-        c: AtomicU64::new(0),
-    };
+    fn empty() -> Slot {
+        Slot {
+            commit: AtomicU32::new(0),
+            kind_and_small: AtomicU32::new(0),
+            tsc: AtomicU64::new(0),
+            a: AtomicU64::new(0),
+            b: AtomicU64::new(0),
+            c: AtomicU64::new(0),
+        }
+    }
 
     fn write(&self, index: u64, event: &Event) {
         self.commit.store(0, Ordering::Relaxed);
