@@ -11,6 +11,7 @@ mod sched;
 mod smp;
 #[path = "../source_tree.rs"]
 mod source_tree;
+mod trace;
 
 use std::path::PathBuf;
 use std::time::Duration;
