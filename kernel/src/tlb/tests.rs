@@ -257,6 +257,8 @@ const SHORT_DEAF_FOR_US: u64 = 900_000;
 /// The short scene's deaf window in spin mode, where the real-time thread
 /// cannot run before the wait ends.
 const SPIN_DEAF_FOR_US: u64 = 300_000;
+/// How long the real-time thread works once woken.
+const URGENT_WORK_US: u64 = 5_000;
 
 /// A shootdown while one target has interrupts off for longer than the report
 /// threshold: the waiter must report the CPU and keep waiting (never drop the
@@ -380,6 +382,8 @@ fn deaf_cpu_round(
         .spawn(move || {
             crate::sched::sleep_ns(50_000_000);
             ran2.store(pending3.load(Ordering::Acquire), Ordering::Release);
+            // Its work: long enough to be seen in a trace of the scene.
+            crate::time::udelay(URGENT_WORK_US);
             urgent_done3.store(true, Ordering::Release);
         });
     urgent.join();

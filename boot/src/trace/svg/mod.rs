@@ -45,7 +45,7 @@ const ROW_GAP: f64 = 6.0;
 const LEGEND_ROW: f64 = 18.0;
 
 /// Every look, in legend order, with its colour and what it means.
-const LOOKS: [(Look, &str, &str); 11] = [
+const LOOKS: [(Look, &str, &str); 12] = [
     (Look::Running, "#9ccc65", "running a thread"),
     (Look::Idle, "#e0e0e0", "idle thread"),
     (Look::Interrupt, "#ffa726", "interrupt handler (IPI)"),
@@ -57,6 +57,7 @@ const LOOKS: [(Look, &str, &str); 11] = [
     (Look::Wait, "#f06292", "waiting for a call's targets"),
     (Look::OffCpu, "#8d6e63", "waiter off CPU"),
     (Look::PreemptOff, "#7986cb", "preemption off"),
+    (Look::Panic, "#b71c1c", "panic report"),
 ];
 
 /// The colours of instants, by the kernel category of their event.

@@ -7,6 +7,7 @@
 //! - `bring-up (parallel|serial)` on the boot CPU, and on each AP its phases
 //!   ([`super::PHASE_START`] from the boot CPU's `AP_KICK` to the AP's
 //!   `AP_ALIVE`, then call-in, wait for release, TSC check until `AP_ONLINE`);
+//! - `panic report` on the panic's owner, from its claim to the report's end;
 //! - handlers: `IPI 0xfc call-function` and other interrupts (`IRQ_BEGIN` to
 //!   `IRQ_END`), `timer tick`, `NMI`, and `call: NAME` for a cross-CPU call
 //!   (its `from_cpu` arg from the `CALL_QUEUED` that put it in the queue).
@@ -71,6 +72,8 @@ struct Cpu {
     bring_up: Option<Span>,
     /// The AP's open phase, begun by the boot CPU's kick.
     phase: Option<Span>,
+    /// The panic owner's report, from `PANIC_BEGIN` to `PANIC_REPORT_DONE`.
+    panic_report: Option<Span>,
 }
 
 struct Builder<'a> {
@@ -155,6 +158,17 @@ impl Builder<'_> {
                     };
                     bring_up.args.insert("tsc_warp_cycles".into(), warp);
                     self.timeline.spans.push(bring_up);
+                }
+            }
+            format::PANIC_BEGIN => {
+                let report =
+                    span(event.cpu, event.ns, "panic report".into(), event.kind, Look::Panic);
+                self.cpu(event.cpu).panic_report = Some(report);
+            }
+            format::PANIC_REPORT_DONE => {
+                if let Some(mut report) = self.cpu(event.cpu).panic_report.take() {
+                    report.end = event.ns;
+                    self.timeline.spans.push(report);
                 }
             }
             format::AP_KICK => self.next_phase(event.small, event, Some(PHASE_START)),

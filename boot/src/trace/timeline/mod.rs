@@ -62,6 +62,7 @@ pub enum Look {
     Wait,
     OffCpu,
     PreemptOff,
+    Panic,
 }
 
 /// A row in the viewer.
