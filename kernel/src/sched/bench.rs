@@ -21,11 +21,11 @@ pub fn percentile(sorted: &[u64], percent: usize) -> u64 {
 
 /// Two threads on one CPU hand a token back and forth through completions:
 /// each round trip is two wake-ups and two context switches.
-fn same_cpu_switch_ns(cpu: usize) -> u64 {
+fn same_cpu_switch_ns(cpu: usize, round_trips: u64) -> u64 {
     let (ping, pong) = (Arc::new(Completion::new()), Arc::new(Completion::new()));
     let (ping2, pong2) = (ping.clone(), pong.clone());
     let partner = Builder::new("pong").pin(cpu).spawn(move || {
-        for _ in 0..PING_PONGS {
+        for _ in 0..round_trips {
             ping2.wait();
             pong2.complete();
         }
@@ -36,7 +36,7 @@ fn same_cpu_switch_ns(cpu: usize) -> u64 {
         .pin(cpu)
         .spawn(move || {
             let start = time::now_ns();
-            for _ in 0..PING_PONGS {
+            for _ in 0..round_trips {
                 ping.complete();
                 pong.wait();
             }
@@ -44,7 +44,7 @@ fn same_cpu_switch_ns(cpu: usize) -> u64 {
         })
         .join();
     partner.join();
-    elapsed.load(Ordering::Acquire) / (2 * PING_PONGS)
+    elapsed.load(Ordering::Acquire) / (2 * round_trips)
 }
 
 /// A real-time thread pinned to `target` waits on a completion; a thread on
@@ -98,8 +98,10 @@ fn wake_latencies_us(waker_cpu: usize, target: usize, busy: bool) -> Vec<u64> {
     samples
 }
 
-/// What recording the trace adds to a context switch: the same ping-pong
-/// with recording paused and on, alternating, three times.
+/// What recording the trace adds to a context switch: the same ping-pong in
+/// short blocks with recording paused and on, alternating (and alternating
+/// which comes first), so that a slow spell of the host falls on both; the
+/// medians of the blocks are compared.
 fn trace_overhead(accelerator: &str) {
     if !crate::trace::is_enabled_at_boot() {
         crate::println!(
@@ -107,19 +109,25 @@ fn trace_overhead(accelerator: &str) {
         );
         return;
     }
-    for run in 1..=3 {
-        crate::trace::set_recording(false);
-        let off_ns = same_cpu_switch_ns(1);
-        crate::trace::set_recording(true);
-        let on_ns = same_cpu_switch_ns(1);
-        let x1000 = on_ns * 1000 / off_ns.max(1);
-        crate::println!(
-            "BENCH trace sched context_switch run={run} off_ns={off_ns} on_ns={on_ns} on/off={}.{:03} accel={accelerator}",
-            x1000 / 1000,
-            x1000 % 1000
-        );
-    }
+    let blocks = TRACE_OVERHEAD_BLOCKS;
+    let (off, on) = crate::trace::measure_on_and_off(blocks, || {
+        same_cpu_switch_ns(1, TRACE_OVERHEAD_ROUND_TRIPS)
+    });
+    crate::println!(
+        "BENCH trace sched context_switch blocks={blocks}x{TRACE_OVERHEAD_ROUND_TRIPS} off_median_ns={} on_median_ns={} on/off={} off_range_ns={}-{} on_range_ns={}-{} accel={accelerator}",
+        percentile(&off, 50),
+        percentile(&on, 50),
+        crate::trace::ratio_text(percentile(&on, 50), percentile(&off, 50)),
+        off[0],
+        off[off.len() - 1],
+        on[0],
+        on[on.len() - 1]
+    );
 }
+
+/// Blocks of each mode, and round trips per block, in `trace_overhead`.
+const TRACE_OVERHEAD_BLOCKS: usize = 15;
+const TRACE_OVERHEAD_ROUND_TRIPS: u64 = 400;
 
 pub fn run() {
     let cpus = crate::percpu::cpus_with_area().len();
@@ -129,7 +137,7 @@ pub fn run() {
         return;
     }
     crate::sync::preempt::reset_tracer();
-    let switch_ns = same_cpu_switch_ns(1);
+    let switch_ns = same_cpu_switch_ns(1, PING_PONGS);
     crate::println!(
         "BENCH sched context_switch_ns={switch_ns} (same CPU, completion ping-pong, {PING_PONGS} round trips) cpus={cpus} accel={accelerator}"
     );

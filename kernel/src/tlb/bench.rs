@@ -294,7 +294,8 @@ fn shootdown_cost(
 }
 
 /// What recording the trace adds to a shootdown to two busy targets: the
-/// same measurement with recording paused and on, alternating, three times.
+/// same measurement in blocks with recording paused and on, alternating (see
+/// `sched::bench`'s twin), medians compared.
 fn trace_overhead(space: &Arc<AddressSpace>, accelerator: &str) {
     if !crate::trace::is_enabled_at_boot() {
         crate::println!(
@@ -302,22 +303,18 @@ fn trace_overhead(space: &Arc<AddressSpace>, accelerator: &str) {
         );
         return;
     }
-    for run in 1..=3 {
-        crate::trace::set_recording(false);
-        let (off_ns, ..) = shootdown_cost(space, 2, 0, 1);
-        crate::trace::set_recording(true);
-        let (on_ns, ..) = shootdown_cost(space, 2, 0, 1);
-        crate::println!(
-            "BENCH trace tlb shootdown busy=2 pages=1 run={run} off_ns={off_ns} on_ns={on_ns} on/off={} accel={accelerator}",
-            ratio_to_thousandths(on_ns, off_ns)
-        );
-    }
-}
-
-/// `a / b` with three decimals, as text.
-fn ratio_to_thousandths(a: u64, b: u64) -> alloc::string::String {
-    let x1000 = a * 1000 / b.max(1);
-    alloc::format!("{}.{:03}", x1000 / 1000, x1000 % 1000)
+    let blocks = 9;
+    let (off, on) = crate::trace::measure_on_and_off(blocks, || shootdown_cost(space, 2, 0, 1).0);
+    crate::println!(
+        "BENCH trace tlb shootdown busy=2 pages=1 blocks={blocks}x200 off_median_ns={} on_median_ns={} on/off={} off_range_ns={}-{} on_range_ns={}-{} accel={accelerator}",
+        percentile(&off, 50),
+        percentile(&on, 50),
+        crate::trace::ratio_text(percentile(&on, 50), percentile(&off, 50)),
+        off[0],
+        off[off.len() - 1],
+        on[0],
+        on[on.len() - 1]
+    );
 }
 
 /// 1, 2, 4, ... and every other CPU: each count costs 200 shootdowns to that

@@ -32,6 +32,7 @@ pub mod format;
 mod ring;
 mod tests;
 
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::args;
@@ -104,6 +105,30 @@ pub fn is_enabled_at_boot() -> bool {
 pub fn set_recording(on: bool) {
     let categories = if on { args::get().trace } else { 0 };
     CATEGORIES.store(categories, Ordering::Release);
+}
+
+/// Runs `measure` `blocks` times with recording paused and as many with it
+/// on, alternating and alternating which comes first; returns each mode's
+/// results, sorted. For the benchmarks' `BENCH trace` lines.
+pub fn measure_on_and_off(blocks: usize, mut measure: impl FnMut() -> u64) -> (Vec<u64>, Vec<u64>) {
+    let (mut off, mut on) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    for block in 0..blocks {
+        for recording in [block % 2 == 1, block % 2 == 0] {
+            set_recording(recording);
+            let result = measure();
+            if recording { on.push(result) } else { off.push(result) }
+        }
+    }
+    set_recording(true);
+    off.sort_unstable();
+    on.sort_unstable();
+    (off, on)
+}
+
+/// `a / b` with three decimals, as text.
+pub fn ratio_text(a: u64, b: u64) -> alloc::string::String {
+    let x1000 = a * 1000 / b.max(1);
+    alloc::format!("{}.{:03}", x1000 / 1000, x1000 % 1000)
 }
 
 /// Gives CPU `cpu` its buffer; `smp` calls this before the CPU starts.
