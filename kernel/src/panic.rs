@@ -188,9 +188,11 @@ fn panic(info: &PanicInfo) -> ! {
     if traced {
         trace::record(trace::format::PANIC_REPORT_DONE, 0, 0, 0, 0);
         trace::record(trace::format::PANIC_HALT, halt::action_code(), 0, 0, 0);
-        // The report first, whole: a dump cut short still leaves it readable.
-        trace::dump_after_panic();
     }
+    // The report first, whole: a dump cut short still leaves it readable.
+    // (A CPU without per-CPU data records nothing, but it can still dump the
+    // others' rings: the dump reaches them through `percpu`'s table, not GS.)
+    trace::dump_after_panic();
     finish()
 }
 

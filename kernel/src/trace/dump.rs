@@ -34,6 +34,8 @@ static CODE_NAMER: Once<CodeNamer> = Once::new();
 /// number of the CPU dumping, or NOBODY.
 static DUMPING: AtomicUsize = AtomicUsize::new(NOBODY);
 const NOBODY: usize = usize::MAX;
+/// The holder's number for a CPU that has no per-CPU data yet.
+const EARLY_CPU: usize = usize::MAX - 1;
 
 /// How long a dump waits for another to finish before it writes anyway.
 /// The other may never finish: a CPU stopped for a panic in the middle of a
@@ -64,7 +66,8 @@ fn tsc_to_ns(tsc: u64) -> u64 {
 /// anyway; returns whether it holds the lock. A CPU that already holds it
 /// (a panic in the middle of its own dump) goes on at once.
 fn lock(patience_ms: u64) -> bool {
-    let me = percpu::cpu_number();
+    // A panic on an AP without per-CPU data dumps too (its GS base is 0).
+    let me = if percpu::is_installed() { percpu::cpu_number() } else { EARLY_CPU };
     let hz = CLOCK_HZ.load(Ordering::Relaxed);
     let deadline = rdtsc() + patience_ms * (hz / 1000);
     loop {
