@@ -98,31 +98,16 @@ fn wake_latencies_us(waker_cpu: usize, target: usize, busy: bool) -> Vec<u64> {
     samples
 }
 
-/// What recording the trace adds to a context switch: the same ping-pong in
-/// short blocks with recording paused and on, alternating (and alternating
-/// which comes first), so that a slow spell of the host falls on both; the
-/// medians of the blocks are compared.
+/// What recording the trace adds to a context switch: the ping-pong in short
+/// blocks, recording off and on (see `trace::compare_recording`).
 fn trace_overhead(accelerator: &str) {
-    if !crate::trace::is_enabled_at_boot() {
-        crate::println!(
-            "BENCH trace sched skipped: boot with trace=all to compare recording on and off"
-        );
-        return;
+    let (blocks, trips) = (TRACE_OVERHEAD_BLOCKS, TRACE_OVERHEAD_ROUND_TRIPS);
+    match crate::trace::compare_recording(blocks, || same_cpu_switch_ns(1, trips)) {
+        Ok(figures) => crate::println!(
+            "BENCH trace sched context_switch blocks={blocks}x{trips} {figures} accel={accelerator}"
+        ),
+        Err(why) => crate::println!("BENCH trace sched skipped: {why}"),
     }
-    let blocks = TRACE_OVERHEAD_BLOCKS;
-    let (off, on) = crate::trace::measure_on_and_off(blocks, || {
-        same_cpu_switch_ns(1, TRACE_OVERHEAD_ROUND_TRIPS)
-    });
-    crate::println!(
-        "BENCH trace sched context_switch blocks={blocks}x{TRACE_OVERHEAD_ROUND_TRIPS} off_median_ns={} on_median_ns={} on/off={} off_range_ns={}-{} on_range_ns={}-{} accel={accelerator}",
-        percentile(&off, 50),
-        percentile(&on, 50),
-        crate::trace::ratio_text(percentile(&on, 50), percentile(&off, 50)),
-        off[0],
-        off[off.len() - 1],
-        on[0],
-        on[on.len() - 1]
-    );
 }
 
 /// Blocks of each mode, and round trips per block, in `trace_overhead`.

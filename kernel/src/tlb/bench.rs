@@ -293,28 +293,15 @@ fn shootdown_cost(
     )
 }
 
-/// What recording the trace adds to a shootdown to two busy targets: the
-/// same measurement in blocks with recording paused and on, alternating (see
-/// `sched::bench`'s twin), medians compared.
+/// What recording the trace adds to a shootdown to two busy targets: 200
+/// shootdowns a block, recording off and on (see `trace::compare_recording`).
 fn trace_overhead(space: &Arc<AddressSpace>, accelerator: &str) {
-    if !crate::trace::is_enabled_at_boot() {
-        crate::println!(
-            "BENCH trace tlb skipped: boot with trace=all to compare recording on and off"
-        );
-        return;
+    match crate::trace::compare_recording(9, || shootdown_cost(space, 2, 0, 1).0) {
+        Ok(figures) => crate::println!(
+            "BENCH trace tlb shootdown busy=2 pages=1 blocks=9x200 {figures} accel={accelerator}"
+        ),
+        Err(why) => crate::println!("BENCH trace tlb skipped: {why}"),
     }
-    let blocks = 9;
-    let (off, on) = crate::trace::measure_on_and_off(blocks, || shootdown_cost(space, 2, 0, 1).0);
-    crate::println!(
-        "BENCH trace tlb shootdown busy=2 pages=1 blocks={blocks}x200 off_median_ns={} on_median_ns={} on/off={} off_range_ns={}-{} on_range_ns={}-{} accel={accelerator}",
-        percentile(&off, 50),
-        percentile(&on, 50),
-        crate::trace::ratio_text(percentile(&on, 50), percentile(&off, 50)),
-        off[0],
-        off[off.len() - 1],
-        on[0],
-        on[on.len() - 1]
-    );
 }
 
 /// 1, 2, 4, ... and every other CPU: each count costs 200 shootdowns to that

@@ -107,12 +107,20 @@ pub fn set_recording(on: bool) {
     CATEGORIES.store(categories, Ordering::Release);
 }
 
-/// Runs `measure` `blocks` times with recording paused and as many with it
-/// on, alternating and alternating which comes first; returns each mode's
-/// results, sorted. For the benchmarks' `BENCH trace` lines.
-pub fn measure_on_and_off(blocks: usize, mut measure: impl FnMut() -> u64) -> (Vec<u64>, Vec<u64>) {
+/// What recording costs `measure` (which returns a time): it runs `blocks`
+/// times with recording paused and as many with it on, alternating, and
+/// alternating which comes first, so a slow spell of the host falls on both.
+/// Returns `off_median_ns=... on_median_ns=... on/off=...` with each mode's
+/// range, for the benchmarks' `BENCH trace` lines; or why it cannot compare.
+pub fn compare_recording(
+    blocks: usize,
+    mut measure: impl FnMut() -> u64,
+) -> Result<alloc::string::String, &'static str> {
+    if !is_enabled_at_boot() {
+        return Err("boot with trace=all to compare recording on and off");
+    }
     let (mut off, mut on) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
-    for block in 0..blocks {
+    for block in 0..blocks.max(1) {
         for recording in [block % 2 == 1, block % 2 == 0] {
             set_recording(recording);
             let result = measure();
@@ -122,13 +130,17 @@ pub fn measure_on_and_off(blocks: usize, mut measure: impl FnMut() -> u64) -> (V
     set_recording(true);
     off.sort_unstable();
     on.sort_unstable();
-    (off, on)
-}
-
-/// `a / b` with three decimals, as text.
-pub fn ratio_text(a: u64, b: u64) -> alloc::string::String {
-    let x1000 = a * 1000 / b.max(1);
-    alloc::format!("{}.{:03}", x1000 / 1000, x1000 % 1000)
+    let (off_median, on_median) = (off[off.len() / 2], on[on.len() / 2]);
+    let x1000 = on_median * 1000 / off_median.max(1);
+    Ok(alloc::format!(
+        "off_median_ns={off_median} on_median_ns={on_median} on/off={}.{:03} off_range_ns={}-{} on_range_ns={}-{}",
+        x1000 / 1000,
+        x1000 % 1000,
+        off[0],
+        off[off.len() - 1],
+        on[0],
+        on[on.len() - 1]
+    ))
 }
 
 /// Gives CPU `cpu` its buffer; `smp` calls this before the CPU starts.
