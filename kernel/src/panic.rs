@@ -89,9 +89,10 @@ fn stop_this_cpu(how: u8, rip: u64) -> ! {
     crate::arch::x86::interrupts::disable();
     // Without per-CPU data this CPU is not online: nobody waits for its record.
     if percpu::is_installed() {
-        trace::record(trace::format::PANIC_STOP, how as u16, rip, 0, 0);
         let record = STOPPED.get();
         if record.how.load(Ordering::Acquire) == 0 {
+            // Once: a CPU stopped after its own panic keeps that as its stop.
+            trace::record(trace::format::PANIC_STOP, how as u16, rip, 0, 0);
             record.rip.store(rip, Ordering::Relaxed);
             record.how.store(how, Ordering::Release);
         }
@@ -168,7 +169,9 @@ fn panic(info: &PanicInfo) -> ! {
     let preempt_count = percpu::is_installed().then(crate::sync::preempt::count);
     let traced = percpu::is_installed(); // without per-CPU data there is no trace buffer
     if traced {
-        let others = smp::online_except(me).count() as u64;
+        // What stop_other_cpus will send: nothing without a local APIC.
+        let others = if lapic::is_initialised() { smp::online_except(me).count() } else { 0 };
+        let others = others as u64;
         trace::record(trace::format::PANIC_BEGIN, 0, others, 0, 0);
     }
     if preempt_count.is_some() {

@@ -72,6 +72,9 @@ pub struct Event {
     pub b: u64,
     pub c: u64,
     pub text: Option<String>,
+    /// The low 32 bits of the ring slot it came from on its CPU: two dumps
+    /// that wrote the same event (the first cut short) give it the same.
+    pub index: u32,
 }
 
 /// Why a stream cannot be decoded.
@@ -90,14 +93,41 @@ impl std::error::Error for DecodeError {}
 pub fn decode(bytes: &[u8]) -> Result<Trace, DecodeError> {
     let mut decoder = Decoder { bytes, pos: 0, trace: Trace::default() };
     while decoder.pos < bytes.len() {
-        if !decoder.dump()? {
-            break;
+        match decoder.dump() {
+            Ok(true) => {}
+            Ok(false) => break,
+            // The first dump decides whether this is a trace at all; after
+            // a good one, a broken one only ends what can be read.
+            Err(error) if !decoder.trace.dumps.is_empty() => {
+                decoder.cut(format!("{error}; the rest of the stream is not read"));
+                break;
+            }
+            Err(error) => return Err(error),
         }
     }
     let mut trace = decoder.trace;
+    drop_repeats(&mut trace);
     // Stable: equal times on one CPU keep the order they were recorded in.
     trace.events.sort_by_key(|event| (event.ns, event.cpu));
     Ok(trace)
+}
+
+/// Keeps the first copy of each (CPU, ring index): a dump cut short leaves
+/// its events to the next, which writes again those the first had written.
+fn drop_repeats(trace: &mut Trace) {
+    let mut seen = std::collections::HashSet::new();
+    let before = trace.events.len();
+    trace.events.retain(|event| seen.insert((event.cpu, event.index)));
+    let repeats = before - trace.events.len();
+    if repeats > 0 {
+        for event_cpu in trace.cpus.iter_mut() {
+            event_cpu.events = 0;
+        }
+        for event in &trace.events {
+            trace.cpus[usize::from(event.cpu)].events += 1;
+        }
+        trace.cuts.push(format!("{repeats} events written by two dumps were kept once"));
+    }
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {
@@ -152,6 +182,14 @@ impl<'a> Decoder<'a> {
                  (is this a kernel trace?)"
             )));
         }
+        // A header cut short by the next dump's (its CPU stopped while writing it).
+        if let Some(next) = (1..HEADER_SIZE.min(rest.len())).find(|&at| {
+            rest[at..].len() >= 6 && rest[at..at + 4] == MAGIC && u16_at(rest, at + 4) == VERSION
+        }) {
+            self.pos += next;
+            self.cut(format!("a dump's header at byte {start} is cut short by the next dump"));
+            return Ok(true);
+        }
         if rest.len() < HEADER_SIZE {
             self.cut(format!("the stream ends inside a dump's header (at byte {start})"));
             return Ok(false);
@@ -163,8 +201,15 @@ impl<'a> Decoder<'a> {
                  rebuild the runner and the kernel from the same tree"
             )));
         }
+        let cpus = u16_at(rest, 6);
+        // The kernel manages at most 512 (percpu::MAX_CPUS).
+        if cpus == 0 || cpus > 512 {
+            return Err(DecodeError(format!(
+                "a dump at byte {start} says it has {cpus} CPU sections (1 to 512 expected)"
+            )));
+        }
         let dump = Dump {
-            cpus: u16_at(rest, 6),
+            cpus,
             reason: u16_at(rest, 8),
             tsc_hz: u64_at(rest, 16),
             ns: u64_at(rest, 24),
@@ -214,7 +259,8 @@ impl<'a> Decoder<'a> {
                  padding {padding:#x}"
             )));
         }
-        self.trace.cpus[usize::from(cpu)].lost += u64_at(rest, 8);
+        let lost = &mut self.trace.cpus[usize::from(cpu)].lost;
+        *lost = lost.saturating_add(u64_at(rest, 8));
         self.pos += CPU_SECTION_SIZE;
         let first_event = self.trace.events.len();
         let mut text: Vec<u8> = Vec::new();
@@ -241,7 +287,7 @@ impl<'a> Decoder<'a> {
             match event.kind {
                 SECTION_END => {
                     let totals = &mut self.trace.cpus[usize::from(cpu)];
-                    totals.torn += event.a;
+                    totals.torn = totals.torn.saturating_add(event.a);
                     totals.pending = event.c;
                     if event.b != read {
                         self.cut(format!(
@@ -306,6 +352,7 @@ fn record(cpu: u16, bytes: &[u8]) -> Event {
         b: u64_at(bytes, 24),
         c: u64_at(bytes, 32),
         text: None,
+        index: u32::from_le_bytes(bytes[12..16].try_into().unwrap()),
     }
 }
 

@@ -12,7 +12,7 @@
 //! symbol table's lookup, which `symbols` registers at boot).
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Once;
 
@@ -30,17 +30,15 @@ static CLOCK_ZERO: AtomicU64 = AtomicU64::new(0);
 type CodeNamer = fn(u64, &mut dyn Write) -> fmt::Result;
 static CODE_NAMER: Once<CodeNamer> = Once::new();
 
-/// One dump at a time (the rings' `dumped` marks have one writer): the
-/// number of the CPU dumping, or NOBODY.
-static DUMPING: AtomicUsize = AtomicUsize::new(NOBODY);
-const NOBODY: usize = usize::MAX;
-/// The holder's number for a CPU that has no per-CPU data yet.
-const EARLY_CPU: usize = usize::MAX - 1;
+/// One dump at a time: the rings' `dumped` marks have one writer, and two
+/// dumps' bytes must not interleave on the port.
+static DUMPING: AtomicBool = AtomicBool::new(false);
 
-/// How long a dump waits for another to finish before it writes anyway.
-/// The other may never finish: a CPU stopped for a panic in the middle of a
-/// dump, or a test thread starved on a CPU the hung-test report gave up on.
-const LOCK_PATIENCE_MS: u64 = 1000;
+/// How long a dump waits for another to finish. A request or the end of a
+/// run then gives up (the events stay in the rings, and the other dump is
+/// writing them anyway); a panic writes regardless, since the other may
+/// never finish: a CPU stopped for the panic in the middle of a dump.
+const LOCK_PATIENCE_MS: u64 = 10_000;
 const LOCK_PATIENCE_AT_PANIC_MS: u64 = 100;
 
 /// Longest text the dump adds to an event (a call's name, a code location).
@@ -62,28 +60,27 @@ fn tsc_to_ns(tsc: u64) -> u64 {
     (cycles as u128 * 1_000_000_000 / hz as u128) as u64
 }
 
-/// Takes the dump lock, or gives up waiting after `patience_ms` and goes on
-/// anyway; returns whether it holds the lock. A CPU that already holds it
-/// (a panic in the middle of its own dump) goes on at once.
+/// Takes the dump lock within `patience_ms`; false if it could not.
 fn lock(patience_ms: u64) -> bool {
-    // A panic on an AP without per-CPU data dumps too (its GS base is 0).
-    let me = if percpu::is_installed() { percpu::cpu_number() } else { EARLY_CPU };
     let hz = CLOCK_HZ.load(Ordering::Relaxed);
     let deadline = rdtsc() + patience_ms * (hz / 1000);
-    loop {
-        match DUMPING.compare_exchange(NOBODY, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(holder) if holder == me => return false,
-            Err(_) if rdtsc() > deadline => return false,
-            Err(_) => core::hint::spin_loop(),
+    while DUMPING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if rdtsc() > deadline {
+            return false;
         }
+        core::hint::spin_loop();
     }
+    true
 }
 
 /// Writes one dump. `panicking`: the other CPUs are stopped, and one of them
-/// may hold the lock.
+/// may hold the lock for good.
 pub fn dump(why: u16, panicking: bool) {
     let locked = lock(if panicking { LOCK_PATIENCE_AT_PANIC_MS } else { LOCK_PATIENCE_MS });
+    if !locked && !panicking {
+        log::warn!("trace: another dump is still being written after 10 s; not dumping");
+        return;
+    }
     let mut out = Output::new();
     let cpus = percpu::cpus_with_area();
     let mut header = [0u8; format::HEADER_SIZE];
@@ -102,20 +99,45 @@ pub fn dump(why: u16, panicking: bool) {
     out.write(&trailer);
     out.flush();
     if locked {
-        DUMPING.store(NOBODY, Ordering::Release);
+        DUMPING.store(false, Ordering::Release);
     }
+}
+
+/// Where the whole records among `indices` end: before a tail of slots
+/// reserved but not yet written (`Ring::committed_end`), and before an event
+/// whose text slots are not all written yet, so that the next dump gets the
+/// event with its whole text instead of this one getting it without.
+pub(super) fn whole_records_end(ring: &ring::Ring, indices: &core::ops::Range<u64>) -> u64 {
+    let end = ring.committed_end(indices);
+    if end == indices.end {
+        return end;
+    }
+    let lookback = end.saturating_sub(1 + super::MAX_TEXT_SLOTS as u64).max(indices.start);
+    for index in lookback..end {
+        let owns_past_end = ring.read(index).is_some_and(|event| {
+            event.kind != format::TEXT && index + 1 + text_slots(&event) > end
+        });
+        if owns_past_end {
+            return index;
+        }
+    }
+    end
+}
+
+/// How many TEXT slots follow `event` in its ring.
+fn text_slots(event: &Event) -> u64 {
+    if event.kind == format::THREAD_NAME { event.c } else { 0 }
 }
 
 fn dump_cpu(cpu: usize, out: &mut Output) {
     let ring = ring::ring_of(cpu);
     let (indices, lost) = ring.undumped();
-    let end = ring.committed_end(&indices);
-    section_header(cpu, lost, out);
+    let end = whole_records_end(ring, &indices);
+    section_header(cpu, lost, indices.start, out);
     let mut section = Section { records: 0, torn: 0, last_kept: false };
     for index in indices.start..end {
-        section.take(ring.read(index), out);
+        section.take(index, ring.read(index), out);
     }
-    ring.mark_dumped(end);
     let end_of_section = Event {
         tsc: 0,
         kind: format::SECTION_END,
@@ -124,13 +146,19 @@ fn dump_cpu(cpu: usize, out: &mut Output) {
         b: section.records,
         c: indices.end - end,
     };
-    write_record(&end_of_section, 0, out);
+    write_record(&end_of_section, end, 0, out);
+    // Only once its bytes are out: a dump stopped before this point (a
+    // panic) leaves the events to the next, which the host deduplicates by
+    // index, rather than marking events dumped that never left.
+    out.flush();
+    ring.mark_dumped(end);
 }
 
-fn section_header(cpu: usize, lost: u64, out: &mut Output) {
+fn section_header(cpu: usize, lost: u64, first_index: u64, out: &mut Output) {
     let mut bytes = [0u8; format::CPU_SECTION_SIZE];
     put_u16(&mut bytes, 0, cpu as u16);
     put_u64(&mut bytes, 8, lost);
+    put_u64(&mut bytes, 16, first_index);
     out.write(&bytes);
 }
 
@@ -142,7 +170,7 @@ struct Section {
 }
 
 impl Section {
-    fn take(&mut self, event: Option<Event>, out: &mut Output) {
+    fn take(&mut self, index: u64, event: Option<Event>, out: &mut Output) {
         let Some(event) = event else {
             self.torn += 1;
             self.last_kept = false;
@@ -153,17 +181,17 @@ impl Section {
             return;
         }
         self.last_kept = true;
-        self.records += 1 + self.write_event(&event, out);
+        self.records += 1 + self.write_event(index, &event, out);
     }
 
     /// Writes the event and the text the dump adds to it; returns how many
     /// text records it added.
-    fn write_event(&self, event: &Event, out: &mut Output) -> u64 {
+    fn write_event(&self, index: u64, event: &Event, out: &mut Output) -> u64 {
         let ns = tsc_to_ns(event.tsc);
         match event.kind {
             format::CALL_RUN_BEGIN => {
                 // `b` and `small` hold a `&'static str`'s address and length.
-                write_record(&Event { b: 0, small: 0, ..*event }, ns, out);
+                write_record(&Event { b: 0, small: 0, ..*event }, index, ns, out);
                 // SAFETY: `record_static_name` is the only writer of this
                 // kind and stored a `&'static str`'s pointer and length; the
                 // seqlock handed us all fields of one write.
@@ -172,13 +200,13 @@ impl Section {
                 };
                 // A name cut at u16::MAX bytes may end inside a character.
                 let name = core::str::from_utf8(name).unwrap_or("?");
-                let mut text = TextOut::new(ns, out);
+                let mut text = TextOut::new(index, ns, out);
                 let _ = text.write_str(name);
                 text.finish()
             }
             format::PREEMPT_OFF => {
-                write_record(event, ns, out);
-                let mut text = TextOut::new(ns, out);
+                write_record(event, index, ns, out);
+                let mut text = TextOut::new(index, ns, out);
                 match CODE_NAMER.get() {
                     Some(namer) => {
                         let _ = namer(event.a, &mut text);
@@ -190,7 +218,7 @@ impl Section {
                 text.finish()
             }
             _ => {
-                write_record(event, ns, out);
+                write_record(event, index, ns, out);
                 0
             }
         }
@@ -200,6 +228,8 @@ impl Section {
 /// Turns text into TEXT records of 16 bytes, cut at MAX_TEXT_BYTES (at a
 /// character boundary: the host reads UTF-8).
 struct TextOut<'o> {
+    /// The ring index of the event the text belongs to.
+    index: u64,
     ns: u64,
     out: &'o mut Output,
     buffer: [u8; 16],
@@ -209,8 +239,8 @@ struct TextOut<'o> {
 }
 
 impl<'o> TextOut<'o> {
-    fn new(ns: u64, out: &'o mut Output) -> TextOut<'o> {
-        TextOut { ns, out, buffer: [0; 16], used: 0, total: 0, records: 0 }
+    fn new(index: u64, ns: u64, out: &'o mut Output) -> TextOut<'o> {
+        TextOut { index, ns, out, buffer: [0; 16], used: 0, total: 0, records: 0 }
     }
 
     fn flush(&mut self) {
@@ -225,7 +255,7 @@ impl<'o> TextOut<'o> {
             b: u64::from_le_bytes(self.buffer[8..16].try_into().unwrap()),
             c: 0,
         };
-        write_record(&event, self.ns, self.out);
+        write_record(&event, self.index, self.ns, self.out);
         self.records += 1;
         self.buffer = [0; 16];
         self.used = 0;
@@ -258,11 +288,14 @@ impl Write for TextOut<'_> {
     }
 }
 
-fn write_record(event: &Event, ns: u64, out: &mut Output) {
+/// Writes one record; `index` is the ring slot it came from (its low 32
+/// bits go out, so the host can drop a record two dumps both wrote).
+fn write_record(event: &Event, index: u64, ns: u64, out: &mut Output) {
     let mut bytes = [0u8; format::RECORD_SIZE];
     put_u64(&mut bytes, 0, ns);
     put_u16(&mut bytes, 8, event.kind);
     put_u16(&mut bytes, 10, event.small);
+    bytes[12..16].copy_from_slice(&(index as u32).to_le_bytes());
     put_u64(&mut bytes, 16, event.a);
     put_u64(&mut bytes, 24, event.b);
     put_u64(&mut bytes, 32, event.c);

@@ -14,10 +14,10 @@
 //! dump        := header  cpu_section*  trailer
 //! header      := "KTRC" version:u16 cpus:u16 reason:u16 0:u16 0:u32
 //!                tsc_hz:u64 dump_ns:u64                              (32 bytes)
-//! cpu_section := cpu:u16 0:u16 0:u32 lost:u64 0:u64 0:u64               (32 bytes)
+//! cpu_section := cpu:u16 0:u16 0:u32 lost:u64 first:u64 0:u64           (32 bytes)
 //!                record*  (oldest first)
 //!                section_end
-//! record      := ns:u64 kind:u16 small:u16 0:u32 a:u64 b:u64 c:u64     (40 bytes)
+//! record      := ns:u64 kind:u16 small:u16 index:u32 a:u64 b:u64 c:u64 (40 bytes)
 //! section_end := a record of kind SECTION_END: a = torn, b = records before it,
 //!                c = pending (reserved at the tail but not yet written:
 //!                the next dump has them)
@@ -25,6 +25,11 @@
 //! ```
 //!
 //! - `cpus` is the number of sections that follow.
+//! - `index` is the low 32 bits of the ring slot the record came from (text
+//!   the dump adds carries its event's), `first` the section's first slot.
+//!   A dump cut short (its CPU stopped for a panic) leaves its events to the
+//!   next dump, which writes some of them again: the reader keeps the first
+//!   copy of each (CPU, index).
 //! - `ns` is the time since the kernel's clock started (the same clock as the
 //!   console log's), converted from the TSC by the dumper.
 //! - `lost` counts this CPU's events overwritten before this dump (the buffer
@@ -44,7 +49,7 @@ pub const MAGIC: [u8; 4] = *b"KTRC";
 /// The last bytes of every dump.
 pub const TRAILER_MAGIC: [u8; 4] = *b"KEND";
 /// Bumped whenever the layout or an event's meaning changes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 pub const HEADER_SIZE: usize = 32;
 pub const CPU_SECTION_SIZE: usize = 32;
@@ -183,8 +188,8 @@ pub const SWITCH: u16 = 0x0401;
 /// stopped taking threads meanwhile, it is queued on another: the
 /// [`RUN_QUEUE`] event says where); a: its id.
 pub const WAKE: u16 = 0x0402;
-/// A thread was created. small: its priority rank; a: its id. Followed by
-/// its name as [`TEXT`].
+/// A thread was created. small: its priority rank; a: its id; c: how many
+/// [`TEXT`] records of its name follow (0 to 2).
 pub const THREAD_NAME: u16 = 0x0403;
 /// A CPU's run queue length changed. small: the new length; a: that CPU
 /// (a wake-up on one CPU queues threads on another).

@@ -194,7 +194,7 @@ pub fn record_with_text(kind: u16, small: u16, a: u64, text: &str) {
 
 fn record_text_event(kind: u16, small: u16, a: u64, text: &str) {
     assert!(kind != format::CALL_RUN_BEGIN, "trace: CALL_RUN_BEGIN needs record_static_name");
-    const PIECES: usize = 2;
+    const PIECES: usize = MAX_TEXT_SLOTS;
     let mut events = [Event { tsc: 0, kind, small, a, b: 0, c: 0 }; 1 + PIECES];
     let mut count = 1;
     // Cut at a character boundary: the host reads the text as UTF-8.
@@ -215,8 +215,14 @@ fn record_text_event(kind: u16, small: u16, a: u64, text: &str) {
         };
         count += 1;
     }
+    // The event says how many text slots follow it (the dump must not
+    // split them from it).
+    events[0].c = count as u64 - 1;
     ring::record(None, &mut events[..count]);
 }
+
+/// The most TEXT slots an event recorded with its text has (32 bytes).
+const MAX_TEXT_SLOTS: usize = 2;
 
 /// Records an event named by a `&'static str` (a cross-CPU call's name): the
 /// ring keeps only its address, and the dump copies the text out.

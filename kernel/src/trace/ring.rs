@@ -172,7 +172,8 @@ pub fn record(tsc: Option<u64>, events: &mut [Event]) {
     // the time, finding this CPU's ring and writing its slots (an event taken
     // on one CPU and written into another's ring would be drawn inside
     // whatever that CPU ran meanwhile). An NMI may still nest: it reserves
-    // slots after ours, with a later time.
+    // slots before or after ours (before, if it lands between the RDTSC and
+    // the XADD, with a later time than ours: the host sorts by time).
     interrupts::without_interrupts(|| {
         let now = tsc.unwrap_or_else(rdtsc);
         for event in events.iter_mut() {
@@ -261,6 +262,12 @@ impl Ring {
             end -= 1;
         }
         end
+    }
+
+    /// Reserves `count` slots without writing them, as a writer does just
+    /// before it writes: for the tests.
+    pub fn reserve_for_test(&self, count: u64) {
+        self.head.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Puts the slot of `index` in the state a writer leaves it in between

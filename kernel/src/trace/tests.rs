@@ -90,7 +90,46 @@ fn trace_ring_reads_a_slot_being_written_as_torn() -> TestResult {
     Ok(())
 }
 
+/// A dump stops before slots reserved but not yet written at the tail (the
+/// next dump gets them), and before an event whose text is not all written;
+/// a slot not written in the middle is torn, and the dump goes past it.
+fn trace_dump_leaves_a_record_in_progress_to_the_next() -> TestResult {
+    use super::dump::whole_records_end;
+    let ring = Ring::new_for_test(SLOTS);
+    ring.push(&[event(0), event(1)]);
+    ring.reserve_for_test(1); // index 2: its writer has not written it yet
+    let (indices, _) = ring.undumped();
+    let tail_end = whole_records_end(&ring, &indices);
+    // A thread's name: the event says two text slots follow, one is written.
+    let name = Event { kind: format::THREAD_NAME, c: 2, ..event(3) };
+    let text = Event { kind: format::TEXT, small: 16, ..event(4) };
+    ring.mark_dumped(3);
+    ring.push(&[name, text]);
+    ring.reserve_for_test(1);
+    let (indices, _) = ring.undumped();
+    let name_end = whole_records_end(&ring, &indices);
+    // Later records behind the unwritten slot: it is torn, not a tail.
+    ring.mark_dumped(3);
+    ring.push(&[event(6)]);
+    let (indices, _) = ring.undumped();
+    let past_end = whole_records_end(&ring, &indices);
+    let middle = ring.read(5);
+    ring.free_for_test();
+    crate::ensure!(tail_end == 2, "with slot 2 unwritten the dump ends at {tail_end}, not 2");
+    crate::ensure!(name_end == 3, "a name missing its text: the dump ends at {name_end}, not 3");
+    crate::ensure!(
+        past_end == 7,
+        "an unwritten slot before a written one: the dump ends at {past_end}"
+    );
+    crate::ensure!(middle.is_none(), "the unwritten slot 5 read as {middle:?}");
+    Ok(())
+}
+
 crate::kernel_tests![
+    KernelTest::new(
+        "trace_dump_leaves_a_record_in_progress_to_the_next",
+        trace_dump_leaves_a_record_in_progress_to_the_next
+    ),
     KernelTest::new("trace_rings_fit_the_budget", trace_rings_fit_the_budget),
     KernelTest::new("trace_ring_returns_events_in_order", trace_ring_returns_events_in_order),
     KernelTest::new("trace_ring_overwrites_the_oldest", trace_ring_overwrites_the_oldest),

@@ -147,18 +147,44 @@ fn an_empty_stream_is_an_empty_trace() {
 }
 
 #[test]
-fn foreign_bytes_and_other_versions_are_refused() {
+fn foreign_bytes_and_other_versions_are_refused_and_garbage_after_a_dump_ends_it() {
     let error = decode(b"hello, world, this is no trace at all").unwrap_err();
     assert!(error.to_string().starts_with("bad magic at byte 0"), "{error}");
+    // After a good dump, garbage only ends the trace: what came before stays.
     let mut bytes = stream(1, &[E::new(0, 1, WAKE)]);
     let second = bytes.len();
     bytes.extend(b"garbage!");
-    let error = decode(&bytes).unwrap_err();
-    assert!(error.to_string().starts_with(&format!("bad magic at byte {second}")), "{error}");
-    let error = decode(&header(2, 1, reason::END_OF_RUN, 0)).unwrap_err();
-    assert!(error.to_string().starts_with("version 2, this runner reads 1"), "{error}");
+    let trace = decode(&bytes).unwrap();
+    assert_eq!(trace.events.len(), 1, "{:?}", trace.events);
+    assert!(trace.cuts[0].starts_with(&format!("bad magic at byte {second}")), "{:?}", trace.cuts);
+    let other = VERSION + 1;
+    let error = decode(&header(other, 1, reason::END_OF_RUN, 0)).unwrap_err();
+    let expected = format!("version {other}, this runner reads {VERSION}");
+    assert!(error.to_string().starts_with(&expected), "{error}");
     let mut bytes = header(VERSION, 1, reason::END_OF_RUN, 0);
     bytes.extend(section(1, 0, 0, &[]));
-    let error = decode(&bytes).unwrap_err();
-    assert!(error.to_string().contains("CPU 1 of 1"), "{error}");
+    let trace = decode(&bytes).unwrap();
+    assert!(trace.cuts.iter().any(|c| c.contains("CPU 1 of 1")), "{:?}", trace.cuts);
+}
+
+#[test]
+fn a_dump_cut_short_and_written_again_keeps_each_event_once() {
+    // The first dump stops inside its header: its CPU was stopped, and the
+    // panic's dump follows with the same events.
+    let whole = stream(1, &[E::new(0, 10, WAKE), E::new(0, 20, WAKE)]);
+    let mut bytes = whole[..12].to_vec();
+    bytes.extend(&whole);
+    let trace = decode(&bytes).unwrap();
+    assert_eq!(trace.events.len(), 2, "{:?}", trace.events);
+    assert!(
+        trace.cuts.iter().any(|c| c.contains("cut short by the next dump")),
+        "{:?}",
+        trace.cuts
+    );
+    // The same dump written twice in full: every event once.
+    let mut twice = whole.clone();
+    twice.extend(&whole);
+    let trace = decode(&twice).unwrap();
+    assert_eq!(trace.events.len(), 2, "{:?}", trace.events);
+    assert_eq!(trace.cpus[0].events, 2);
 }

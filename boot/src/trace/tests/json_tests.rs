@@ -8,6 +8,7 @@ use crate::trace::format::{IRQ_BEGIN, PREEMPT_OFF, SWITCH, TICK_BEGIN, TICK_END,
 use crate::trace::timeline::{
     Look, PHASE_CALL_IN, PHASE_START, PHASE_TSC_CHECK, PHASE_WAIT_FOR_RELEASE, Span, nest,
 };
+use crate::trace::timeline::{PREEMPT_OFF_TRACK_BASE, WAIT_TRACK_BASE};
 use crate::trace::{check_flows, check_nesting, chrome};
 
 #[test]
@@ -28,8 +29,8 @@ fn tracks_are_named_and_sorted_by_metadata_events() {
             && e["tid"] == cpu
             && e["args"]["sort_index"] == cpu));
     }
-    assert_eq!(named(1007), Some(&json!("waits of tlb-demo (thread 7)")));
-    assert_eq!(named(2002), Some(&json!("CPU 2 preempt-off")));
+    assert_eq!(named(WAIT_TRACK_BASE + 7), Some(&json!("waits of tlb-demo (thread 7)")));
+    assert_eq!(named(PREEMPT_OFF_TRACK_BASE + 2), Some(&json!("CPU 2 preempt-off")));
     assert!(trace_events(&json).all(|e| e["pid"] == chrome::PID));
 }
 
@@ -62,7 +63,7 @@ fn the_shootdown_story_nests_and_its_flows_land_in_handlers() {
 #[test]
 fn a_preempted_wait_stays_on_its_own_track() {
     let (_, _, json) = json_of(&stream(4, &stories::shootdown()));
-    let waits = spans_on(&json, 1007);
+    let waits = spans_on(&json, WAIT_TRACK_BASE + 7);
     assert_eq!(
         waits,
         [
@@ -71,12 +72,12 @@ fn a_preempted_wait_stays_on_its_own_track() {
             ("off CPU (preempted on CPU 0)".to_string(), 1110, 2000),
         ]
     );
-    let marks = instants_on(&json, 1007);
+    let marks = instants_on(&json, WAIT_TRACK_BASE + 7);
     assert_eq!(
         marks,
         [("preempted on CPU 0".to_string(), 1110), ("resumed on CPU 1".to_string(), 2000)]
     );
-    let shootdown = span_named(&json, 1007, "shootdown: 4 pages (preempt)");
+    let shootdown = span_named(&json, WAIT_TRACK_BASE + 7, "shootdown: 4 pages (preempt)");
     assert_eq!(shootdown["args"]["targets"], 2);
     assert_eq!(shootdown["args"]["lazy_cpus_skipped"], 1);
     assert_eq!(shootdown["args"]["first_page"], "0x40000000");
@@ -92,7 +93,10 @@ fn a_preempted_wait_stays_on_its_own_track() {
 #[test]
 fn preempt_off_spans_are_back_dated_and_run_queues_are_counters() {
     let (_, _, json) = json_of(&stream(4, &stories::shootdown()));
-    assert_eq!(spans_on(&json, 2002), [("kernel/src/mm/map.rs:12".to_string(), 1200, 1500)]);
+    assert_eq!(
+        spans_on(&json, PREEMPT_OFF_TRACK_BASE + 2),
+        [("kernel/src/mm/map.rs:12".to_string(), 1200, 1500)]
+    );
     let counter = trace_events(&json).find(|e| e["ph"] == "C").unwrap();
     assert_eq!(counter["tid"], 2, "the queue's CPU, not the recording one");
     // The trace starts where its earliest span does, even before any event.
@@ -320,5 +324,5 @@ fn flows_read_back_from_sender_to_handler() {
             flow(ipi, (0, 1040), (2, 1065)),
         ]
     );
-    assert_eq!(read::track(&json, "waits of tlb-demo (thread 7)"), Some(1007));
+    assert_eq!(read::track(&json, "waits of tlb-demo (thread 7)"), Some(WAIT_TRACK_BASE + 7));
 }

@@ -55,7 +55,10 @@ pub fn record(ns: u64, kind: u16, small: u16, a: u64, b: u64, c: u64) -> Vec<u8>
     bytes.extend(ns.to_le_bytes());
     bytes.extend(kind.to_le_bytes());
     bytes.extend(small.to_le_bytes());
-    bytes.extend(0u32.to_le_bytes());
+    // Each record its own ring index, as the kernel's are (the decoder keeps
+    // one copy of each (CPU, index)).
+    static NEXT_INDEX: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    bytes.extend(NEXT_INDEX.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
     for value in [a, b, c] {
         bytes.extend(value.to_le_bytes());
     }

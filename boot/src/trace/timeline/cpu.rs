@@ -305,7 +305,7 @@ impl Builder<'_> {
             }
             let open = cpu.open.into_iter().map(|(_, span)| span);
             for span in open.chain(cpu.bring_up).chain(cpu.phase) {
-                self.timeline.close_unfinished(span);
+                self.timeline.close_unfinished(span, None);
             }
         }
     }

@@ -40,6 +40,11 @@ pub(super) fn build(trace: &Trace, timeline: &mut Timeline) {
         };
         answers.entry(answer).or_default().push(event.ns);
     }
+    // The times each call was queued, by (target, id), ascending.
+    let mut queued: HashMap<Answer, Vec<u64>> = HashMap::new();
+    for event in trace.events.iter().filter(|event| event.kind == format::CALL_QUEUED) {
+        queued.entry(Answer::Call(event.small, event.a)).or_default().push(event.ns);
+    }
     for event in &trace.events {
         let (answer, name) = match event.kind {
             format::IPI_SEND => {
@@ -52,6 +57,18 @@ pub(super) fn build(trace: &Trace, timeline: &mut Timeline) {
         let Some(times) = answers.get(&answer) else { continue };
         let first = times.partition_point(|&ns| ns < event.ns);
         let Some(&at) = times.get(first) else { continue };
+        // A call's id is the address of its descriptor, often on the
+        // caller's stack and so the same for the next call: if this call's
+        // run was lost, the next queueing of the same id comes first, and
+        // the run found belongs to that one.
+        if let Answer::Call(..) = answer
+            && queued.get(&answer).is_some_and(|times| {
+                let next = times.partition_point(|&ns| ns <= event.ns);
+                times.get(next).is_some_and(|&requeued| requeued <= at)
+            })
+        {
+            continue;
+        }
         let to_cpu = match answer {
             Answer::Interrupt(cpu, _) | Answer::Call(cpu, _) => cpu,
         };

@@ -9,8 +9,8 @@
 //! | `tid`     | track                        | built in   |
 //! |-----------|------------------------------|------------|
 //! | n         | `CPU n`                      | `cpu.rs`   |
-//! | 1000 + T  | `waits of NAME (thread T)`   | `waits.rs` |
-//! | 2000 + n  | `CPU n preempt-off`          | `cpu.rs`   |
+//! | 1000 + n  | `CPU n preempt-off`          | `cpu.rs`   |
+//! | 2^20 + T  | `waits of NAME (thread T)`   | `waits.rs` |
 //!
 //! A viewer wants the spans of one track to nest (Perfetto drops a span that
 //! crosses another). Two things in a real trace break that, and are mended
@@ -37,10 +37,18 @@ use serde_json::{Map, Value};
 use super::Trace;
 use super::names::Threads;
 
-/// The `tid` of the first wait track: thread T's is `WAIT_TRACK_BASE + T`.
-pub const WAIT_TRACK_BASE: u64 = 1000;
-/// The `tid` of the first preempt-off track: CPU n's is `PREEMPT_OFF_TRACK_BASE + n`.
-pub const PREEMPT_OFF_TRACK_BASE: u64 = 2000;
+/// The `tid` of the first preempt-off track: CPU n's is
+/// `PREEMPT_OFF_TRACK_BASE + n` (the kernel has at most 512 CPUs).
+pub const PREEMPT_OFF_TRACK_BASE: u64 = 1000;
+/// The `tid` of the first wait track: thread T's is `WAIT_TRACK_BASE + T`,
+/// above every CPU's tracks whatever the thread's id (a long run creates
+/// thousands of threads).
+pub const WAIT_TRACK_BASE: u64 = 1 << 20;
+
+/// Thread `thread`'s wait track (saturating: a torn id must not overflow).
+pub fn wait_track(thread: u64) -> u64 {
+    WAIT_TRACK_BASE.saturating_add(thread)
+}
 
 /// The bring-up phases of an AP, each a span on the AP's track.
 pub const PHASE_START: &str = "start: INIT/SIPI to first code";
@@ -177,9 +185,10 @@ impl Timeline {
         self.tracks.iter().find(|t| t.tid == tid).map(|t| t.name.as_str())
     }
 
-    /// Adds a span ending at the trace's end, marked unfinished.
-    fn close_unfinished(&mut self, mut span: Span) {
-        span.end = self.end_ns.max(span.start);
+    /// Adds a span whose end was never recorded, ending at `end` (the
+    /// trace's end if None), marked unfinished.
+    fn close_unfinished(&mut self, mut span: Span, end: Option<u64>) {
+        span.end = end.unwrap_or(self.end_ns).max(span.start);
         span.args.insert("unfinished".into(), Value::Bool(true));
         self.mended.unfinished += 1;
         self.spans.push(span);

@@ -1,5 +1,5 @@
 //! The tracks of waiting threads: a thread that makes cross-CPU calls gets
-//! a track of its own, `waits of NAME (thread T)` (tid 1000 + T), with its
+//! a track of its own, `waits of NAME (thread T)` (tid 2^20 + T), with its
 //! shootdowns, its waits inside them, and the times it was off CPU meanwhile.
 //!
 //! Why not on the CPU track? A waiting thread can be preempted, and resume
@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
-use super::{Instant, Look, Span, Timeline, Track, WAIT_TRACK_BASE, args, hex};
+use super::{Instant, Look, Span, Timeline, Track, args, hex, wait_track};
 use crate::trace::format;
 use crate::trace::names::{self, Threads};
 use crate::trace::{Event, Trace};
@@ -113,9 +113,11 @@ impl Builder<'_> {
 
     /// A span on `thread`'s wait track (made on first use), from `event`.
     fn span(&mut self, thread: u64, event: &Event, name: String, look: Look) -> Span {
-        let tid = WAIT_TRACK_BASE + thread;
+        let tid = wait_track(thread);
         let track_name = format!("waits of {} (thread {thread})", self.threads.name(thread));
-        self.tracks.entry(tid).or_insert(Track { tid, name: track_name, sort: tid });
+        // Drawn after the CPUs and before the preempt-off tracks (then by tid).
+        let sort = super::PREEMPT_OFF_TRACK_BASE - 1;
+        self.tracks.entry(tid).or_insert(Track { tid, name: track_name, sort });
         let cat = names::category(event.kind);
         let start = event.ns;
         Span { tid, start, end: start, name, cat, look, args: Default::default(), depth: 0 }
@@ -136,7 +138,7 @@ impl Builder<'_> {
         ]);
         // A shootdown whose end was lost is closed where the next begins.
         if let Some((earlier, _)) = self.waiter(event.c).shootdown.replace((span, event.small)) {
-            self.timeline.close_unfinished(Span { end: event.ns, ..earlier });
+            self.timeline.close_unfinished(earlier, Some(event.ns));
         }
     }
 
@@ -164,7 +166,7 @@ impl Builder<'_> {
     }
 
     fn instant(&mut self, thread: u64, event: &Event, name: String) {
-        let (tid, cat) = (WAIT_TRACK_BASE + thread, names::category(event.kind));
+        let (tid, cat) = (wait_track(thread), names::category(event.kind));
         let args = args([("cpu", json!(event.cpu))]);
         self.timeline.instants.push(Instant { tid, ns: event.ns, name, cat, args });
     }
@@ -176,21 +178,24 @@ impl Builder<'_> {
         for (thread, waiter) in waiters {
             if let Some((since, cpu, asleep)) = waiter.off_cpu {
                 let verb = if asleep { "went to sleep" } else { "preempted" };
-                let tid = WAIT_TRACK_BASE + thread;
-                self.timeline.close_unfinished(Span {
-                    tid,
-                    start: since,
-                    end: since,
-                    name: format!("off CPU ({verb} on CPU {cpu})"),
-                    cat: "sched",
-                    look: Look::OffCpu,
-                    args: args([("left_cpu", json!(cpu))]),
-                    depth: 0,
-                });
+                let tid = wait_track(thread);
+                self.timeline.close_unfinished(
+                    Span {
+                        tid,
+                        start: since,
+                        end: since,
+                        name: format!("off CPU ({verb} on CPU {cpu})"),
+                        cat: "sched",
+                        look: Look::OffCpu,
+                        args: args([("left_cpu", json!(cpu))]),
+                        depth: 0,
+                    },
+                    None,
+                );
             }
             let waits = waiter.waits.into_iter().map(|(_, span, _)| span);
             for span in waits.chain(waiter.shootdown.map(|(span, _)| span)) {
-                self.timeline.close_unfinished(span);
+                self.timeline.close_unfinished(span, None);
             }
         }
     }
