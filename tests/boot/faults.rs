@@ -38,6 +38,35 @@ fn a_cpu_panicking_before_its_percpu_data_is_reported() {
         .expect_count("---- kernel panic", 1);
 }
 
+/// The same with every CPU recording a trace: the panicking CPU has no
+/// trace buffer (no per-CPU data), so it must record nothing, yet the others'
+/// stops are still recorded and dumped.
+#[test]
+fn a_cpu_panicking_before_its_percpu_data_is_reported_with_tracing_on() {
+    let json = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("early-ap-panic.json");
+    let config = RunConfig {
+        cpus: 4,
+        kernel_args: vec!["fault=ap_panic:2".into(), "trace=all".into()],
+        trace: Some(json.clone()),
+        ..RunConfig::default()
+    };
+    let run = boot_until(config, "panic: halting (cli; hlt: this CPU has no interrupt table yet)");
+    run.expect(Outcome::TimedOut)
+        .expect_line("---- kernel panic on the CPU with APIC id 2 (no per-CPU data yet) ----")
+        // Only the boot CPU is online yet (it waits for the APs to call in).
+        .expect_line("panic: other CPUs (1 stopped):")
+        .expect_count("---- kernel panic", 1);
+    let trace = boot::trace::read::load(&json).unwrap_or_else(|e| panic!("no trace: {e}"));
+    let boot_cpu = boot::trace::read::track(&trace, "CPU 0").expect("no track for CPU 0");
+    let marks = boot::trace::read::instants(&trace, boot_cpu);
+    let stops = marks.iter().filter(|mark| mark.name == "stopped for panic").count();
+    assert_eq!(stops, 1, "the boot CPU recorded {stops} stops");
+    assert!(
+        !marks.iter().any(|mark| mark.name == "panic"),
+        "a panic mark, from a CPU without a buffer?"
+    );
+}
+
 /// QEMU 7.2's TCG has no x2APIC; under KVM the kernel uses it, and the IPI
 /// and bring-up tests must pass there too (the ICR write needs its fence).
 #[test]
