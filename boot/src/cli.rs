@@ -89,6 +89,9 @@ struct RunFlags {
     /// Start paused; QEMU waits for GDB on localhost:1234
     #[arg(long)]
     gdb: bool,
+    /// Leave out the pvpanic device (a panic then cannot tell the host)
+    #[arg(long)]
+    no_pvpanic: bool,
     /// Kill QEMU after SECS seconds and exit with status 124
     #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     timeout: Option<Duration>,
@@ -201,6 +204,7 @@ pub fn parse(
         memory: flags.memory,
         accelerator: if flags.kvm { Accelerator::Kvm } else { Accelerator::Tcg },
         gdb: flags.gdb,
+        pvpanic: !flags.no_pvpanic,
         timeout: flags.timeout,
         qemu_args: flags.qemu_arg,
         kernel_args,

@@ -46,6 +46,9 @@ pub struct RunConfig {
     pub accelerator: Accelerator,
     /// Start paused and wait for GDB on localhost:1234.
     pub gdb: bool,
+    /// Give the guest QEMU's pvpanic device, through which a panicking
+    /// kernel tells the host (on unless `--no-pvpanic`).
+    pub pvpanic: bool,
     pub timeout: Option<Duration>,
     /// Passed to QEMU as they are, after everything else.
     pub qemu_args: Vec<String>,
@@ -71,6 +74,7 @@ impl Default for RunConfig {
             memory: DEFAULT_MEMORY.into(),
             accelerator: Accelerator::Tcg,
             gdb: false,
+            pvpanic: true,
             timeout: None,
             qemu_args: Vec::new(),
             kernel_args: Vec::new(),

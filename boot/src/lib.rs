@@ -26,6 +26,7 @@ mod outcome;
 pub mod panic_bench;
 mod qemu_command;
 mod qemu_process;
+mod qmp;
 mod serial;
 pub mod trace;
 pub mod wakeup_probe;

@@ -52,6 +52,12 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
         }
     };
     command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if config.pvpanic {
+        // The kernel tells the host it panicked through pvpanic (port 0x505).
+        // QEMU's default answer is to shut the guest down; `none` leaves it
+        // as `panic=` made it (halted for inspection, spinning, ...).
+        command.args(["-device", "pvpanic", "-action", "panic=none"]);
+    }
     command.args(["-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot"]);
     if let Some(json) = &config.trace {
         // The debug console (port 0xe9) is where the kernel dumps its trace;

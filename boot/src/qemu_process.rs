@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::serial::{SerialSink, pump_serial};
 use crate::trace::{self, Window};
-use crate::{Outcome, RunConfig, SetupError, host_stats, qemu_command};
+use crate::{Outcome, RunConfig, SetupError, host_stats, qemu_command, qmp};
 
 /// Bytes one reader thread collects and others read.
 type SharedBuffer = Arc<Mutex<Vec<u8>>>;
@@ -65,6 +65,9 @@ pub struct RunningQemu {
     stderr: (SharedBuffer, thread::JoinHandle<()>),
     /// Where the trace goes once QEMU ends, and the part the SVG draws.
     trace: Option<(PathBuf, Option<Window>)>,
+    /// When QEMU said the guest panicked (pvpanic), when the report began,
+    /// and the QMP listener.
+    qmp: (qmp::Moment, qmp::Moment, Option<thread::JoinHandle<()>>),
 }
 
 impl RunningQemu {
@@ -73,7 +76,11 @@ impl RunningQemu {
     /// lines are part of it. QEMU's own stderr is always kept (and shown when
     /// the serial output is), for the error report.
     pub fn start(config: &RunConfig, capture_serial: bool) -> Result<RunningQemu, SetupError> {
-        let command = qemu_command(config)?;
+        let mut command = qemu_command(config)?;
+        let qmp_socket = config.pvpanic.then(qmp::socket_path);
+        if let Some(path) = &qmp_socket {
+            command.arg("-qmp").arg(qmp::qemu_option(path));
+        }
         if let Some(json) = &config.trace {
             // An earlier run's files must not pass for this one's if QEMU
             // never gets to write the stream, or it cannot be converted.
@@ -85,11 +92,24 @@ impl RunningQemu {
         let echo = (!capture_serial).then_some(echo_to_stderr as fn(&[u8]));
         let stderr = collect(child.stderr.take().unwrap(), echo);
         let buffer = capture_serial.then(|| Arc::new(Mutex::new(Vec::new())));
-        let (stdout, sink) = (child.stdout.take().unwrap(), SerialSink(buffer.clone()));
+        let report_began = qmp::Moment::default();
+        let sink = SerialSink(buffer.clone(), report_began.clone());
+        let stdout = child.stdout.take().unwrap();
+        let guest_panicked = qmp::Moment::default();
+        let listener = qmp_socket.map(|path| {
+            qmp::listen(path, guest_panicked.clone(), report_began.clone(), !capture_serial)
+        });
         let watcher = host_stats::Watcher::new(child.id());
         let reader = thread::spawn(move || pump_serial(stdout, sink, watcher));
         let trace = config.trace.clone().map(|json| (json, config.trace_window));
-        Ok(RunningQemu { child, started: Instant::now(), serial: (buffer, reader), stderr, trace })
+        Ok(RunningQemu {
+            child,
+            started: Instant::now(),
+            serial: (buffer, reader),
+            stderr,
+            trace,
+            qmp: (guest_panicked, report_began, listener),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -143,11 +163,22 @@ impl RunningQemu {
         };
         let (stderr, stderr_reader) = self.stderr;
         let _ = stderr_reader.join();
+        // QEMU has ended, so its QMP socket is closed and the listener done.
+        let (heard, report_began, listener) = self.qmp;
+        if let Some(listener) = listener {
+            let _ = listener.join();
+        }
         let (buffer, reader) = self.serial;
         let _ = reader.join();
-        let serial_text = buffer
+        let captured = buffer.is_some();
+        let mut serial_text = buffer
             .map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned())
             .unwrap_or_default();
+        if let Some(line) = qmp::heard_line(&heard, &report_began)
+            && captured
+        {
+            serial_text.push_str(&format!("{line}\n"));
+        }
         let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
         let outcome = match status {
             None => Outcome::TimedOut,

@@ -9,7 +9,11 @@ use crate::host_stats;
 
 /// Where the serial output goes: a buffer for the caller to read, or, when it
 /// is not captured, this process's stdout as it arrives.
-pub(crate) struct SerialSink(pub(crate) Option<Arc<Mutex<Vec<u8>>>>);
+pub(crate) struct SerialSink(
+    pub(crate) Option<Arc<Mutex<Vec<u8>>>>,
+    /// When the first line of a panic report arrived (for the QMP listener).
+    pub(crate) crate::qmp::Moment,
+);
 
 impl SerialSink {
     fn write(&self, bytes: &[u8]) {
@@ -50,7 +54,11 @@ pub(crate) fn pump_serial(
             let (head, tail) = rest.split_at(newline + 1);
             keep_line_start(&mut line, head);
             // The snapshot is taken before the line is shown: a slow terminal must not delay it.
-            let added = watcher.line(&String::from_utf8_lossy(&line));
+            let text = String::from_utf8_lossy(&line);
+            if text.starts_with("---- kernel panic") {
+                sink.1.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+            }
+            let added = watcher.line(&text);
             sink.write(head);
             for text in added {
                 sink.write(format!("{text}\n").as_bytes());
@@ -98,7 +106,7 @@ mod tests {
         // No such process: the HOST line says the figures are unavailable.
         pump_serial(
             Chunks(chunks),
-            SerialSink(Some(buffer.clone())),
+            SerialSink(Some(buffer.clone()), Default::default()),
             host_stats::Watcher::new(u32::MAX),
         );
         let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();

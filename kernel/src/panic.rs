@@ -196,6 +196,8 @@ fn panic(info: &PanicInfo) -> ! {
     // (A CPU without per-CPU data records nothing, but it can still dump the
     // others' rings: the dump reaches them through `percpu`'s table, not GS.)
     trace::dump_after_panic();
+    // Last, so a host that ends the run on hearing it loses nothing.
+    halt::tell_the_host();
     finish()
 }
 

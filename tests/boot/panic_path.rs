@@ -25,7 +25,8 @@ fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
         .expect_line("kernel::kernel_main+0x")
         .expect_count("---- kernel panic", 1);
     assert_eq!(stopped_cpus(&run).len(), 3, "not 3 CPUs listed as stopped; {}", run.explain());
-    let last = run.serial.lines().last().unwrap_or("");
+    // The kernel's last line (the runner may add its own after it).
+    let last = run.serial.lines().rfind(|l| !l.starts_with("runner: ")).unwrap_or("");
     assert_eq!(
         last,
         "panic: halting (sti; hlt)",
@@ -147,4 +148,28 @@ fn panic_spin_keeps_the_busy_loop_and_bad_values_are_refused() {
     boot(Firmware::Bios, 1, &["panic=0", "then=exit"])
         .expect(Outcome::KernelSuccess)
         .expect_line("warning: kernel argument panic=0 is not valid (accepted: halt, spin, exit, or a number of seconds N > 0");
+}
+
+/// With QEMU's pvpanic device (the runner's default) the report ends by
+/// telling the host, and the runner hears QEMU's GUEST_PANICKED event.
+#[test]
+fn a_panic_tells_the_host_through_pvpanic_and_the_runner_hears_it() {
+    let run = boot(Firmware::Bios, 2, &["then=panic", "panic=exit"]);
+    run.expect(Outcome::KernelFailure)
+        .expect_line("panic: told the host through pvpanic (port 0x505): PANICKED")
+        .expect_line("runner: guest panicked (QMP event GUEST_PANICKED, ");
+}
+
+/// Without the device the report says so, and the kernel carries on to its end.
+#[test]
+fn without_pvpanic_the_report_says_the_host_is_not_told() {
+    let run = boot_with(RunConfig {
+        cpus: 2,
+        kernel_args: vec!["then=panic".into(), "panic=exit".into()],
+        pvpanic: false,
+        ..RunConfig::default()
+    });
+    run.expect(Outcome::KernelFailure)
+        .expect_line("panic: no pvpanic device (port 0x505 reads 0xff): the host is not told")
+        .expect_count("runner: guest panicked", 0);
 }

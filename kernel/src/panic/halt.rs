@@ -1,7 +1,7 @@
 //! After the report (`panic=`): halt quietly with `sti; hlt` (the default),
 //! spin as Linux's `panic()` does, exit QEMU, or reboot after N seconds.
 
-use crate::arch::x86::{cpu, lapic, qemu_exit};
+use crate::arch::x86::{cpu, lapic, pvpanic, qemu_exit};
 use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
 use crate::{percpu, time};
@@ -25,6 +25,33 @@ pub(super) fn finish() -> ! {
         PanicAction::Spin => spin_like_linux(),
         PanicAction::RebootAfter(seconds) => reboot_after(seconds),
     }
+}
+
+/// Tells the host through pvpanic, once the report is out (and the trace
+/// dumped): PANICKED, so the host can act on it; or, when this kernel
+/// reboots itself (`panic=N`), CRASH_LOADED, "the guest handles it" (QEMU
+/// docs/specs/pvpanic.rst). Without the device, says so and carries on.
+pub(super) fn tell_the_host() {
+    let Some(supported) = pvpanic::probe() else {
+        emergency_write(format_args!(
+            "panic: no pvpanic device (port {:#x} reads 0xff): the host is not told
+",
+            pvpanic::PORT
+        ));
+        return;
+    };
+    let reboots = matches!(args::get().panic_action(), PanicAction::RebootAfter(_));
+    let (event, name) = if reboots && supported & pvpanic::CRASH_LOADED != 0 {
+        (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself")
+    } else {
+        (pvpanic::PANICKED, "PANICKED")
+    };
+    emergency_write(format_args!(
+        "panic: told the host through pvpanic (port {:#x}): {name}
+",
+        pvpanic::PORT
+    ));
+    pvpanic::signal(event);
 }
 
 /// What `finish` will do, as the trace's PANIC_HALT records it.

@@ -1,5 +1,5 @@
 //! x86_64: CPU features, descriptor tables, interrupts, the local APIC, the
-//! legacy PIC and PIT, and QEMU's fw_cfg, debug-exit and debug console devices.
+//! legacy PIC and PIT, and QEMU's fw_cfg, debug-exit, debug console and pvpanic devices.
 
 pub mod apic_mode;
 pub mod apic_timer;
@@ -16,6 +16,7 @@ pub mod lapic;
 pub mod mmu;
 pub mod pic;
 pub mod pit;
+pub mod pvpanic;
 pub mod qemu_exit;
 pub mod reset;
 pub mod switch;
