@@ -89,7 +89,7 @@ struct RunFlags {
     /// Start paused; QEMU waits for GDB on localhost:1234
     #[arg(long)]
     gdb: bool,
-    /// Leave out the pvpanic device (a panic then cannot tell the host)
+    /// Leave out the pvpanic device (a panic cannot tell the host)
     #[arg(long)]
     no_pvpanic: bool,
     /// Kill QEMU after SECS seconds and exit with status 124

@@ -112,6 +112,16 @@ mod tests {
     }
 
     #[test]
+    fn pvpanic_is_there_unless_left_out_and_does_not_end_the_guest() {
+        let args = arguments(&qemu_command(&RunConfig::default()).unwrap());
+        assert!(args.windows(2).any(|w| w == ["-device", "pvpanic"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-action", "panic=none"]), "{args:?}");
+        let without = RunConfig { pvpanic: false, ..RunConfig::default() };
+        let args = arguments(&qemu_command(&without).unwrap());
+        assert!(!args.iter().any(|a| a == "pvpanic" || a == "panic=none"), "{args:?}");
+    }
+
+    #[test]
     fn tcg_is_multi_threaded_and_threads_are_named() {
         let args = arguments(&qemu_command(&RunConfig::default()).unwrap());
         assert!(

@@ -65,9 +65,19 @@ pub struct RunningQemu {
     stderr: (SharedBuffer, thread::JoinHandle<()>),
     /// Where the trace goes once QEMU ends, and the part the SVG draws.
     trace: Option<(PathBuf, Option<Window>)>,
-    /// When QEMU said the guest panicked (pvpanic), when the report began,
-    /// and the QMP listener.
-    qmp: (qmp::Moment, qmp::Moment, Option<thread::JoinHandle<()>>),
+    qmp: Qmp,
+}
+
+/// Hearing a panic from QEMU (see `qmp`).
+struct Qmp {
+    /// When QEMU said the guest panicked (pvpanic), and with which event.
+    heard: qmp::Heard,
+    /// When the report's first line arrived.
+    report_began: qmp::Moment,
+    listener: Option<thread::JoinHandle<()>>,
+    /// Set once QEMU has ended: a listener still waiting to connect gives up.
+    stop_listening: Arc<std::sync::atomic::AtomicBool>,
+    qmp_socket: Option<PathBuf>,
 }
 
 impl RunningQemu {
@@ -95,9 +105,11 @@ impl RunningQemu {
         let report_began = qmp::Moment::default();
         let sink = SerialSink(buffer.clone(), report_began.clone());
         let stdout = child.stdout.take().unwrap();
-        let guest_panicked = qmp::Moment::default();
-        let listener = qmp_socket.map(|path| {
-            qmp::listen(path, guest_panicked.clone(), report_began.clone(), !capture_serial)
+        let guest_panicked = qmp::Heard::default();
+        let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = qmp_socket.clone().map(|path| {
+            let (heard, stop) = (guest_panicked.clone(), stop_listening.clone());
+            qmp::listen(path, heard, report_began.clone(), !capture_serial, stop)
         });
         let watcher = host_stats::Watcher::new(child.id());
         let reader = thread::spawn(move || pump_serial(stdout, sink, watcher));
@@ -108,7 +120,7 @@ impl RunningQemu {
             serial: (buffer, reader),
             stderr,
             trace,
-            qmp: (guest_panicked, report_began, listener),
+            qmp: Qmp { heard: guest_panicked, report_began, listener, stop_listening, qmp_socket },
         })
     }
 
@@ -164,9 +176,13 @@ impl RunningQemu {
         let (stderr, stderr_reader) = self.stderr;
         let _ = stderr_reader.join();
         // QEMU has ended, so its QMP socket is closed and the listener done.
-        let (heard, report_began, listener) = self.qmp;
+        let Qmp { heard, report_began, listener, stop_listening, qmp_socket } = self.qmp;
+        stop_listening.store(true, std::sync::atomic::Ordering::Release);
         if let Some(listener) = listener {
             let _ = listener.join();
+        }
+        if let Some(path) = qmp_socket {
+            let _ = std::fs::remove_file(path); // QEMU was killed before the listener connected
         }
         let (buffer, reader) = self.serial;
         let _ = reader.join();

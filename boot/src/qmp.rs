@@ -14,6 +14,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ pub type Moment = Arc<Mutex<Option<Instant>>>;
 
 /// A socket path of this run's own: QEMU creates it, the listener connects.
 pub fn socket_path() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!("kernel-qmp-{}-{run}.sock", std::process::id()))
@@ -36,18 +37,19 @@ pub fn qemu_option(path: &Path) -> String {
 }
 
 /// Listens on `path` in a thread of its own and records the moment
-/// `GUEST_PANICKED` arrives in `heard`. With `say_now`, also says so on
+/// `GUEST_PANICKED` (or `GUEST_CRASHLOADED`) arrives in `heard`, with which. With `say_now`, also says so on
 /// stderr at once (see [`heard_line`]); otherwise the caller adds the line
 /// to the output it keeps, after the kernel's, so it never lands inside one
 /// of the kernel's lines.
 pub fn listen(
     path: PathBuf,
-    heard: Moment,
+    heard: Heard,
     report_began: Moment,
     say_now: bool,
+    stop: Arc<AtomicBool>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let Some(stream) = connect(&path) else { return };
+        let Some(stream) = connect(&path, &stop) else { return };
         let _ = std::fs::remove_file(&path); // connected: the name is no longer needed
         let mut writer = match stream.try_clone() {
             Ok(writer) => writer,
@@ -59,32 +61,42 @@ pub fn listen(
             return;
         }
         for line in lines.map_while(Result::ok) {
-            if is_event(&line, "GUEST_PANICKED") {
-                *heard.lock().unwrap() = Some(Instant::now());
-                if say_now {
-                    eprintln!("{}", heard_line(&heard, &report_began).unwrap_or_default());
-                }
+            let Some(event) = EVENTS.into_iter().find(|name| is_event(&line, name)) else {
+                continue;
+            };
+            *heard.lock().unwrap() = Some((Instant::now(), event));
+            if say_now {
+                eprintln!("{}", heard_line(&heard, &report_began).unwrap_or_default());
             }
         }
     })
 }
 
+/// The events a pvpanic write raises: the host is to handle the panic, or
+/// the guest handles it itself.
+const EVENTS: [&str; 2] = ["GUEST_PANICKED", "GUEST_CRASHLOADED"];
+
+/// When the panic was heard, and which event said so.
+pub type Heard = Arc<Mutex<Option<(Instant, &'static str)>>>;
+
 /// `runner: guest panicked (QMP event GUEST_PANICKED, N ms after the report
-/// began)`, if the event was heard.
-pub fn heard_line(heard: &Moment, report_began: &Moment) -> Option<String> {
-    let heard = (*heard.lock().unwrap())?;
+/// began)`, if an event was heard.
+pub fn heard_line(heard: &Heard, report_began: &Moment) -> Option<String> {
+    let (at, event) = (*heard.lock().unwrap())?;
     let after = report_began
         .lock()
         .unwrap()
-        .map(|began| format!(", {} ms after the report began", (heard - began).as_millis()))
+        .and_then(|began| at.checked_duration_since(began))
+        .map(|since| format!(", {} ms after the report began", since.as_millis()))
         .unwrap_or_default();
-    Some(format!("runner: guest panicked (QMP event GUEST_PANICKED{after})"))
+    Some(format!("runner: guest panicked (QMP event {event}{after})"))
 }
 
 /// Connects once QEMU has created the socket (it does so before it starts
-/// the guest, but after the runner has spawned it).
-fn connect(path: &Path) -> Option<UnixStream> {
-    for _ in 0..200 {
+/// the guest, but after the runner has spawned it, and a loaded host may
+/// take a while); gives up when `stop` says QEMU has ended.
+fn connect(path: &Path, stop: &AtomicBool) -> Option<UnixStream> {
+    while !stop.load(Ordering::Acquire) {
         if let Ok(stream) = UnixStream::connect(path) {
             return Some(stream);
         }

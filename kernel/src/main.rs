@@ -63,6 +63,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let (tsc_hz, source) = time::tsc::calibrate();
 
     let args = args::load();
+    arch::x86::pvpanic::detect();
     logger::set_level(args.log_level);
     if !args::text().is_empty() {
         log::info!("args: {}", args::text());

@@ -160,6 +160,9 @@ fn panic(info: &PanicInfo) -> ! {
                 "\npanic: panicked again while reporting: {}\n",
                 info.message()
             ));
+            // The host is told even when the report broke (once: the first
+            // panic may have told it already).
+            halt::tell_the_host();
             finish();
         }
         cpu::halt_forever();

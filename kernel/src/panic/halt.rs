@@ -5,6 +5,7 @@ use crate::arch::x86::{cpu, lapic, pvpanic, qemu_exit};
 use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
 use crate::{percpu, time};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// What happens after the report: `panic=`.
 pub(super) fn finish() -> ! {
@@ -30,26 +31,33 @@ pub(super) fn finish() -> ! {
 /// Tells the host through pvpanic, once the report is out (and the trace
 /// dumped): PANICKED, so the host can act on it; or, when this kernel
 /// reboots itself (`panic=N`), CRASH_LOADED, "the guest handles it" (QEMU
-/// docs/specs/pvpanic.rst). Without the device, says so and carries on.
+/// docs/specs/pvpanic.rst). Only events the device supports are written.
+/// Without the device, says so and carries on. Once per boot: a panic in
+/// the panic path comes here too, and must not tell twice.
 pub(super) fn tell_the_host() {
-    let Some(supported) = pvpanic::probe() else {
-        emergency_write(format_args!(
-            "panic: no pvpanic device (port {:#x} reads 0xff): the host is not told
-",
-            pvpanic::PORT
-        ));
+    static TOLD: AtomicBool = AtomicBool::new(false);
+    if TOLD.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Some((port, supported)) = pvpanic::device() else {
+        emergency_write(format_args!("panic: no pvpanic device: the host is not told\n"));
         return;
     };
     let reboots = matches!(args::get().panic_action(), PanicAction::RebootAfter(_));
-    let (event, name) = if reboots && supported & pvpanic::CRASH_LOADED != 0 {
-        (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself")
-    } else {
-        (pvpanic::PANICKED, "PANICKED")
+    let wanted = if reboots { pvpanic::CRASH_LOADED } else { pvpanic::PANICKED };
+    let (event, name) = match (supported & wanted, supported) {
+        (0, _) if supported & pvpanic::PANICKED != 0 => (pvpanic::PANICKED, "PANICKED"),
+        (0, _) => {
+            emergency_write(format_args!(
+                "panic: the pvpanic device at port {port:#x} takes neither event ({supported:#x}): the host is not told\n"
+            ));
+            return;
+        }
+        (_, _) if reboots => (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself"),
+        (_, _) => (pvpanic::PANICKED, "PANICKED"),
     };
     emergency_write(format_args!(
-        "panic: told the host through pvpanic (port {:#x}): {name}
-",
-        pvpanic::PORT
+        "panic: told the host through pvpanic (port {port:#x}): {name}\n"
     ));
     pvpanic::signal(event);
 }
