@@ -44,17 +44,17 @@ pub(super) fn tell_the_host() {
         return;
     };
     let reboots = matches!(args::get().panic_action(), PanicAction::RebootAfter(_));
-    let wanted = if reboots { pvpanic::CRASH_LOADED } else { pvpanic::PANICKED };
-    let (event, name) = match (supported & wanted, supported) {
-        (0, _) if supported & pvpanic::PANICKED != 0 => (pvpanic::PANICKED, "PANICKED"),
-        (0, _) => {
-            emergency_write(format_args!(
-                "panic: the pvpanic device at port {port:#x} takes neither event ({supported:#x}): the host is not told\n"
-            ));
-            return;
-        }
-        (_, _) if reboots => (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself"),
-        (_, _) => (pvpanic::PANICKED, "PANICKED"),
+    // CRASH_LOADED when this kernel reboots itself and the device takes
+    // it; otherwise PANICKED, if the device takes that.
+    let (event, name) = if reboots && supported & pvpanic::CRASH_LOADED != 0 {
+        (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself")
+    } else if supported & pvpanic::PANICKED != 0 {
+        (pvpanic::PANICKED, "PANICKED")
+    } else {
+        emergency_write(format_args!(
+            "panic: the pvpanic device at port {port:#x} takes neither event ({supported:#x}): the host is not told\n"
+        ));
+        return;
     };
     emergency_write(format_args!(
         "panic: told the host through pvpanic (port {port:#x}): {name}\n"

@@ -247,15 +247,7 @@ impl<'o> TextOut<'o> {
         if self.used == 0 {
             return;
         }
-        let event = Event {
-            tsc: 0,
-            kind: format::TEXT,
-            small: self.used as u16,
-            a: u64::from_le_bytes(self.buffer[0..8].try_into().unwrap()),
-            b: u64::from_le_bytes(self.buffer[8..16].try_into().unwrap()),
-            c: 0,
-        };
-        write_record(&event, self.index, self.ns, self.out);
+        write_record(&Event::text(&self.buffer[..self.used]), self.index, self.ns, self.out);
         self.records += 1;
         self.buffer = [0; 16];
         self.used = 0;

@@ -203,16 +203,7 @@ fn record_text_event(kind: u16, small: u16, a: u64, text: &str) {
         length -= 1;
     }
     for piece in text.as_bytes()[..length].chunks(16) {
-        let mut padded = [0u8; 16];
-        padded[..piece.len()].copy_from_slice(piece);
-        events[count] = Event {
-            tsc: 0,
-            kind: format::TEXT,
-            small: piece.len() as u16,
-            a: u64::from_le_bytes(padded[..8].try_into().unwrap()),
-            b: u64::from_le_bytes(padded[8..].try_into().unwrap()),
-            c: 0,
-        };
+        events[count] = Event::text(piece);
         count += 1;
     }
     // The event says how many text slots follow it (the dump must not

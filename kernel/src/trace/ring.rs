@@ -72,6 +72,22 @@ pub struct Event {
     pub c: u64,
 }
 
+impl Event {
+    /// A TEXT record carrying `bytes` (at most 16) in `a` then `b`.
+    pub fn text(bytes: &[u8]) -> Event {
+        let mut padded = [0u8; 16];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        Event {
+            tsc: 0,
+            kind: super::format::TEXT,
+            small: bytes.len() as u16,
+            a: u64::from_le_bytes(padded[..8].try_into().unwrap()),
+            b: u64::from_le_bytes(padded[8..].try_into().unwrap()),
+            c: 0,
+        }
+    }
+}
+
 /// One CPU's ring.
 pub struct Ring {
     /// `capacity` slots, or null until `install` (and for good if tracing is off).
