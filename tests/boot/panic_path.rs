@@ -177,3 +177,54 @@ fn without_pvpanic_the_report_says_the_host_is_not_told() {
     run.expect(Outcome::KernelFailure)
         .expect_line("panic: no pvpanic device: the host is not told");
 }
+
+/// The LED commands QEMU's keyboard received while the kernel sat halted
+/// after a panic for `seconds`, read from QEMU's own trace of its PS/2
+/// keyboard (`-trace ps2_set_ledstate`): (times all LEDs were set on, times
+/// they were set off).
+fn led_changes_while_halted(name: &str, kernel_args: &[&str], seconds: u64) -> (Run, usize, usize) {
+    let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+    let _ = std::fs::remove_file(&log);
+    let config = RunConfig {
+        cpus: 2,
+        kernel_args: kernel_args.iter().map(|a| a.to_string()).collect(),
+        qemu_args: vec![
+            "-trace".into(),
+            "ps2_set_ledstate".into(),
+            "-D".into(),
+            log.display().to_string(),
+        ],
+        ..RunConfig::default()
+    };
+    let mut qemu = boot::RunningQemu::start(&config, true).expect("cannot boot");
+    let halted = qemu.wait_for_output("panic: halting (sti; hlt)", TIMEOUT);
+    // Only what happens after the halt line counts (the firmware sets the LEDs too).
+    let before = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (outcome, serial) = qemu.finish(Some(Duration::ZERO)).unwrap();
+    let run = Run { outcome, serial };
+    assert!(halted, "the kernel never halted; {}", run.explain());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let after: Vec<&str> = text.lines().skip(before).collect();
+    let on = after.iter().filter(|l| l.ends_with("ledstate 7")).count();
+    let off = after.iter().filter(|l| l.ends_with("ledstate 0")).count();
+    (run, on, off)
+}
+
+#[test]
+fn a_halted_panic_blinks_the_keyboard_leds() {
+    let (run, on, off) = led_changes_while_halted("blink-on", &["then=panic"], 4);
+    run.expect(Outcome::TimedOut).expect_line("panic: blinking the keyboard LEDs every 500 ms");
+    // Every 500 ms: about 4 on and 4 off in 4 s; a slow host may wake it late.
+    assert!(on >= 2 && off >= 2, "LEDs set on {on} and off {off} times in 4 s; {}", run.explain());
+}
+
+#[test]
+fn panic_blink_off_leaves_the_leds_alone() {
+    let (run, on, off) =
+        led_changes_while_halted("blink-off", &["then=panic", "panic_blink=off"], 3);
+    run.expect(Outcome::TimedOut)
+        .expect_line("panic: halting (sti; hlt)")
+        .expect_count("panic: blinking", 0);
+    assert_eq!((on, off), (0, 0), "LEDs changed with panic_blink=off; {}", run.explain());
+}

@@ -134,6 +134,8 @@ pub struct Args {
     /// `trace=`: which event categories the trace records, one bit per
     /// [`TRACE_CATEGORIES`] entry (0: tracing off).
     pub trace: u32,
+    /// `panic_blink=`: blink the keyboard LEDs while halted after a panic.
+    pub panic_blink: bool,
 }
 
 impl Args {
@@ -156,6 +158,7 @@ impl Args {
         irqoff_us: 0,
         irqoff_cpu: None,
         trace: 0,
+        panic_blink: true,
     };
 
     /// What a panic does: as asked, else exit while testing and halt otherwise.
@@ -229,6 +232,9 @@ pub fn setter(key: &str) -> Option<Setter> {
             cpu.map(|cpu| args.irqoff_cpu = Some(cpu)).is_some()
         },
         "trace" => |args, value| parse_trace(value).map(|mask| args.trace = mask).is_some(),
+        "panic_blink" => |args, value| {
+            one_of(value, &[("on", true), ("off", false)]).map(|on| args.panic_blink = on).is_some()
+        },
         _ => return None,
     };
     Some(set)

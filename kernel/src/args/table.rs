@@ -82,6 +82,13 @@ pub const PARAMETERS: &[Parameter] = &[
                or reboot after N s (see docs/panic.md)",
     },
     Parameter {
+        key: "panic_blink",
+        accepted: "on, off",
+        default: WhenAbsent::ValueBecause("on", "where a keyboard controller answers"),
+        help: "while halted after a panic (panic=halt), toggle the keyboard LEDs every 500 ms, \
+               woken by a one-shot timer",
+    },
+    Parameter {
         key: "apic",
         accepted: "auto, xapic",
         default: WhenAbsent::Value("auto"),

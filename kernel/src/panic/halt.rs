@@ -1,7 +1,7 @@
 //! After the report (`panic=`): halt quietly with `sti; hlt` (the default),
 //! spin as Linux's `panic()` does, exit QEMU, or reboot after N seconds.
 
-use crate::arch::x86::{cpu, lapic, pvpanic, qemu_exit};
+use crate::arch::x86::{cpu, i8042, lapic, pvpanic, qemu_exit};
 use crate::args::{self, PanicAction};
 use crate::console::emergency_write;
 use crate::{percpu, time};
@@ -72,16 +72,38 @@ pub(super) fn action_code() -> u16 {
     }
 }
 
-/// Every periodic timer off, then `sti; hlt` forever: the host sees an idle CPU.
+/// Every periodic timer off, then `sti; hlt` forever: the host sees an idle
+/// CPU. With `panic_blink=on` (the default) and a keyboard controller, a
+/// one-shot timer wakes the CPU every half second to toggle the keyboard's
+/// LEDs, then it halts again: a desktop user sees the machine has panicked,
+/// at the cost of two wake-ups a second.
 fn halt_quietly() -> ! {
-    if lapic::is_initialised() && percpu::is_installed() {
+    let can_wake = lapic::is_initialised() && percpu::is_installed();
+    if can_wake {
         crate::time::timer::stop();
     }
+    let blink = can_wake && args::get().panic_blink && i8042::is_present();
+    if blink {
+        emergency_write(format_args!(
+            "panic: blinking the keyboard LEDs every {BLINK_MS} ms (panic_blink=off: no blink)\n"
+        ));
+    }
     emergency_write(format_args!("panic: halting (sti; hlt)\n"));
+    let mut leds_on = false;
     loop {
+        if blink {
+            leds_on = !leds_on;
+            i8042::set_leds(if leds_on { ALL_LEDS } else { 0 });
+            crate::time::timer::start_one_shot(BLINK_MS * 1_000_000);
+        }
         cpu::enable_interrupts_and_halt();
     }
 }
+
+/// The blink's half period, as Linux's `panic_blink` (500 ms on, 500 off).
+const BLINK_MS: u64 = 500;
+/// Scroll, Num and Caps Lock together.
+const ALL_LEDS: u8 = 0b111;
 
 /// The old way, kept for comparison: interrupts on, busy-wait forever, as
 /// Linux's panic() does in its `mdelay()` loop.

@@ -10,6 +10,7 @@ pub mod exception;
 pub mod fw_cfg;
 pub mod gdt;
 pub mod gs;
+pub mod i8042;
 pub mod idt;
 pub mod interrupts;
 pub mod lapic;
