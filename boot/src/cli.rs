@@ -22,7 +22,7 @@ pub enum Request {
     /// Boot the kernel.
     Run(RunConfig),
     /// `bench-panic`: see `panic_bench`.
-    BenchPanic { accelerator: Accelerator, seconds: u64 },
+    BenchPanic { accelerator: Accelerator, seconds: u64, rounds: u32 },
     /// `trace-convert`: see `trace::convert`.
     TraceConvert { raw: PathBuf, json: PathBuf, window: Option<Window> },
 }
@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Measure the host CPU a panicked kernel uses, halting or spinning (docs/panic.md)
+    /// Measure the host CPU a panicked kernel uses: halt, halt+blink, spin
     BenchPanic {
         /// Use KVM instead of TCG
         #[arg(long)]
@@ -51,6 +51,9 @@ enum Command {
         /// Seconds to measure each panicked kernel for
         #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive_whole)]
         seconds: u64,
+        /// Rounds of the three modes (one boot each per round)
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive_rounds)]
+        rounds: u32,
     },
     /// Write a trace's JSON and SVG again from its raw stream (a .ktrace file)
     TraceConvert {
@@ -92,7 +95,10 @@ struct RunFlags {
     /// Leave out the pvpanic device (a panic cannot tell the host)
     #[arg(long)]
     no_pvpanic: bool,
-    /// Kill QEMU after SECS seconds and exit with status 124
+    /// End the run (status 4) when the guest panics
+    #[arg(long, conflicts_with = "no_pvpanic")]
+    exit_on_panic: bool,
+    /// Kill QEMU after SECS seconds: status 124 (4 after a panic)
     #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     timeout: Option<Duration>,
     /// Trace the run into FILE.json, FILE.svg and raw FILE.ktrace
@@ -122,6 +128,11 @@ fn positive_seconds(text: &str) -> Result<Duration, String> {
     seconds
         .map(Duration::from_secs_f64)
         .ok_or_else(|| "expected a positive number of seconds".into())
+}
+
+fn positive_rounds(text: &str) -> Result<u32, String> {
+    let rounds = text.parse().ok().filter(|&n| (1..=100).contains(&n));
+    rounds.ok_or_else(|| "expected a number of rounds from 1 to 100".into())
 }
 
 fn positive_whole(text: &str) -> Result<u64, String> {
@@ -161,8 +172,11 @@ after the run (whatever its end) the runner writes FILE.json, which ui.perfetto.
 chrome://tracing open, and FILE.svg, a picture of the same timeline; FILE.ktrace keeps the raw
 stream for `trace-convert`. Times in --trace-window are µs since the kernel's clock started.
 
-Exit status: 0 kernel success, 1 kernel failure (a failed test or a panic that exits), 2 QEMU
-failed or a bad runner flag, 3 guest reset or powered off, 124 timeout.
+After a panic (pvpanic's QMP event) the runner says guest panicked and leaves a halted guest
+as it is, for --gdb or the monitor; Ctrl-C ends the run, and --exit-on-panic ends it there.
+
+Exit status: 0 kernel success, 1 kernel failure (a failed or hung test), 2 QEMU failed or a bad
+runner flag, 3 guest reset or powered off, 4 the kernel panicked, 124 timeout.
 
 Environment: QEMU=path overrides qemu-system-x86_64, OVMF=path the UEFI firmware.";
     format!(
@@ -186,9 +200,9 @@ pub fn parse(
     let matches = command().try_get_matches_from(argv)?;
     let cli = Cli::from_arg_matches(&matches)?;
     match cli.command {
-        Some(Command::BenchPanic { kvm, seconds }) => {
+        Some(Command::BenchPanic { kvm, seconds, rounds }) => {
             let accelerator = if kvm { Accelerator::Kvm } else { Accelerator::Tcg };
-            return Ok(Request::BenchPanic { accelerator, seconds });
+            return Ok(Request::BenchPanic { accelerator, seconds, rounds });
         }
         Some(Command::TraceConvert { raw, json, window }) => {
             return Ok(Request::TraceConvert { raw, json, window });
@@ -205,6 +219,7 @@ pub fn parse(
         accelerator: if flags.kvm { Accelerator::Kvm } else { Accelerator::Tcg },
         gdb: flags.gdb,
         pvpanic: !flags.no_pvpanic,
+        exit_on_panic: flags.exit_on_panic,
         timeout: flags.timeout,
         qemu_args: flags.qemu_arg,
         kernel_args,
@@ -320,7 +335,7 @@ mod tests {
         for parameter in kernel_args::table::PARAMETERS {
             assert!(help.contains(&format!("\n  {} ", parameter.key)), "{}", parameter.key);
         }
-        assert!(help.contains("124 timeout"), "{help}");
+        assert!(help.contains("4 the kernel panicked, 124 timeout"), "{help}");
         assert!(help.lines().all(|line| line.len() <= 100), "{help}");
     }
 
@@ -333,6 +348,13 @@ mod tests {
         assert!(error(&["--trace", "out/tlb.svg"]).contains("ending in .json"));
         assert!(error(&["--trace-window", "1..2"]).contains("--trace"));
         assert!(error(&["--trace", "a.json", "--trace-window", "5..1"]).contains("FROM_US..TO_US"));
+    }
+
+    #[test]
+    fn exit_on_panic_needs_the_pvpanic_device() {
+        assert!(run_config(&["--exit-on-panic"]).exit_on_panic);
+        assert!(!run_config(&[]).exit_on_panic);
+        assert!(error(&["--exit-on-panic", "--no-pvpanic"]).contains("cannot be used with"));
     }
 
     #[test]
@@ -350,17 +372,19 @@ mod tests {
 
     #[test]
     fn bench_panic_is_a_subcommand() {
-        let request = parse_words(&["bench-panic", "--kvm", "--seconds", "2"]).unwrap();
+        let request =
+            parse_words(&["bench-panic", "--kvm", "--seconds", "2", "--rounds", "1"]).unwrap();
         assert!(matches!(
             request,
-            Request::BenchPanic { accelerator: Accelerator::Kvm, seconds: 2 }
+            Request::BenchPanic { accelerator: Accelerator::Kvm, seconds: 2, rounds: 1 }
         ));
         let request = parse_words(&["bench-panic"]).unwrap();
         assert!(matches!(
             request,
-            Request::BenchPanic { accelerator: Accelerator::Tcg, seconds: 10 }
+            Request::BenchPanic { accelerator: Accelerator::Tcg, seconds: 10, rounds: 3 }
         ));
         assert!(error(&["bench-panic", "--seconds", "0"]).contains("positive whole number"));
+        assert!(error(&["bench-panic", "--rounds", "0"]).contains("rounds from 1 to 100"));
         assert!(error(&["bench-panic", "--smp", "2"]).contains("unexpected argument '--smp'"));
         // Run flags and the subcommand do not mix.
         assert!(parse_words(&["--smp", "2", "bench-panic"]).is_err());

@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// Give the guest QEMU's pvpanic device, through which a panicking
     /// kernel tells the host (on unless `--no-pvpanic`).
     pub pvpanic: bool,
+    /// End the run as soon as QEMU says the guest panicked (`--exit-on-panic`);
+    /// otherwise a halted guest is left as it is, for inspection.
+    pub exit_on_panic: bool,
     pub timeout: Option<Duration>,
     /// Passed to QEMU as they are, after everything else.
     pub qemu_args: Vec<String>,
@@ -75,6 +78,7 @@ impl Default for RunConfig {
             accelerator: Accelerator::Tcg,
             gdb: false,
             pvpanic: true,
+            exit_on_panic: false,
             timeout: None,
             qemu_args: Vec::new(),
             kernel_args: Vec::new(),

@@ -9,8 +9,8 @@ use boot::{Outcome, RunConfig};
 fn main() -> ExitCode {
     match boot::cli::parse(std::env::args_os()) {
         Ok(Request::Run(config)) => run(&config),
-        Ok(Request::BenchPanic { accelerator, seconds }) => {
-            match boot::panic_bench::run(accelerator, seconds) {
+        Ok(Request::BenchPanic { accelerator, seconds, rounds }) => {
+            match boot::panic_bench::run(accelerator, seconds, rounds) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("runner: {error}");

@@ -1,11 +1,14 @@
 //! `cargo run -- bench-panic`: how much host CPU a panicked kernel burns.
 //!
-//! Boots `--smp 4 -- then=panic` once with `panic=halt` (the default: sti; hlt)
-//! and once with `panic=spin` (Linux's busy loop), waits for the end of the
-//! report, then measures QEMU's own CPU time over the next N seconds. Two
-//! readings of /proc are given: utime+stime from /proc/PID/stat (clock ticks,
-//! usually 10 ms), and the nanosecond run time the scheduler keeps per thread in
-//! /proc/PID/task/*/schedstat, which resolves the halted case.
+//! Boots `--smp 4 -- then=panic` in three modes, one after the other in each
+//! round: `panic=halt panic_blink=off` (sti; hlt and nothing else),
+//! `panic=halt` with the keyboard LEDs blinking (the default: a one-shot
+//! timer wakes the CPU twice a second), and `panic=spin` (Linux's busy loop).
+//! Each boot waits for the end of the report, then measures QEMU's own CPU
+//! time over the next N seconds. Two readings of /proc are given: utime+stime
+//! from /proc/PID/stat (clock ticks, usually 10 ms), and the nanosecond run
+//! time the scheduler keeps per thread in /proc/PID/task/*/schedstat, which
+//! resolves the halted cases.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -94,17 +97,47 @@ pub fn cpu_use(pid: u32, duration: Duration) -> Result<CpuUse, SetupError> {
     })
 }
 
+/// A way of resting after the panic, as `bench-panic` compares them.
+struct Mode {
+    /// The name in the BENCH lines.
+    name: &'static str,
+    kernel_args: &'static [&'static str],
+    /// The kernel's last line in this mode: the report is out, the rest begins.
+    last_line: &'static str,
+}
+
+const MODES: [Mode; 3] = [
+    Mode {
+        name: "halt",
+        kernel_args: &["panic=halt", "panic_blink=off"],
+        last_line: "panic: halting (sti; hlt)",
+    },
+    Mode {
+        name: "halt+blink",
+        kernel_args: &["panic=halt", "panic_blink=on"],
+        last_line: "panic: halting (sti; hlt)",
+    },
+    Mode { name: "spin", kernel_args: &["panic=spin"], last_line: "panic: spinning" },
+];
+
 /// One boot: CPU use of QEMU over `seconds` after the report.
-fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<CpuUse, SetupError> {
+fn measure(config: &RunConfig, mode: &Mode, seconds: u64) -> Result<CpuUse, SetupError> {
     let mut config = config.clone();
-    config.kernel_args = vec!["then=panic".into(), format!("panic={mode}")];
+    config.kernel_args = std::iter::once("then=panic")
+        .chain(mode.kernel_args.iter().copied())
+        .map(String::from)
+        .collect();
     let mut qemu = RunningQemu::start(&config, true)?;
-    let last_line = if mode == "halt" { "panic: halting (sti; hlt)" } else { "panic: spinning" };
-    if !qemu.wait_for_output(last_line, Duration::from_secs(300)) {
+    let waited = qemu.wait_for_output(mode.last_line, Duration::from_secs(300));
+    // The blink says so before halting: a kernel without a keyboard
+    // controller would not blink, and its figure would not be the blink's.
+    let blinks = qemu.serial_text().contains("panic: blinking the keyboard LEDs");
+    if !waited || blinks != (mode.name == "halt+blink") {
         let output = qemu.serial_text();
         qemu.kill();
+        let expected = if waited { "the blink line as its mode says" } else { mode.last_line };
         return Err(SetupError(format!(
-            "the kernel did not print {last_line:?}; its output:\n{output}"
+            "the kernel did not print {expected:?}; its output:\n{output}"
         )));
     }
     let measured = cpu_use(qemu.pid(), Duration::from_secs(seconds));
@@ -112,25 +145,72 @@ fn measure(config: &RunConfig, mode: &str, seconds: u64) -> Result<CpuUse, Setup
     measured
 }
 
-pub fn run(accelerator: Accelerator, seconds: u64) -> Result<(), SetupError> {
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    }
+}
+
+pub fn run(accelerator: Accelerator, seconds: u64, rounds: u32) -> Result<(), SetupError> {
     let config = RunConfig { cpus: 4, accelerator, ..RunConfig::default() };
     let name = accelerator.name();
-    let mut precise = Vec::new();
-    for mode in ["halt", "spin"] {
-        eprintln!(
-            "bench-panic: booting --smp 4 -- then=panic panic={mode}, then measuring QEMU for {seconds} s"
-        );
-        let used = measure(&config, mode, seconds)?;
-        println!(
-            "BENCH panic mode={mode} cpus=4 seconds={seconds} qemu_cpu_percent_of_one_core={:.2} \
-             (utime+stime) {:.3} (schedstat) accel={name}",
-            used.from_ticks, used.from_schedstat
-        );
-        precise.push(used.from_schedstat);
+    // schedstat percentages, per mode, one per round.
+    let mut precise: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    for round in 1..=rounds {
+        for (mode, results) in MODES.iter().zip(&mut precise) {
+            eprintln!(
+                "bench-panic: round {round}/{rounds}: booting --smp 4 -- then=panic {}, \
+                 then measuring QEMU for {seconds} s",
+                mode.kernel_args.join(" ")
+            );
+            let used = measure(&config, mode, seconds)?;
+            println!(
+                "BENCH panic mode={} round={round} cpus=4 seconds={seconds} \
+                 qemu_cpu_percent_of_one_core={:.2} (utime+stime) {:.3} (schedstat) accel={name}",
+                mode.name, used.from_ticks, used.from_schedstat
+            );
+            results.push(used.from_schedstat);
+        }
     }
+    let medians: Vec<f64> = precise.iter().map(|results| median(results)).collect();
+    for (mode, median) in MODES.iter().zip(&medians) {
+        println!(
+            "BENCH panic mode={} median of {rounds} rounds qemu_cpu_percent_of_one_core={median:.3} \
+             (schedstat) accel={name}",
+            mode.name
+        );
+    }
+    let spin = medians[2];
     println!(
-        "BENCH panic ratio spin/halt={:.0} (schedstat) accel={name}",
-        precise[1] / precise[0].max(1e-9)
+        "BENCH panic ratio spin/halt={:.0} spin/halt+blink={:.0} (medians, schedstat) accel={name}",
+        spin / medians[0].max(1e-9),
+        spin / medians[1].max(1e-9)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[0.25]), 0.25);
+    }
+
+    #[test]
+    fn every_mode_rests_after_the_panic_in_its_own_way() {
+        let names: Vec<&str> = MODES.iter().map(|m| m.name).collect();
+        assert_eq!(names, ["halt", "halt+blink", "spin"]);
+        assert!(MODES[0].kernel_args.contains(&"panic_blink=off"));
+        assert!(MODES[1].kernel_args.contains(&"panic_blink=on"));
+    }
 }

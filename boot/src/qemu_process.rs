@@ -66,6 +66,10 @@ pub struct RunningQemu {
     /// Where the trace goes once QEMU ends, and the part the SVG draws.
     trace: Option<(PathBuf, Option<Window>)>,
     qmp: Qmp,
+    /// End the run once QEMU says the guest panicked (`--exit-on-panic`).
+    exit_on_panic: bool,
+    /// The serial output is collected, not shown (`start`'s `capture_serial`).
+    captured: bool,
 }
 
 /// Hearing a panic from QEMU (see `qmp`).
@@ -121,6 +125,8 @@ impl RunningQemu {
             stderr,
             trace,
             qmp: Qmp { heard: guest_panicked, report_began, listener, stop_listening, qmp_socket },
+            exit_on_panic: config.exit_on_panic,
+            captured: capture_serial,
         })
     }
 
@@ -154,10 +160,13 @@ impl RunningQemu {
     }
 
     /// Waits for QEMU to end (killing it once `timeout`, counted from the
-    /// start, has passed) and returns how it ended and the serial output.
-    /// With a trace asked for, converts it whatever the ending: a killed run's
-    /// stream keeps every record written before the kill.
+    /// start, has passed, or once the guest panicked with `--exit-on-panic`)
+    /// and returns how it ended and the serial output. A panic the runner
+    /// heard is the outcome, however QEMU ended after it. With a trace asked
+    /// for, converts it whatever the ending: a killed run's stream keeps every
+    /// record written before the kill.
     pub fn finish(mut self, timeout: Option<Duration>) -> Result<(Outcome, String), SetupError> {
+        let mut told_how_to_leave = false;
         let status = loop {
             if let Some(status) = self
                 .child
@@ -166,10 +175,26 @@ impl RunningQemu {
             {
                 break Some(status);
             }
-            if timeout.is_some_and(|limit| self.started.elapsed() >= limit) {
+            let heard_at = self.qmp.heard.lock().unwrap().map(|(at, _)| at);
+            let timed_out = timeout.is_some_and(|limit| self.started.elapsed() >= limit);
+            if timed_out || (self.exit_on_panic && heard_at.is_some()) {
+                // The kernel tells the host last, once every line and the
+                // trace are out (kernel/src/panic/halt.rs): nothing is lost.
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 break None;
+            }
+            if let Some(at) = heard_at
+                && !told_how_to_leave
+                && !self.captured
+                && at.elapsed() >= Duration::from_millis(500)
+            {
+                // Still running after the panic: halted (or spinning) on purpose.
+                told_how_to_leave = true;
+                eprintln!(
+                    "runner: the guest is left as it is, for --gdb or the QEMU monitor; \
+                     Ctrl-C ends the run (--exit-on-panic ends it at the panic)"
+                );
             }
             thread::sleep(Duration::from_millis(20));
         };
@@ -197,6 +222,9 @@ impl RunningQemu {
         }
         let stderr_text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
         let outcome = match status {
+            _ if heard.lock().unwrap().is_some() => {
+                Outcome::Panicked { ended_by_runner: status.is_none() }
+            }
             None => Outcome::TimedOut,
             Some(status) => Outcome::from_status(status.code(), stderr_text),
         };

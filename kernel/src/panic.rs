@@ -160,9 +160,8 @@ fn panic(info: &PanicInfo) -> ! {
                 "\npanic: panicked again while reporting: {}\n",
                 info.message()
             ));
-            // The host is told even when the report broke (once: the first
-            // panic may have told it already).
-            halt::tell_the_host();
+            // `finish` tells the host even when the report broke (once:
+            // the first panic may have told it already).
             finish();
         }
         cpu::halt_forever();
@@ -199,8 +198,6 @@ fn panic(info: &PanicInfo) -> ! {
     // (A CPU without per-CPU data records nothing, but it can still dump the
     // others' rings: the dump reaches them through `percpu`'s table, not GS.)
     trace::dump_after_panic();
-    // Last, so a host that ends the run on hearing it loses nothing.
-    halt::tell_the_host();
     finish()
 }
 

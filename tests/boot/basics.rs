@@ -130,7 +130,7 @@ fn without_acpi_the_kernel_runs_on_the_boot_cpu() {
 #[test]
 fn a_page_fault_is_reported_readably() {
     let run = boot(Firmware::Bios, 1, &["test=crash_page_fault"]);
-    run.expect(Outcome::KernelFailure)
+    run.expect(PANIC_EXITED)
         .expect_line("---- kernel panic on cpu0 ----")
         .expect_line("page fault (#PF, vector 14) accessing 0x7fffdeadb000 (read from a page that is not present), error code 0x0, at RIP 0xffff")
         .expect_line("panic: context: cpu0, exception handler (vector 14)")
@@ -145,7 +145,7 @@ fn a_page_fault_is_reported_readably() {
 #[test]
 fn a_double_fault_from_stack_overflow_is_reported_from_its_ist_stack() {
     boot(Firmware::Bios, 1, &["test=crash_double_fault"])
-        .expect(Outcome::KernelFailure)
+        .expect(PANIC_EXITED)
         .expect_line(
             "double fault (on its IST stack) (#DF, vector 8), error code 0x0, at RIP 0xffff",
         )
@@ -159,14 +159,14 @@ fn a_double_fault_from_stack_overflow_is_reported_from_its_ist_stack() {
 #[test]
 fn a_breakpoint_is_reported_with_its_vector() {
     boot(Firmware::Bios, 1, &["test=crash_breakpoint"])
-        .expect(Outcome::KernelFailure)
+        .expect(PANIC_EXITED)
         .expect_line("breakpoint (#BP, vector 3), no error code, at RIP 0xffff");
 }
 
 #[test]
 fn running_out_of_heap_is_a_clear_panic() {
     boot(Firmware::Bios, 1, &["test=crash_out_of_memory"])
-        .expect(Outcome::KernelFailure)
+        .expect(PANIC_EXITED)
         .expect_line("panic: memory allocation of 33554432 bytes failed");
 }
 

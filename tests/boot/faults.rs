@@ -11,7 +11,7 @@ fn a_panic_with_ipis_pending_runs_nothing_after_the_report() {
     };
     let run = boot_until(config, "panic: halting (sti; hlt)");
     // Still halted when stopped: the canary would have exited QEMU with success.
-    run.expect(Outcome::TimedOut)
+    run.expect(PANIC_LEFT_RUNNING)
         .expect_line("panic: panicking with a reschedule IPI and a call IPI pending");
     run.expect_count("canary: a thread ran after the panic", 0)
         .expect_count("xcall: a cross-CPU call ran after the panic", 0);
@@ -30,7 +30,7 @@ fn a_cpu_panicking_before_its_percpu_data_is_reported() {
     let config =
         RunConfig { cpus: 4, kernel_args: vec!["fault=ap_panic:2".into()], ..RunConfig::default() };
     let run = boot_until(config, "panic: halting (cli; hlt: this CPU has no interrupt table yet)");
-    run.expect(Outcome::TimedOut)
+    run.expect(PANIC_LEFT_RUNNING)
         .expect_line("---- kernel panic on the CPU with APIC id 2 (no per-CPU data yet) ----")
         .expect_line(
             "panic: fault=ap_panic:2: panicking before this CPU's per-CPU data is installed",
@@ -52,7 +52,7 @@ fn a_cpu_panicking_before_its_percpu_data_is_reported_with_tracing_on() {
         ..RunConfig::default()
     };
     let run = boot_until(config, "panic: halting (cli; hlt: this CPU has no interrupt table yet)");
-    run.expect(Outcome::TimedOut)
+    run.expect(PANIC_LEFT_RUNNING)
         .expect_line("---- kernel panic on the CPU with APIC id 2 (no per-CPU data yet) ----")
         // Only the boot CPU is online yet (it waits for the APs to call in).
         .expect_line("panic: other CPUs (1 stopped):")

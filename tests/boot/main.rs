@@ -118,9 +118,16 @@ fn boot_with(config: RunConfig) -> Run {
     Run { outcome, serial }
 }
 
+/// A panic that ended the run itself (`panic=exit`, the default with `test=`).
+const PANIC_EXITED: Outcome = Outcome::Panicked { ended_by_runner: false };
+/// A panic after which the guest kept running (halted, or spinning) until
+/// the test stopped QEMU.
+const PANIC_LEFT_RUNNING: Outcome = Outcome::Panicked { ended_by_runner: true };
+
 /// Boots, waits until the serial output contains `text`, lets the kernel run
 /// two more seconds, then stops QEMU. The outcome is `TimedOut` if the kernel
-/// was still running (as a halted kernel should be).
+/// was still running (as a halted kernel should be), `PANIC_LEFT_RUNNING` if
+/// it was and had panicked.
 fn boot_until(config: RunConfig, text: &str) -> Run {
     let mut qemu = boot::RunningQemu::start(&config, true)
         .unwrap_or_else(|error| panic!("cannot boot: {error}"));

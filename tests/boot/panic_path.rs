@@ -17,7 +17,7 @@ fn a_panic_stops_the_other_cpus_prints_once_and_halts_quietly() {
         RunConfig { cpus: 4, kernel_args: vec!["then=panic".into()], ..RunConfig::default() };
     // panic=halt never exits: the run is stopped after the halt line, still halted.
     let run = boot_until(config, "panic: halting (sti; hlt)");
-    run.expect(Outcome::TimedOut)
+    run.expect(PANIC_LEFT_RUNNING)
         .expect_line("panic: then=panic: panicking on purpose")
         .expect_line("panic: at kernel/src/main.rs:")
         .expect_line("panic: context: cpu0, kernel code outside interrupts, preempt count 0")
@@ -77,7 +77,7 @@ fn assert_halt_is_quiet(kernel_args: &[&str]) {
         run.explain()
     );
     // Killed while still halted: nothing ended the run after the halt line.
-    run.expect(Outcome::TimedOut);
+    run.expect(PANIC_LEFT_RUNNING);
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn a_halted_panic_leaves_the_host_idle() {
 #[test]
 fn a_panic_storm_gives_one_report_and_lists_every_other_cpu() {
     let run = boot(Firmware::Bios, 4, &["test=crash_panic_storm"]);
-    run.expect(Outcome::KernelFailure)
+    run.expect(PANIC_EXITED)
         .expect_line("panic: panic storm: cpu")
         .expect_count("---- kernel panic", 1);
     let owner: usize = run.serial.split("---- kernel panic on cpu").nth(1).unwrap()[..1]
@@ -106,7 +106,7 @@ fn a_panic_storm_gives_one_report_and_lists_every_other_cpu() {
 #[test]
 fn a_panic_prints_even_while_another_cpu_holds_the_console_lock() {
     let run = boot(Firmware::Bios, 4, &["test=crash_panic_while_console_locked"]);
-    run.expect(Outcome::KernelFailure)
+    run.expect(PANIC_EXITED)
         .expect_line("panic: panicking while another CPU holds the console lock")
         // The holder spins with interrupts disabled; only the NMI can stop it.
         .expect_line("stopped by NMI at RIP 0xffff")
@@ -121,23 +121,25 @@ fn a_panic_prints_even_while_another_cpu_holds_the_console_lock() {
 #[test]
 fn a_panic_inside_the_panic_path_does_not_recurse() {
     let run = boot(Firmware::Bios, 2, &["test=crash_panic_in_panic"]);
-    run.expect(Outcome::KernelFailure)
+    run.expect(PANIC_EXITED)
         .expect_line("panic: panicked again while reporting: formatting this message panics")
         .expect_count("---- kernel panic", 1)
         .expect_count("panicked again", 1)
         // The host is told even though the report broke, and only once.
-        .expect_count("panic: told the host through pvpanic (port 0x505): PANICKED", 1);
+        .expect_count("panic: telling the host through pvpanic (port 0x505): PANICKED", 1)
+        .expect_line("runner: guest panicked (QMP event GUEST_PANICKED");
 }
 
 #[test]
 fn panic_with_a_timeout_reboots() {
     let started = std::time::Instant::now();
     let run = boot(Firmware::Bios, 2, &["then=panic", "panic=2"]);
-    run.expect(Outcome::GuestReset)
+    // The guest reset (-no-reboot ends QEMU then), after telling the host.
+    run.expect(PANIC_EXITED)
         .expect_line("panic: rebooting in 2 s")
         .expect_line("panic: rebooting now")
         // The guest handles this panic itself, and says so.
-        .expect_line("panic: told the host through pvpanic (port 0x505): CRASH_LOADED")
+        .expect_line("panic: telling the host through pvpanic (port 0x505): CRASH_LOADED")
         .expect_line("runner: guest panicked (QMP event GUEST_CRASHLOADED");
     assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
 }
@@ -149,32 +151,60 @@ fn panic_spin_keeps_the_busy_loop_and_bad_values_are_refused() {
         kernel_args: vec!["then=panic".into(), "panic=spin".into()],
         ..RunConfig::default()
     };
-    boot_until(config, "panic: spinning (panic=spin").expect(Outcome::TimedOut);
+    boot_until(config, "panic: spinning (panic=spin").expect(PANIC_LEFT_RUNNING);
     boot(Firmware::Bios, 1, &["panic=0", "then=exit"])
         .expect(Outcome::KernelSuccess)
         .expect_line("warning: kernel argument panic=0 is not valid (accepted: halt, spin, exit, or a number of seconds N > 0");
 }
 
 /// With QEMU's pvpanic device (the runner's default) the report ends by
-/// telling the host, and the runner hears QEMU's GUEST_PANICKED event.
+/// telling the host, the runner hears QEMU's GUEST_PANICKED event, and the
+/// run ends with the panic's own status.
 #[test]
 fn a_panic_tells_the_host_through_pvpanic_and_the_runner_hears_it() {
     let run = boot(Firmware::Bios, 2, &["then=panic", "panic=exit"]);
-    run.expect(Outcome::KernelFailure)
-        .expect_line("panic: told the host through pvpanic (port 0x505): PANICKED")
+    run.expect(PANIC_EXITED)
+        .expect_line("panic: telling the host through pvpanic (port 0x505): PANICKED")
         .expect_line("runner: guest panicked (QMP event GUEST_PANICKED, ");
+    assert_eq!(run.outcome.exit_code(), 4);
 }
 
-/// Without the device the report says so, and the kernel carries on to its end.
+/// `--exit-on-panic`: a halted panic (the default) ends the run as soon as
+/// the runner hears it, long before the timeout, with every line out: the
+/// kernel tells the host last.
 #[test]
-fn without_pvpanic_the_report_says_the_host_is_not_told() {
+fn exit_on_panic_ends_a_halted_panic_when_the_host_hears_it() {
+    let started = std::time::Instant::now();
     let run = boot_with(RunConfig {
         cpus: 2,
-        kernel_args: vec!["then=panic".into(), "panic=exit".into()],
-        pvpanic: false,
+        kernel_args: vec!["then=panic".into()],
+        exit_on_panic: true,
         ..RunConfig::default()
     });
-    run.expect(Outcome::KernelFailure)
+    run.expect(PANIC_LEFT_RUNNING)
+        .expect_line("panic: halting (sti; hlt)")
+        .expect_line("runner: guest panicked (QMP event GUEST_PANICKED, ");
+    assert!(started.elapsed() < TIMEOUT / 2, "took {:?}", started.elapsed());
+}
+
+/// Without the device the report says so, and the kernel carries on to its
+/// end: `panic=exit` still ends with the panic's status (the kernel's own
+/// exit code), while a halted panic is, to the runner, just a guest that
+/// stopped talking.
+#[test]
+fn without_pvpanic_the_report_says_the_host_is_not_told() {
+    let without = |action: &str| RunConfig {
+        cpus: 2,
+        kernel_args: vec!["then=panic".into(), action.into()],
+        pvpanic: false,
+        ..RunConfig::default()
+    };
+    boot_with(without("panic=exit"))
+        .expect(PANIC_EXITED)
+        .expect_line("panic: no pvpanic device: the host is not told")
+        .expect_count("runner: guest panicked", 0);
+    boot_until(without("panic=halt"), "panic: halting (sti; hlt)")
+        .expect(Outcome::TimedOut)
         .expect_line("panic: no pvpanic device: the host is not told");
 }
 
@@ -214,7 +244,7 @@ fn led_changes_while_halted(name: &str, kernel_args: &[&str], seconds: u64) -> (
 #[test]
 fn a_halted_panic_blinks_the_keyboard_leds() {
     let (run, on, off) = led_changes_while_halted("blink-on", &["then=panic"], 4);
-    run.expect(Outcome::TimedOut).expect_line("panic: blinking the keyboard LEDs every 500 ms");
+    run.expect(PANIC_LEFT_RUNNING).expect_line("panic: blinking the keyboard LEDs every 500 ms");
     // Every 500 ms: about 4 on and 4 off in 4 s; a slow host may wake it late.
     assert!(on >= 2 && off >= 2, "LEDs set on {on} and off {off} times in 4 s; {}", run.explain());
 }
@@ -223,7 +253,7 @@ fn a_halted_panic_blinks_the_keyboard_leds() {
 fn panic_blink_off_leaves_the_leds_alone() {
     let (run, on, off) =
         led_changes_while_halted("blink-off", &["then=panic", "panic_blink=off"], 3);
-    run.expect(Outcome::TimedOut)
+    run.expect(PANIC_LEFT_RUNNING)
         .expect_line("panic: halting (sti; hlt)")
         .expect_count("panic: blinking", 0);
     assert_eq!((on, off), (0, 0), "LEDs changed with panic_blink=off; {}", run.explain());

@@ -23,7 +23,7 @@ fn the_scheduler_tests_pass_on_one_cpu() {
 #[test]
 fn a_thread_stack_overflow_is_reported() {
     boot(Firmware::Bios, 2, &["test=crash_thread_stack_overflow"])
-        .expect(Outcome::KernelFailure)
+        .expect(PANIC_EXITED)
         .expect_line("panic: kernel stack overflow in thread 'stack-overflow'")
         .expect_line("after touching the guard page at 0xffffd")
         .expect_line("kernel::testing::overflow_the_stack+0x");
@@ -32,6 +32,6 @@ fn a_thread_stack_overflow_is_reported() {
 #[test]
 fn floating_point_instructions_fault() {
     boot(Firmware::Bios, 1, &["test=crash_floating_point"])
-        .expect(Outcome::KernelFailure)
+        .expect(PANIC_EXITED)
         .expect_line("device not available (#NM, vector 7)");
 }

@@ -189,7 +189,7 @@ fn trace_of_a_spinning_wait_shows_the_realtime_thread_kept_out_until_the_end() {
 #[test]
 fn trace_of_a_panic_ends_with_one_stop_per_other_cpu() {
     let (run, json) = traced_boot("panic", 4, &["trace=all", "then=panic", "panic=exit"]);
-    run.expect(Outcome::KernelFailure).expect_count("---- kernel panic", 1);
+    run.expect(PANIC_EXITED).expect_count("---- kernel panic", 1);
     let owner = read::instants(&json, cpu_track(&json, 0));
     let panic_at = owner
         .iter()

@@ -1,5 +1,7 @@
 //! After the report (`panic=`): halt quietly with `sti; hlt` (the default),
 //! spin as Linux's `panic()` does, exit QEMU, or reboot after N seconds.
+//! Whichever it is, the host is told through pvpanic last, once every line
+//! is out.
 
 use crate::arch::x86::{cpu, i8042, lapic, pvpanic, qemu_exit};
 use crate::args::{self, PanicAction};
@@ -7,9 +9,11 @@ use crate::console::emergency_write;
 use crate::{percpu, time};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// What happens after the report: `panic=`.
+/// What happens after the report (`panic=`): say what the host will be told
+/// and what this CPU will do, tell the host, then do it.
 pub(super) fn finish() -> ! {
     let action = args::get().panic_action();
+    let host_event = choose_host_event(action);
     let no_interrupts_here = !crate::arch::x86::idt::loaded_here() || !percpu::is_installed();
     if no_interrupts_here && matches!(action, PanicAction::Halt | PanicAction::Spin) {
         // An AP in its first instructions has no IDT yet: with interrupts on,
@@ -18,34 +22,36 @@ pub(super) fn finish() -> ! {
         emergency_write(format_args!(
             "panic: halting (cli; hlt: this CPU has no interrupt table yet)\n"
         ));
+        tell_the_host(host_event);
         cpu::halt_forever();
     }
     match action {
-        PanicAction::Exit => qemu_exit::exit(qemu_exit::ExitCode::Failure),
-        PanicAction::Halt => halt_quietly(),
-        PanicAction::Spin => spin_like_linux(),
-        PanicAction::RebootAfter(seconds) => reboot_after(seconds),
+        PanicAction::Exit => {
+            tell_the_host(host_event);
+            qemu_exit::exit(qemu_exit::ExitCode::Panicked)
+        }
+        PanicAction::Halt => halt_quietly(host_event),
+        PanicAction::Spin => spin_like_linux(host_event),
+        PanicAction::RebootAfter(seconds) => reboot_after(seconds, host_event),
     }
 }
 
-/// Tells the host through pvpanic, once the report is out (and the trace
-/// dumped): PANICKED, so the host can act on it; or, when this kernel
-/// reboots itself (`panic=N`), CRASH_LOADED, "the guest handles it" (QEMU
-/// docs/specs/pvpanic.rst). Only events the device supports are written.
-/// Without the device, says so and carries on. Once per boot: a panic in
-/// the panic path comes here too, and must not tell twice.
-pub(super) fn tell_the_host() {
-    static TOLD: AtomicBool = AtomicBool::new(false);
-    if TOLD.swap(true, Ordering::AcqRel) {
-        return;
+/// Which pvpanic event the host gets, said in the report: PANICKED, so the
+/// host can act on it; or, when this kernel reboots itself (`panic=N`),
+/// CRASH_LOADED, "the guest handles it" (QEMU docs/specs/pvpanic.rst). Only
+/// events the device supports. None without the device (said too), and on
+/// a second pass: a panic in the panic path comes here again, and the host
+/// is told once.
+fn choose_host_event(action: PanicAction) -> Option<u8> {
+    static CHOSEN: AtomicBool = AtomicBool::new(false);
+    if CHOSEN.swap(true, Ordering::AcqRel) {
+        return None;
     }
     let Some((port, supported)) = pvpanic::device() else {
         emergency_write(format_args!("panic: no pvpanic device: the host is not told\n"));
-        return;
+        return None;
     };
-    let reboots = matches!(args::get().panic_action(), PanicAction::RebootAfter(_));
-    // CRASH_LOADED when this kernel reboots itself and the device takes
-    // it; otherwise PANICKED, if the device takes that.
+    let reboots = matches!(action, PanicAction::RebootAfter(_));
     let (event, name) = if reboots && supported & pvpanic::CRASH_LOADED != 0 {
         (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself")
     } else if supported & pvpanic::PANICKED != 0 {
@@ -54,12 +60,20 @@ pub(super) fn tell_the_host() {
         emergency_write(format_args!(
             "panic: the pvpanic device at port {port:#x} takes neither event ({supported:#x}): the host is not told\n"
         ));
-        return;
+        return None;
     };
     emergency_write(format_args!(
-        "panic: told the host through pvpanic (port {port:#x}): {name}\n"
+        "panic: telling the host through pvpanic (port {port:#x}): {name}\n"
     ));
-    pvpanic::signal(event);
+    Some(event)
+}
+
+/// Tells the host, once every line is out: a host that ends the run as soon
+/// as it hears the panic (the runner's `--exit-on-panic`) loses nothing.
+fn tell_the_host(event: Option<u8>) {
+    if let Some(event) = event {
+        pvpanic::signal(event);
+    }
 }
 
 /// What `finish` will do, as the trace's PANIC_HALT records it.
@@ -77,7 +91,7 @@ pub(super) fn action_code() -> u16 {
 /// one-shot timer wakes the CPU every half second to toggle the keyboard's
 /// LEDs, then it halts again: a desktop user sees the machine has panicked,
 /// at the cost of two wake-ups a second.
-fn halt_quietly() -> ! {
+fn halt_quietly(host_event: Option<u8>) -> ! {
     let can_wake = lapic::is_initialised() && percpu::is_installed();
     if can_wake {
         crate::time::timer::stop();
@@ -89,6 +103,7 @@ fn halt_quietly() -> ! {
         ));
     }
     emergency_write(format_args!("panic: halting (sti; hlt)\n"));
+    tell_the_host(host_event);
     let mut leds_on = false;
     loop {
         if blink {
@@ -107,10 +122,11 @@ const ALL_LEDS: u8 = 0b111;
 
 /// The old way, kept for comparison: interrupts on, busy-wait forever, as
 /// Linux's panic() does in its `mdelay()` loop.
-fn spin_like_linux() -> ! {
+fn spin_like_linux(host_event: Option<u8>) -> ! {
     emergency_write(format_args!(
         "panic: spinning (panic=spin: a busy loop, as Linux's mdelay() loop)\n"
     ));
+    tell_the_host(host_event);
     crate::arch::x86::interrupts::enable();
     loop {
         time::udelay(1000);
@@ -118,8 +134,9 @@ fn spin_like_linux() -> ! {
 }
 
 /// Sleeps `seconds` on one-shot timers, then resets the machine.
-fn reboot_after(seconds: u64) -> ! {
+fn reboot_after(seconds: u64, host_event: Option<u8>) -> ! {
     emergency_write(format_args!("panic: rebooting in {seconds} s\n"));
+    tell_the_host(host_event);
     let deadline = time::now_ns().saturating_add(seconds.saturating_mul(1_000_000_000));
     if lapic::is_initialised() && percpu::is_installed() {
         while time::now_ns() < deadline {
