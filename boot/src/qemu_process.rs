@@ -175,9 +175,12 @@ impl RunningQemu {
             {
                 break Some(status);
             }
-            let heard_at = self.qmp.heard.lock().unwrap().map(|(at, _)| at);
+            let heard = *self.qmp.heard.lock().unwrap();
+            let heard_at = heard.map(|(at, _)| at);
+            // Not on GUEST_CRASHLOADED: that guest handles its panic itself (panic=N reboots).
+            let host_to_act = heard.is_some_and(|(_, event)| event == "GUEST_PANICKED");
             let timed_out = timeout.is_some_and(|limit| self.started.elapsed() >= limit);
-            if timed_out || (self.exit_on_panic && heard_at.is_some()) {
+            if timed_out || (self.exit_on_panic && host_to_act) {
                 // The kernel tells the host last, once every line and the
                 // trace are out (kernel/src/panic/halt.rs): nothing is lost.
                 let _ = self.child.kill();
@@ -192,8 +195,9 @@ impl RunningQemu {
                 // Still running after the panic: halted (or spinning) on purpose.
                 told_how_to_leave = true;
                 eprintln!(
-                    "runner: the guest is left as it is, for --gdb or the QEMU monitor; \
-                     Ctrl-C ends the run (--exit-on-panic ends it at the panic)"
+                    "runner: the guest is left as it is, for inspection (a run with --gdb \
+                     can still be attached to); Ctrl-C ends the run, --exit-on-panic ends it \
+                     at the panic"
                 );
             }
             thread::sleep(Duration::from_millis(20));

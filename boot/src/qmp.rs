@@ -5,7 +5,9 @@
 //! `GUEST_PANICKED` on its QMP socket (QEMU's qapi/run-state.json) and does
 //! what `-action panic=` says, which the runner sets to `none`, so a halted
 //! kernel stays halted for inspection. The runner listens on the socket and
-//! says when it heard the event, counted from the report's first line.
+//! says when it heard the event, counted from the report's first line; with
+//! `--exit-on-panic` it then ends the run (on GUEST_PANICKED only: with
+//! GUEST_CRASHLOADED the guest is handling its panic itself).
 //!
 //! The QMP protocol (QEMU docs/interop/qmp-spec.rst): the server greets,
 //! the client must send `qmp_capabilities` before anything else, and then
@@ -30,10 +32,13 @@ pub fn socket_path() -> PathBuf {
     std::env::temp_dir().join(format!("kernel-qmp-{}-{run}.sock", std::process::id()))
 }
 
-/// The `-qmp` option for `path`: QEMU listens there and does not wait for
-/// the runner before starting the guest.
+/// The `-qmp` option for `path`: QEMU listens there and starts the guest
+/// only once the runner has connected (`wait=on`). QEMU sends events only to
+/// a client that has finished the handshake; the guest's firmware takes far
+/// longer than that one round trip, so no panic can come before it, however
+/// late a loaded host runs the listener.
 pub fn qemu_option(path: &Path) -> String {
-    format!("unix:{},server=on,wait=off", path.display())
+    format!("unix:{},server=on,wait=on", path.display())
 }
 
 /// Listens on `path` in a thread of its own and records the moment

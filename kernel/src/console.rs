@@ -55,6 +55,25 @@ pub fn emergency_write(args: fmt::Arguments) {
     }
 }
 
+/// Waits, at most about `patience` status reads, until the UART has sent
+/// every byte it was given (the transmitter, not just its holding register,
+/// is empty: LSR bit 6). Under QEMU that means the bytes have left the
+/// emulated UART for the host side, so a host that stops the guest next
+/// loses none of them. Takes no lock, as `emergency_write`.
+pub fn wait_until_sent(patience: u32) {
+    use uart_16550::spec::registers::LSR;
+    // SAFETY: as in `emergency_write`: a second handle on the configured
+    // UART; reading its line status register has no effect on the others.
+    if let Ok(mut port) = unsafe { Uart16550::new_port(COM1) } {
+        for _ in 0..patience {
+            if port.lsr().contains(LSR::TRANSMITTER_EMPTY) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
 pub fn is_locked() -> bool {
     SERIAL.is_locked()
 }

@@ -57,13 +57,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     panic::init();
     percpu::install_boot_cpu();
     console::init();
+    // Early, so that a panic from here on can tell the host.
+    arch::x86::pvpanic::detect();
     logger::init(log::LevelFilter::Info);
     gdt::init_this_cpu(gdt::boot_cpu_tables(), gdt::boot_cpu_ist_stacks());
     idt::init_this_cpu();
     let (tsc_hz, source) = time::tsc::calibrate();
 
     let args = args::load();
-    arch::x86::pvpanic::detect();
     logger::set_level(args.log_level);
     if !args::text().is_empty() {
         log::info!("args: {}", args::text());

@@ -128,12 +128,17 @@ pub fn init() {
 /// The NMI chain's first stage: is this the panic path's stop signal? If so,
 /// it never returns.
 fn nmi_stops_this_cpu(interrupted_rip: u64) -> bool {
-    // The owner itself keeps going: an NMI from outside must not cut the report short.
     let owner = PANIC_OWNER.load(Ordering::Acquire);
-    if owner != NO_OWNER && owner != percpu::cpu_number() {
+    if owner == NO_OWNER {
+        return false;
+    }
+    if owner != panicking_cpu() {
         stop_this_cpu(STOPPED_BY_NMI, interrupted_rip);
     }
-    false
+    // The owner takes every NMI and ignores it: one from outside (a host's
+    // inject-nmi, a CPU sampling where others are) must neither cut the
+    // report short nor, unclaimed, become a second panic.
+    true
 }
 
 #[panic_handler]

@@ -11,8 +11,11 @@
 //! NMI handlers run on their own IST stack, even inside a spinlock's critical
 //! section with interrupts off: they may not take locks or allocate.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use spin::Once;
 
+use crate::percpu::cpu_local;
 use crate::trace;
 
 /// Where a handler runs in the chain; earlier stages first.
@@ -35,6 +38,22 @@ pub type NmiHandler = fn(interrupted_rip: u64) -> bool;
 
 static CHAIN: [Once<NmiHandler>; STAGES] = [const { Once::new() }; STAGES];
 
+cpu_local! {
+    /// Set while this CPU runs its NMI handler, on the NMI's own IST stack.
+    /// An NMI nobody claims leaves it set: `idt` turns it into a panic, which
+    /// then runs on that stack for good.
+    static IN_NMI: AtomicBool = AtomicBool::new(false);
+}
+
+/// Whether this CPU is inside its NMI handler (or a panic that began there).
+/// Such a CPU must not enable interrupts: the `iret` of any interrupt would
+/// unblock NMIs (SDM Vol. 3A, "Handling Multiple NMIs"), and the next NMI
+/// would start again at the top of the IST stack this CPU is still using.
+/// Only with per-CPU data installed (every CPU that can receive an NMI).
+pub fn running_here() -> bool {
+    IN_NMI.get().load(Ordering::Relaxed)
+}
+
 /// Puts `handler` at `stage` of the chain. One handler per stage.
 pub fn register(stage: NmiStage, handler: NmiHandler) {
     let mut won = false;
@@ -49,9 +68,14 @@ pub fn register(stage: NmiStage, handler: NmiHandler) {
 pub(super) fn dispatch(interrupted_rip: u64) -> bool {
     // Only online CPUs are sent NMIs, and their per-CPU data (the ring) is
     // installed: recording is safe here.
+    IN_NMI.get().store(true, Ordering::Relaxed);
     trace::record(trace::format::NMI_BEGIN, trace::format::NMI, interrupted_rip, 0, 0);
     let claimed =
         CHAIN.iter().filter_map(|slot| slot.get()).any(|handler| handler(interrupted_rip));
     trace::record(trace::format::NMI_END, trace::format::NMI, 0, 0, 0);
+    if claimed {
+        // Unclaimed, it goes on to a panic, still on the NMI stack.
+        IN_NMI.get().store(false, Ordering::Relaxed);
+    }
     claimed
 }

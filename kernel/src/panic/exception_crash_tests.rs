@@ -35,7 +35,17 @@ fn crash_breakpoint() -> TestResult {
     Err("int3 returned instead of being reported".into())
 }
 
+/// Sends this CPU an NMI that no stage of the NMI chain claims: `idt` turns
+/// it into a panic, which then runs on the NMI's own IST stack.
+fn crash_unclaimed_nmi() -> TestResult {
+    crate::irq::send_nmi(crate::percpu::cpu_number());
+    // An NMI to oneself arrives at once; a microsecond loop gives it time.
+    crate::time::udelay(100_000);
+    Err("an NMI sent to this CPU was not reported".into())
+}
+
 crate::kernel_tests![
+    KernelTest::crash("crash_unclaimed_nmi", crash_unclaimed_nmi),
     KernelTest::crash("crash_page_fault", crash_page_fault),
     KernelTest::crash("crash_double_fault", crash_double_fault),
     KernelTest::crash("crash_breakpoint", crash_breakpoint),

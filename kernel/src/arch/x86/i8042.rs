@@ -21,8 +21,11 @@ const OUTPUT_FULL: u8 = 1 << 0;
 const INPUT_FULL: u8 = 1 << 1;
 const SET_LEDS: u8 = 0xed;
 /// How many status reads to wait for a buffer before giving up: a
-/// controller that stops answering must not hang the panic's halt loop.
-const PATIENCE: u32 = 100_000;
+/// controller that stops answering must not hang the panic's halt loop. An
+/// I/O port read takes about a microsecond on real hardware (and is a VM
+/// exit under KVM), so this is about 10 ms; a working 8042 takes a byte in
+/// well under a millisecond.
+const PATIENCE: u32 = 10_000;
 
 fn status() -> u8 {
     // SAFETY: reading the 8042's status register has no side effect.
