@@ -173,7 +173,7 @@ chrome://tracing open, and FILE.svg, a picture of the same timeline; FILE.ktrace
 stream for `trace-convert`. Times in --trace-window are µs since the kernel's clock started.
 
 After a panic (pvpanic's QMP event) the runner says guest panicked and leaves a halted guest
-as it is, for --gdb or the monitor; Ctrl-C ends the run, and --exit-on-panic ends it there.
+as it is, for inspection (e.g. with --gdb); Ctrl-C ends the run, --exit-on-panic ends it there.
 
 Exit status: 0 kernel success, 1 kernel failure (a failed or hung test), 2 QEMU failed or a bad
 runner flag, 3 guest reset or powered off, 4 the kernel panicked, 124 timeout.

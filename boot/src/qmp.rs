@@ -32,13 +32,15 @@ pub fn socket_path() -> PathBuf {
     std::env::temp_dir().join(format!("kernel-qmp-{}-{run}.sock", std::process::id()))
 }
 
-/// The `-qmp` option for `path`: QEMU listens there and starts the guest
-/// only once the runner has connected (`wait=on`). QEMU sends events only to
-/// a client that has finished the handshake; the guest's firmware takes far
-/// longer than that one round trip, so no panic can come before it, however
-/// late a loaded host runs the listener.
+/// The `-qmp` option for `path`: QEMU listens there and does not wait for
+/// the runner before starting the guest (`wait=off`; `wait=on` would also
+/// print "QEMU waiting for connection" on every run). QEMU sends events only
+/// to a client that has finished the handshake: the listener connects within
+/// 25 ms of the socket's creation and then needs one round trip, while the
+/// guest's firmware alone takes seconds, so no panic can come first unless
+/// the host starves the listener for that long.
 pub fn qemu_option(path: &Path) -> String {
-    format!("unix:{},server=on,wait=on", path.display())
+    format!("unix:{},server=on,wait=off", path.display())
 }
 
 /// Listens on `path` in a thread of its own and records the moment

@@ -59,6 +59,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     console::init();
     // Early, so that a panic from here on can tell the host.
     arch::x86::pvpanic::detect();
+    // Before the IDT is loaded, so that a panic that then halts with `sti;
+    // hlt` cannot take a legacy PIC interrupt on an exception's vector.
+    pic::remap_and_mask();
     logger::init(log::LevelFilter::Info);
     gdt::init_this_cpu(gdt::boot_cpu_tables(), gdt::boot_cpu_ist_stacks());
     idt::init_this_cpu();
@@ -91,7 +94,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     mm::init(physical_memory_offset, &boot_info.memory_regions);
     symbols::init(boot_info.kernel_addr, boot_info.kernel_len, boot_info.kernel_image_offset);
 
-    pic::remap_and_mask();
     let apic = lapic::init_boot_cpu(args.force_xapic, mm::paging::map_mmio);
     percpu::set_apic_id(0, apic.id());
     let timer_ticks_per_ms = time::timer::calibrate();

@@ -163,9 +163,10 @@ pub fn depth() -> u32 {
 }
 
 /// For a CPU that starts again after INIT, which may have stopped it inside
-/// a handler: its depth starts from zero again.
+/// a handler (an NMI's too): its depth starts from zero again.
 pub fn reset_after_restart() {
     DEPTH.get().store(0, Ordering::Relaxed);
+    nmi::reset_after_restart();
 }
 
 /// Counts this CPU's running interrupt handlers for as long as it lives, so

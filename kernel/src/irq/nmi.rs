@@ -54,6 +54,12 @@ pub fn running_here() -> bool {
     IN_NMI.get().load(Ordering::Relaxed)
 }
 
+/// For a CPU that starts again after INIT, which may have caught it inside
+/// its NMI handler (a parked CPU asked where it is).
+pub(super) fn reset_after_restart() {
+    IN_NMI.get().store(false, Ordering::Relaxed);
+}
+
 /// Puts `handler` at `stage` of the chain. One handler per stage.
 pub fn register(stage: NmiStage, handler: NmiHandler) {
     let mut won = false;

@@ -200,7 +200,7 @@ fn reboot_after(seconds: u64, host_event: Option<u8>) -> ! {
             cpu::enable_interrupts_and_halt();
         }
     } else {
-        time::udelay(seconds * 1_000_000);
+        time::udelay(seconds.saturating_mul(1_000_000));
     }
     emergency_write(format_args!("panic: rebooting now\n"));
     crate::arch::x86::reset::reset_machine(|| time::udelay(100_000))

@@ -20,11 +20,12 @@ const STATUS_PORT: u16 = 0x64;
 const OUTPUT_FULL: u8 = 1 << 0;
 const INPUT_FULL: u8 = 1 << 1;
 const SET_LEDS: u8 = 0xed;
-/// How many status reads to wait for a buffer before giving up: a
-/// controller that stops answering must not hang the panic's halt loop. An
-/// I/O port read takes about a microsecond on real hardware (and is a VM
-/// exit under KVM), so this is about 10 ms; a working 8042 takes a byte in
-/// well under a millisecond.
+/// How many times to look for a free input buffer before giving up on a
+/// byte: a controller that stops answering must not hang the panic's halt
+/// loop. Each look is two or more status reads, about a microsecond each on
+/// real hardware (a VM exit under KVM): tens of milliseconds in all, once,
+/// since a failed toggle ends the blink. A working 8042 takes a byte in well
+/// under a millisecond.
 const PATIENCE: u32 = 10_000;
 
 fn status() -> u8 {
