@@ -215,12 +215,11 @@ impl RunningQemu {
         }
         let (buffer, reader) = self.serial;
         let _ = reader.join();
-        let captured = buffer.is_some();
         let mut serial_text = buffer
             .map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned())
             .unwrap_or_default();
         if let Some(line) = qmp::heard_line(&heard, &report_began)
-            && captured
+            && self.captured
         {
             serial_text.push_str(&format!("{line}\n"));
         }

@@ -70,24 +70,23 @@ fn choose_host_event(action: PanicAction) -> Option<u8> {
         return None;
     };
     let reboots = matches!(action, PanicAction::RebootAfter(_));
-    let (event, name) = if reboots && supported & pvpanic::CRASH_LOADED != 0 {
-        (pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself")
+    let chosen = if reboots && supported & pvpanic::CRASH_LOADED != 0 {
+        Some((pvpanic::CRASH_LOADED, "CRASH_LOADED: the guest reboots itself"))
     } else if supported & pvpanic::PANICKED != 0 {
-        (pvpanic::PANICKED, "PANICKED")
+        Some((pvpanic::PANICKED, "PANICKED"))
     } else {
-        if say {
-            emergency_write(format_args!(
-                "panic: the pvpanic device at port {port:#x} takes neither event ({supported:#x}): the host is not told\n"
-            ));
-        }
-        return None;
+        None
     };
-    if say {
-        emergency_write(format_args!(
+    match chosen {
+        _ if !say => {}
+        Some((_, name)) => emergency_write(format_args!(
             "panic: telling the host through pvpanic (port {port:#x}): {name}\n"
-        ));
+        )),
+        None => emergency_write(format_args!(
+            "panic: the pvpanic device at port {port:#x} takes neither event ({supported:#x}): the host is not told\n"
+        )),
     }
-    Some(event)
+    chosen.map(|(event, _)| event)
 }
 
 /// Tells the host, once every line is out: a host that ends the run as soon
