@@ -6,7 +6,6 @@
 
 #![no_std]
 #![no_main]
-#![feature(abi_x86_interrupt)]
 #![feature(used_with_arg)]
 
 extern crate alloc;

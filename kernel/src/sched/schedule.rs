@@ -114,6 +114,11 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     next.set_state(State::Running);
     next.on_cpu.store(true, Ordering::Relaxed);
     crate::mm::lazy_tlb::switch_to(next.address_space.as_ref());
+    // An interrupt or system call from user mode lands on the running
+    // thread's own kernel stack (threads without one never leave the kernel).
+    if let Some(stack) = &next.stack {
+        crate::arch::x86::gdt::set_kernel_stack(stack.top);
+    }
     // SAFETY: on_cpu was false, so the last switch away from `next` stored its rsp.
     let load = unsafe { *next.saved_rsp.get() };
     cpu.current.store(Arc::into_raw(next) as *mut Thread, Ordering::Relaxed);

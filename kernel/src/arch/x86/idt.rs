@@ -6,13 +6,17 @@
 //! Interrupt Reference"). The legacy PIC is remapped to 0x20-0x2f and masked
 //! (see `pic`). The APIC vectors are numbered in `vectors`.
 //!
-//! This module knows no subsystem: the layer above connects itself with
-//! [`set_interrupt_entry`] and [`set_nmi_entry`] before interrupts are enabled.
+//! Every vector enters through its assembly stub in `entry`, which saves the
+//! registers and calls [`trap_dispatch`] here. This module knows no
+//! subsystem: the layer above connects itself with [`set_interrupt_entry`]
+//! and [`set_nmi_entry`] before interrupts are enabled.
 
 use spin::{Lazy, Once};
+use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
-use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+use x86_64::structures::idt::{Entry, InterruptDescriptorTable, PageFaultErrorCode};
 
+use super::entry::{self, HAS_ERROR_CODE, TrapFrame};
 use super::exception::{self, Described, panic_with as exception_panic};
 use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
 use super::vectors::*;
@@ -49,49 +53,72 @@ pub fn loaded_here() -> bool {
     loaded.base.as_u64() == &*IDT as *const InterruptDescriptorTable as u64
 }
 
-macro_rules! exception_handler {
-    ($name:ident, $vector:expr, $mnemonic:expr, $description:expr) => {
-        extern "x86-interrupt" fn $name(frame: InterruptStackFrame) {
-            exception_panic($vector, $mnemonic, $description, None, &frame);
-        }
-    };
-    ($name:ident, $vector:expr, $mnemonic:expr, $description:expr, error_code) => {
-        extern "x86-interrupt" fn $name(frame: InterruptStackFrame, error_code: u64) {
-            exception_panic($vector, $mnemonic, $description, Some(error_code), &frame);
-        }
-    };
+/// Where every stub of `entry` goes, with the saved registers: the vector
+/// decides what happens. Runs with interrupts off (every gate is an
+/// interrupt gate).
+pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector as u8;
+    match vector {
+        2 => nmi(frame),
+        8 => double_fault(frame),
+        14 => page_fault(frame),
+        0..=31 => match EXCEPTIONS.iter().find(|e| e.0 == vector) {
+            Some(&(_, mnemonic, description)) => exception_panic(
+                vector,
+                mnemonic,
+                description,
+                HAS_ERROR_CODE.contains(&vector).then_some(frame.error_code),
+                frame,
+            ),
+            None => exception_panic(vector, "#??", "reserved exception", None, frame),
+        },
+        SPURIOUS_VECTOR => {} // not acknowledged with an EOI (SDM Vol. 3A 11.9)
+        _ => match INTERRUPT_ENTRY.get() {
+            Some(entry) => entry(vector),
+            // Nothing above is connected yet: acknowledge, so the vector does
+            // not stay in service.
+            None => super::lapic::end_of_interrupt(),
+        },
+    }
 }
 
-exception_handler!(divide_error, 0, "#DE", "divide error");
-exception_handler!(debug, 1, "#DB", "debug exception");
-exception_handler!(breakpoint, 3, "#BP", "breakpoint");
-exception_handler!(overflow, 4, "#OF", "overflow");
-exception_handler!(bound_range, 5, "#BR", "BOUND range exceeded");
-exception_handler!(invalid_opcode, 6, "#UD", "invalid opcode");
-exception_handler!(device_not_available, 7, "#NM", "device not available");
-exception_handler!(invalid_tss, 10, "#TS", "invalid TSS", error_code);
-exception_handler!(segment_not_present, 11, "#NP", "segment not present", error_code);
-exception_handler!(stack_segment, 12, "#SS", "stack-segment fault", error_code);
-exception_handler!(general_protection, 13, "#GP", "general protection fault", error_code);
-exception_handler!(x87_floating_point, 16, "#MF", "x87 floating-point error");
-exception_handler!(alignment_check, 17, "#AC", "alignment check", error_code);
-exception_handler!(simd_floating_point, 19, "#XM", "SIMD floating-point exception");
-exception_handler!(virtualization, 20, "#VE", "virtualization exception");
-exception_handler!(control_protection, 21, "#CP", "control protection exception", error_code);
-exception_handler!(hv_injection, 28, "#HV", "hypervisor injection exception");
-exception_handler!(vmm_communication, 29, "#VC", "VMM communication exception", error_code);
-exception_handler!(security, 30, "#SX", "security exception", error_code);
+/// The exceptions that have nothing to do but report: vector, mnemonic,
+/// description (SDM Vol. 3A 6.15, "Exception and Interrupt Reference").
+const EXCEPTIONS: [(u8, &str, &str); 20] = [
+    (0, "#DE", "divide error"),
+    (1, "#DB", "debug exception"),
+    (3, "#BP", "breakpoint"),
+    (4, "#OF", "overflow"),
+    (5, "#BR", "BOUND range exceeded"),
+    (6, "#UD", "invalid opcode"),
+    (7, "#NM", "device not available"),
+    (10, "#TS", "invalid TSS"),
+    (11, "#NP", "segment not present"),
+    (12, "#SS", "stack-segment fault"),
+    (13, "#GP", "general protection fault"),
+    (16, "#MF", "x87 floating-point error"),
+    (17, "#AC", "alignment check"),
+    (18, "#MC", "machine check"),
+    (19, "#XM", "SIMD floating-point exception"),
+    (20, "#VE", "virtualization exception"),
+    (21, "#CP", "control protection exception"),
+    (28, "#HV", "hypervisor injection exception"),
+    (29, "#VC", "VMM communication exception"),
+    (30, "#SX", "security exception"),
+];
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, error_code: PageFaultErrorCode) {
+fn page_fault(frame: &TrapFrame) {
+    // First: a fault in what follows would overwrite CR2.
     let address = Cr2::read_raw();
-    exception::save(14, Some(error_code.bits()), &frame);
+    let error_code = PageFaultErrorCode::from_bits_truncate(frame.error_code);
+    exception::save(14, Some(frame.error_code), frame);
     panic!(
         "page fault (#PF, vector 14) accessing {:#x} ({}), error code {:#x}, at RIP {:#x}, RSP {:#x}",
         address,
         describe_page_fault(error_code),
-        error_code.bits(),
-        frame.instruction_pointer.as_u64(),
-        frame.stack_pointer.as_u64(),
+        frame.error_code,
+        frame.rip,
+        frame.rsp,
     );
 }
 
@@ -112,82 +139,91 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
 
 /// A double fault whose CR2 is in the running thread's stack guard page is a
 /// kernel stack overflow: the page fault could not push its frame.
-extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, error_code: u64) -> ! {
+fn double_fault(frame: &TrapFrame) -> ! {
     let address = Cr2::read_raw();
     if let Some(guard) = exception::overflowed_stack(address) {
-        exception::save(8, Some(error_code), &frame);
+        exception::save(8, Some(frame.error_code), frame);
         panic!(
             "kernel stack overflow in {}: double fault (#DF, vector 8, on its IST stack) after touching the guard page at {address:#x}, RIP {:#x}",
             Described(guard.describe_owner),
-            frame.instruction_pointer.as_u64()
+            frame.rip
         );
     }
-    exception_panic(8, "#DF", "double fault (on its IST stack)", Some(error_code), &frame);
-}
-
-extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    exception_panic(18, "#MC", "machine check", None, &frame);
+    exception_panic(8, "#DF", "double fault (on its IST stack)", Some(frame.error_code), frame);
 }
 
 /// The NMI chain registered above decides who the NMI was for; one nobody
 /// claims is reported.
-extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
-    let rip = frame.instruction_pointer.as_u64();
-    if NMI_ENTRY.get().is_some_and(|entry| entry(rip)) {
+fn nmi(frame: &TrapFrame) {
+    if NMI_ENTRY.get().is_some_and(|entry| entry(frame.rip)) {
         return;
     }
-    exception_panic(2, "NMI", "non-maskable interrupt", None, &frame);
+    exception_panic(2, "NMI", "non-maskable interrupt", None, frame);
 }
 
-/// The stub of APIC vector `VECTOR`: one instance per vector, since the CPU
-/// does not say which vector it took.
-extern "x86-interrupt" fn apic_interrupt<const VECTOR: u8>(_frame: InterruptStackFrame) {
-    match INTERRUPT_ENTRY.get() {
-        Some(entry) => entry(VECTOR),
-        // Nothing above is connected yet: acknowledge, so the vector does not
-        // stay in service.
-        None => super::lapic::end_of_interrupt(),
-    }
-}
-
-/// A spurious interrupt is not acknowledged with an EOI (SDM Vol. 3A 11.9).
-extern "x86-interrupt" fn spurious_interrupt(_frame: InterruptStackFrame) {}
-
+/// Every vector that has a use gets its stub: the exceptions, NMI, the APIC
+/// vectors. The others stay absent, so a stray interrupt on one of them is a
+/// #NP naming it (its error code holds the vector).
 fn build_idt() -> InterruptDescriptorTable {
     let mut idt = InterruptDescriptorTable::new();
-    idt.divide_error.set_handler_fn(divide_error);
-    idt.debug.set_handler_fn(debug);
-    idt.breakpoint.set_handler_fn(breakpoint);
-    idt.overflow.set_handler_fn(overflow);
-    idt.bound_range_exceeded.set_handler_fn(bound_range);
-    idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available.set_handler_fn(device_not_available);
-    idt.invalid_tss.set_handler_fn(invalid_tss);
-    idt.segment_not_present.set_handler_fn(segment_not_present);
-    idt.stack_segment_fault.set_handler_fn(stack_segment);
-    idt.general_protection_fault.set_handler_fn(general_protection);
-    idt.page_fault.set_handler_fn(page_fault);
-    idt.x87_floating_point.set_handler_fn(x87_floating_point);
-    idt.alignment_check.set_handler_fn(alignment_check);
-    idt.simd_floating_point.set_handler_fn(simd_floating_point);
-    idt.virtualization.set_handler_fn(virtualization);
-    idt.cp_protection_exception.set_handler_fn(control_protection);
-    idt.hv_injection_exception.set_handler_fn(hv_injection);
-    idt.vmm_communication_exception.set_handler_fn(vmm_communication);
-    idt.security_exception.set_handler_fn(security);
-    // SAFETY: each IST index names a stack that gdt::init_this_cpu() put in this
-    // CPU's TSS before the IDT is loaded, and no other vector uses it.
-    unsafe {
-        idt.double_fault.set_handler_fn(double_fault).set_stack_index(DOUBLE_FAULT_IST_INDEX);
-        idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(NMI_IST_INDEX);
-        idt.machine_check.set_handler_fn(machine_check).set_stack_index(MACHINE_CHECK_IST_INDEX);
+    let stub = |vector: u8| VirtAddr::new(entry::stub_address(vector));
+    let exceptions = EXCEPTIONS.iter().map(|e| e.0).chain([2, 8, 14]);
+    for vector in exceptions.filter(|&v| !entry::PARANOID.contains(&v)) {
+        // SAFETY: (as for every `set_handler_addr` below) the address is the
+        // stub `entry` built for this very vector, which saves the frame the
+        // CPU pushes for it and returns with `iretq`.
+        unsafe { exception_entry(&mut idt, vector).set_handler_addr(stub(vector)) };
     }
-    idt[TIMER_VECTOR].set_handler_fn(apic_interrupt::<TIMER_VECTOR>);
-    idt[SELF_TEST_VECTOR].set_handler_fn(apic_interrupt::<SELF_TEST_VECTOR>);
-    idt[WAKE_VECTOR].set_handler_fn(apic_interrupt::<WAKE_VECTOR>);
-    idt[CRASH_TEST_VECTOR].set_handler_fn(apic_interrupt::<CRASH_TEST_VECTOR>);
-    idt[CALL_FUNCTION_VECTOR].set_handler_fn(apic_interrupt::<CALL_FUNCTION_VECTOR>);
-    idt[RESCHEDULE_VECTOR].set_handler_fn(apic_interrupt::<RESCHEDULE_VECTOR>);
-    idt[SPURIOUS_VECTOR].set_handler_fn(spurious_interrupt);
+    // SAFETY: as above; each IST index names a stack that gdt::init_this_cpu()
+    // put in this CPU's TSS before the IDT is loaded, and no other vector uses it.
+    unsafe {
+        idt.double_fault.set_handler_addr(stub(8)).set_stack_index(DOUBLE_FAULT_IST_INDEX);
+        idt.non_maskable_interrupt.set_handler_addr(stub(2)).set_stack_index(NMI_IST_INDEX);
+        idt.machine_check.set_handler_addr(stub(18)).set_stack_index(MACHINE_CHECK_IST_INDEX);
+    }
+    for vector in [
+        TIMER_VECTOR,
+        SELF_TEST_VECTOR,
+        WAKE_VECTOR,
+        CRASH_TEST_VECTOR,
+        CALL_FUNCTION_VECTOR,
+        RESCHEDULE_VECTOR,
+        SPURIOUS_VECTOR,
+    ] {
+        // SAFETY: as above.
+        unsafe { idt[vector].set_handler_addr(stub(vector)) };
+    }
     idt
+}
+
+/// The IDT entry of exception `vector` (the x86_64 crate names each one).
+fn exception_entry(idt: &mut InterruptDescriptorTable, vector: u8) -> &mut Entry<()> {
+    // The crate types each exception's entry by its handler's signature;
+    // with stubs given by address they are all alike, so view them as such.
+    let entry: *mut Entry<()> = match vector {
+        0 => (&mut idt.divide_error as *mut Entry<_>).cast(),
+        1 => (&mut idt.debug as *mut Entry<_>).cast(),
+        3 => (&mut idt.breakpoint as *mut Entry<_>).cast(),
+        4 => (&mut idt.overflow as *mut Entry<_>).cast(),
+        5 => (&mut idt.bound_range_exceeded as *mut Entry<_>).cast(),
+        6 => (&mut idt.invalid_opcode as *mut Entry<_>).cast(),
+        7 => (&mut idt.device_not_available as *mut Entry<_>).cast(),
+        10 => (&mut idt.invalid_tss as *mut Entry<_>).cast(),
+        11 => (&mut idt.segment_not_present as *mut Entry<_>).cast(),
+        12 => (&mut idt.stack_segment_fault as *mut Entry<_>).cast(),
+        13 => (&mut idt.general_protection_fault as *mut Entry<_>).cast(),
+        14 => (&mut idt.page_fault as *mut Entry<_>).cast(),
+        16 => (&mut idt.x87_floating_point as *mut Entry<_>).cast(),
+        17 => (&mut idt.alignment_check as *mut Entry<_>).cast(),
+        19 => (&mut idt.simd_floating_point as *mut Entry<_>).cast(),
+        20 => (&mut idt.virtualization as *mut Entry<_>).cast(),
+        21 => (&mut idt.cp_protection_exception as *mut Entry<_>).cast(),
+        28 => (&mut idt.hv_injection_exception as *mut Entry<_>).cast(),
+        29 => (&mut idt.vmm_communication_exception as *mut Entry<_>).cast(),
+        30 => (&mut idt.security_exception as *mut Entry<_>).cast(),
+        _ => unreachable!("idt: no exception entry for vector {vector}"),
+    };
+    // SAFETY: every `Entry<F>` has the same layout (F is a marker only), and
+    // the pointer comes from a unique borrow of `idt`.
+    unsafe { &mut *entry }
 }

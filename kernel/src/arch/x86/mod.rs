@@ -6,6 +6,7 @@ pub mod apic_timer;
 pub mod control;
 pub mod cpu;
 pub mod debugcon;
+pub mod entry;
 pub mod exception;
 pub mod fw_cfg;
 pub mod gdt;
