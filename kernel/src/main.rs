@@ -29,6 +29,7 @@ mod testing;
 mod time;
 mod tlb;
 mod trace;
+mod user;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
@@ -63,6 +64,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     pic::remap_and_mask();
     logger::init(log::LevelFilter::Info);
     gdt::init_this_cpu(gdt::boot_cpu_tables(), gdt::boot_cpu_ist_stacks());
+    arch::x86::syscall::init_this_cpu();
     idt::init_this_cpu();
     let (tsc_hz, source) = time::tsc::calibrate();
 
@@ -109,6 +111,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     cpu::forbid_floating_point();
     sched::init_boot_cpu("main");
     tlb::init();
+    user::init();
     sched::irq_handlers::register();
     smp::irq_handlers::register();
     fault::register_nmi();

@@ -139,6 +139,37 @@ impl AddressSpace {
         })
     }
 
+    /// Maps `page` (lower half) to `frame` for user mode: readable, and
+    /// writable or executable as asked. The tables on the way get the user
+    /// bit too (the CPU requires it at every level, SDM Vol. 3A 4.6.1). A
+    /// fresh mapping needs no flush.
+    pub fn map_user(
+        &self,
+        page: Page,
+        frame: PhysFrame,
+        writable: bool,
+        executable: bool,
+    ) -> Result<(), MapToError<Size4KiB>> {
+        assert!(
+            page.start_address().as_u64() < 0x0000_8000_0000_0000,
+            "address spaces own the lower half only"
+        );
+        let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        if writable {
+            flags |= PageTableFlags::WRITABLE;
+        }
+        if !executable {
+            flags |= PageTableFlags::NO_EXECUTE;
+        }
+        let tables =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        self.edit(|m| {
+            // SAFETY: as in `map`: the lower half is this space's own.
+            unsafe { m.map_to_with_table_flags(page, frame, flags, tables, &mut Frames) }
+                .map(|flush| flush.ignore())
+        })
+    }
+
     /// Points `page` at `frame` instead of whatever it mapped, and returns the
     /// old frame. The entry is rewritten with one 64-bit store, so a CPU
     /// walking the tables meanwhile sees the old mapping or the new, never a

@@ -36,7 +36,7 @@ use core::arch::global_asm;
 /// the general-purpose registers, then the vector and error code the stub
 /// pushed, then what the CPU pushed. Lowest address first.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -176,6 +176,7 @@ global_asm!(
     1:
         PUSH_REGISTERS
         CALL_DISPATCH
+    trap_return:
         POP_REGISTERS
         test byte ptr [rsp + 3 * 8], 3
         jz 2f
@@ -183,6 +184,14 @@ global_asm!(
     2:
         add rsp, 16
         iretq
+
+    // Returns through the frame at rdi (for `syscall::enter_user` and the
+    // system call's `iretq` road): the frame becomes the stack.
+    .global trap_return_to
+    .hidden trap_return_to
+    trap_return_to:
+        mov rsp, rdi
+        jmp trap_return
 
     // rbx (restored from the frame at the end) remembers whether this path swapped.
     trap_paranoid:

@@ -39,6 +39,16 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
+/// The selectors `syscall`/`sysret` rely on, in the order they require
+/// (SDM Vol. 2B, SYSCALL and SYSRET; see `syscall`): kernel code, kernel
+/// data right after it; user data, user code right after that. The GDT is
+/// built in this order, and checked.
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_SS: u16 = 0x10;
+/// With requested privilege level 3, as user mode loads them.
+pub const USER_SS: u16 = 0x18 | 3;
+pub const USER_CS: u16 = 0x20 | 3;
+
 /// A CPU's GDT, rebuilt each time the CPU starts. It cannot be built once and
 /// kept: `ltr` marks the TSS descriptor busy in the table, and loading a busy
 /// TSS faults, so a CPU that is parked and started again needs a fresh table.
@@ -132,6 +142,13 @@ pub fn init_this_cpu(tables: &'static CpuTables, stacks: IstStacks) {
     let mut gdt = GlobalDescriptorTable::new();
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
+    assert_eq!(
+        [kernel_code.0, kernel_data.0, user_data.0, user_code.0],
+        [KERNEL_CS, KERNEL_SS, USER_SS, USER_CS],
+        "gdt: the segments are not where syscall/sysret need them"
+    );
     // SAFETY: the TSS stays at this address for as long as the CPU runs (the
     // per-CPU area is never freed) and is valid (written just above).
     let tss_selector = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });

@@ -11,6 +11,8 @@
 //! subsystem: the layer above connects itself with [`set_interrupt_entry`]
 //! and [`set_nmi_entry`] before interrupts are enabled.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::{Lazy, Once};
 use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
@@ -24,6 +26,14 @@ use super::vectors::*;
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(build_idt);
 
 static INTERRUPT_ENTRY: Once<fn(vector: u8)> = Once::new();
+
+/// How many interrupts and exceptions arrived while a CPU was in user mode
+/// (each one a `swapgs` in and out): for the tests.
+static TRAPS_FROM_USER_MODE: AtomicU64 = AtomicU64::new(0);
+
+pub fn traps_from_user_mode() -> u64 {
+    TRAPS_FROM_USER_MODE.load(Ordering::Relaxed)
+}
 static NMI_ENTRY: Once<fn(interrupted_rip: u64) -> bool> = Once::new();
 
 /// Where every APIC vector's stub goes, with its vector number.
@@ -58,6 +68,9 @@ pub fn loaded_here() -> bool {
 /// interrupt gate).
 pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
+    if frame.cs & 3 == 3 {
+        TRAPS_FROM_USER_MODE.fetch_add(1, Ordering::Relaxed);
+    }
     match vector {
         2 => nmi(frame),
         8 => double_fault(frame),

@@ -22,5 +22,6 @@ pub mod pvpanic;
 pub mod qemu_exit;
 pub mod reset;
 pub mod switch;
+pub mod syscall;
 pub mod trampoline;
 pub mod vectors;

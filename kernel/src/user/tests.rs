@@ -1,0 +1,127 @@
+//! In-kernel tests of user mode.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::arch::global_asm;
+
+use x86_64::VirtAddr;
+use x86_64::structures::paging::{Page, PhysFrame};
+
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::gdt::{USER_CS, USER_SS};
+use crate::arch::x86::{interrupts, syscall};
+use crate::mm::address_space::AddressSpace;
+use crate::mm::{self, frame};
+use crate::sched::Builder;
+use crate::smp;
+use crate::testing::{KernelTest, TestResult};
+
+// A user program in a few instructions: getpid, spin long enough for timer
+// interrupts to arrive in user mode (each one a swapgs in and out), then
+// exit with the pid as the status.
+global_asm!(
+    r#"
+    .section .rodata.user_round_trip, "a"
+    .global user_round_trip_code
+    .hidden user_round_trip_code
+    user_round_trip_code:
+        mov eax, 39
+        syscall
+        mov edi, eax
+        mov ecx, 20000000
+    1:
+        dec ecx
+        jnz 1b
+        mov eax, 60
+        syscall
+        ud2
+    .global user_round_trip_end
+    .hidden user_round_trip_end
+    user_round_trip_end:
+    .text
+    "#
+);
+
+const CODE_AT: u64 = 0x40_0000;
+const STACK_TOP: u64 = 0x7fff_0000_0000;
+
+fn program() -> &'static [u8] {
+    unsafe extern "C" {
+        static user_round_trip_code: u8;
+        static user_round_trip_end: u8;
+    }
+    let start = &raw const user_round_trip_code;
+    let end = &raw const user_round_trip_end;
+    // SAFETY: both labels delimit the bytes above, in read-only data.
+    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+}
+
+/// A space with the program at CODE_AT and one stack page below STACK_TOP.
+fn make_space() -> (Arc<AddressSpace>, [PhysFrame; 2]) {
+    let space = Arc::new(AddressSpace::new());
+    let code = frame::allocate().expect("no frame for the code");
+    let stack = frame::allocate().expect("no frame for the stack");
+    let bytes = program();
+    // SAFETY: `code` is a fresh frame, reached through the kernel's map of
+    // physical memory; the program is shorter than a page.
+    unsafe {
+        let to = mm::phys_to_virt(code.start_address()).as_mut_ptr::<u8>();
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), to, bytes.len());
+    }
+    let page = |address: u64| Page::containing_address(VirtAddr::new(address));
+    space.map_user(page(CODE_AT), code, false, true).expect("mapping the code");
+    space.map_user(page(STACK_TOP - 4096), stack, true, false).expect("mapping the stack");
+    (space, [code, stack])
+}
+
+/// Runs the program in ring 3 on every CPU in turn: `getpid` must return
+/// the thread's id, `exit` must end the thread with it, and timer interrupts
+/// taken in user mode along the way must come and go (swapgs) unharmed.
+fn user_mode_round_trip() -> TestResult {
+    let mut failures = Vec::new();
+    let traps_before = crate::arch::x86::idt::traps_from_user_mode();
+    for cpu in smp::cpus() {
+        let (space, frames) = make_space();
+        let thread = Builder::new("user-round-trip")
+            .pin(cpu.number)
+            .address_space(space.clone())
+            .spawn(|| {
+                let frame = TrapFrame {
+                    rip: CODE_AT,
+                    cs: USER_CS as u64,
+                    rflags: 0x202, // IF, and bit 1, which is always set
+                    rsp: STACK_TOP,
+                    ss: USER_SS as u64,
+                    ..TrapFrame::default()
+                };
+                interrupts::disable();
+                // SAFETY: the frame is a user-mode context in this thread's
+                // space (code and stack mapped above); nothing on this stack
+                // is needed afterwards: the thread ends in `exit`.
+                unsafe { syscall::enter_user(&frame) }
+            });
+        let id = thread.thread.id;
+        thread.join();
+        match super::exit_status(id) {
+            Some(status) if status as u64 == id => {}
+            other => failures.push(alloc::format!(
+                "cpu{}: thread {id} exited with {other:?}, expected its id",
+                cpu.number
+            )),
+        }
+        for (address, frame) in [(CODE_AT, frames[0]), (STACK_TOP - 4096, frames[1])] {
+            let page = Page::containing_address(VirtAddr::new(address));
+            space.unmap(page);
+            crate::tlb::shootdown(&space, page.start_address(), 1);
+            // SAFETY: unmapped, and flushed wherever the space is loaded.
+            unsafe { frame::free(frame) };
+        }
+    }
+    // The spin is long enough for the timer to interrupt it, in user mode.
+    if crate::arch::x86::idt::traps_from_user_mode() == traps_before {
+        failures.push("no interrupt arrived while a CPU was in user mode".into());
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+}
+
+crate::kernel_tests![KernelTest::new("user_mode_round_trip", user_mode_round_trip)];
