@@ -65,6 +65,11 @@ unsafe impl FrameAllocator<Size4KiB> for Frames {
     }
 }
 
+/// Where user mappings may go: above page 0, below the last page of the
+/// lower half (`arch::x86::syscall::USER_END`).
+pub const USER_START: u64 = 0x1000;
+pub const USER_END: u64 = crate::arch::x86::syscall::USER_END;
+
 fn table(frame: PhysFrame) -> *mut PageTable {
     super::phys_to_virt(frame.start_address()).as_mut_ptr()
 }
@@ -150,9 +155,14 @@ impl AddressSpace {
         writable: bool,
         executable: bool,
     ) -> Result<(), MapToError<Size4KiB>> {
+        // Never page 0 (a null pointer must fault) nor the top page of the
+        // lower half: code there could make `syscall` save a return address
+        // past the canonical hole, and returning to it would fault in ring 0
+        // (see `arch::x86::syscall`).
+        let address = page.start_address().as_u64();
         assert!(
-            page.start_address().as_u64() < 0x0000_8000_0000_0000,
-            "address spaces own the lower half only"
+            (USER_START..USER_END).contains(&address),
+            "user pages lie in {USER_START:#x}..{USER_END:#x}, not at {address:#x}"
         );
         let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
         if writable {

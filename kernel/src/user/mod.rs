@@ -26,9 +26,33 @@ const SYS_GETPID: u64 = 39;
 const SYS_EXIT: u64 = 60;
 const SYS_EXIT_GROUP: u64 = 231;
 
-/// Connects the system-call table to the architecture's entry.
+/// Connects the system-call table and the user-fault handler to the
+/// architecture's entry.
 pub fn init() {
     syscall::set_handler(dispatch);
+    crate::arch::x86::idt::set_user_fault_handler(kill_on_fault);
+}
+
+/// An exception in user mode ends the thread that took it, not the kernel:
+/// the report names the fault, the address and the RIP, and the status is
+/// what a shell shows for a process killed by the signal Linux would send
+/// (128 + SIGSEGV, SIGILL, SIGFPE or SIGTRAP).
+fn kill_on_fault(frame: &TrapFrame, what: &str, address: Option<u64>) -> ! {
+    let signal = match frame.vector {
+        6 => 4,           // #UD: SIGILL
+        0 | 16 | 19 => 8, // #DE, #MF, #XM: SIGFPE
+        1 | 3 => 5,       // #DB, #BP: SIGTRAP
+        _ => 11,          // #PF, #GP and the rest: SIGSEGV
+    };
+    let id = crate::sched::current_id();
+    match address {
+        Some(address) => log::warn!(
+            "user: thread {id} killed: {what} at address {address:#x}, RIP {:#x}",
+            frame.rip
+        ),
+        None => log::warn!("user: thread {id} killed: {what}, RIP {:#x}", frame.rip),
+    }
+    exit(128 + signal)
 }
 
 /// How each thread that left user mode through `exit` ended: (thread id,

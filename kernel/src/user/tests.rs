@@ -38,6 +38,19 @@ global_asm!(
     .global user_round_trip_end
     .hidden user_round_trip_end
     user_round_trip_end:
+
+    // Writes to an address nothing maps: the page fault must end this
+    // thread, not the kernel.
+    .global user_bad_write_code
+    .hidden user_bad_write_code
+    user_bad_write_code:
+        mov byte ptr [0x10], 1
+        mov eax, 60
+        xor edi, edi
+        syscall
+    .global user_bad_write_end
+    .hidden user_bad_write_end
+    user_bad_write_end:
     .text
     "#
 );
@@ -45,23 +58,24 @@ global_asm!(
 const CODE_AT: u64 = 0x40_0000;
 const STACK_TOP: u64 = 0x7fff_0000_0000;
 
-fn program() -> &'static [u8] {
-    unsafe extern "C" {
-        static user_round_trip_code: u8;
-        static user_round_trip_end: u8;
-    }
-    let start = &raw const user_round_trip_code;
-    let end = &raw const user_round_trip_end;
-    // SAFETY: both labels delimit the bytes above, in read-only data.
+unsafe extern "C" {
+    static user_round_trip_code: u8;
+    static user_round_trip_end: u8;
+    static user_bad_write_code: u8;
+    static user_bad_write_end: u8;
+}
+
+/// The bytes between two labels of the programs above.
+fn program(start: *const u8, end: *const u8) -> &'static [u8] {
+    // SAFETY: the labels delimit one program above, in read-only data.
     unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
 
-/// A space with the program at CODE_AT and one stack page below STACK_TOP.
-fn make_space() -> (Arc<AddressSpace>, [PhysFrame; 2]) {
+/// A space with `bytes` at CODE_AT and one stack page below STACK_TOP.
+fn make_space(bytes: &[u8]) -> (Arc<AddressSpace>, [PhysFrame; 2]) {
     let space = Arc::new(AddressSpace::new());
     let code = frame::allocate().expect("no frame for the code");
     let stack = frame::allocate().expect("no frame for the stack");
-    let bytes = program();
     // SAFETY: `code` is a fresh frame, reached through the kernel's map of
     // physical memory; the program is shorter than a page.
     unsafe {
@@ -74,47 +88,51 @@ fn make_space() -> (Arc<AddressSpace>, [PhysFrame; 2]) {
     (space, [code, stack])
 }
 
-/// Runs the program in ring 3 on every CPU in turn: `getpid` must return
-/// the thread's id, `exit` must end the thread with it, and timer interrupts
+/// Runs `bytes` in ring 3 on CPU `cpu` until its thread ends; returns the
+/// thread's id and the status it ended with.
+fn run_in_user_mode(bytes: &[u8], cpu: usize) -> (u64, Option<i32>) {
+    let (space, frames) = make_space(bytes);
+    let thread = Builder::new("user-test").pin(cpu).address_space(space.clone()).spawn(|| {
+        let frame = TrapFrame {
+            rip: CODE_AT,
+            cs: USER_CS as u64,
+            rflags: 0x202, // IF, and bit 1, which is always set
+            rsp: STACK_TOP,
+            ss: USER_SS as u64,
+            ..TrapFrame::default()
+        };
+        interrupts::disable();
+        // SAFETY: the frame is a user-mode context in this thread's space
+        // (code and stack mapped above); nothing on this stack is needed
+        // afterwards: the thread ends in `exit`, or is killed.
+        unsafe { syscall::enter_user(&frame) }
+    });
+    let id = thread.thread.id;
+    thread.join();
+    for (address, frame) in [(CODE_AT, frames[0]), (STACK_TOP - 4096, frames[1])] {
+        let page = Page::containing_address(VirtAddr::new(address));
+        space.unmap(page);
+        crate::tlb::shootdown(&space, page.start_address(), 1);
+        // SAFETY: unmapped, and flushed wherever the space is loaded.
+        unsafe { frame::free(frame) };
+    }
+    (id, super::exit_status(id))
+}
+
+/// Runs a program in ring 3 on every CPU in turn: `getpid` must return the
+/// thread's id, `exit` must end the thread with it, and timer interrupts
 /// taken in user mode along the way must come and go (swapgs) unharmed.
 fn user_mode_round_trip() -> TestResult {
     let mut failures = Vec::new();
     let traps_before = crate::arch::x86::idt::traps_from_user_mode();
+    let bytes = program(&raw const user_round_trip_code, &raw const user_round_trip_end);
     for cpu in smp::cpus() {
-        let (space, frames) = make_space();
-        let thread = Builder::new("user-round-trip")
-            .pin(cpu.number)
-            .address_space(space.clone())
-            .spawn(|| {
-                let frame = TrapFrame {
-                    rip: CODE_AT,
-                    cs: USER_CS as u64,
-                    rflags: 0x202, // IF, and bit 1, which is always set
-                    rsp: STACK_TOP,
-                    ss: USER_SS as u64,
-                    ..TrapFrame::default()
-                };
-                interrupts::disable();
-                // SAFETY: the frame is a user-mode context in this thread's
-                // space (code and stack mapped above); nothing on this stack
-                // is needed afterwards: the thread ends in `exit`.
-                unsafe { syscall::enter_user(&frame) }
-            });
-        let id = thread.thread.id;
-        thread.join();
-        match super::exit_status(id) {
-            Some(status) if status as u64 == id => {}
-            other => failures.push(alloc::format!(
-                "cpu{}: thread {id} exited with {other:?}, expected its id",
+        let (id, status) = run_in_user_mode(bytes, cpu.number);
+        if status.map(|s| s as u64) != Some(id) {
+            failures.push(alloc::format!(
+                "cpu{}: thread {id} exited with {status:?}, expected its id",
                 cpu.number
-            )),
-        }
-        for (address, frame) in [(CODE_AT, frames[0]), (STACK_TOP - 4096, frames[1])] {
-            let page = Page::containing_address(VirtAddr::new(address));
-            space.unmap(page);
-            crate::tlb::shootdown(&space, page.start_address(), 1);
-            // SAFETY: unmapped, and flushed wherever the space is loaded.
-            unsafe { frame::free(frame) };
+            ));
         }
     }
     // The spin is long enough for the timer to interrupt it, in user mode.
@@ -124,4 +142,18 @@ fn user_mode_round_trip() -> TestResult {
     if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
 }
 
-crate::kernel_tests![KernelTest::new("user_mode_round_trip", user_mode_round_trip)];
+/// A user-mode write to an address nothing maps ends that thread (status
+/// 128 + SIGSEGV, as a shell shows it), and the kernel goes on.
+fn user_fault_ends_only_the_thread() -> TestResult {
+    let bytes = program(&raw const user_bad_write_code, &raw const user_bad_write_end);
+    let last = smp::cpus().len() - 1;
+    match run_in_user_mode(bytes, last) {
+        (_, Some(139)) => Ok(()),
+        (id, status) => Err(alloc::format!("thread {id} ended with {status:?}, expected 139")),
+    }
+}
+
+crate::kernel_tests![
+    KernelTest::new("user_mode_round_trip", user_mode_round_trip),
+    KernelTest::new("user_fault_ends_only_the_thread", user_fault_ends_only_the_thread),
+];

@@ -246,6 +246,7 @@ global_asm!(
         .set vector, vector + 1
     .endr
 
+    .noaltmacro
     .text
     "#,
     dispatch = sym super::idt::trap_dispatch,

@@ -74,8 +74,12 @@ pub const TSS_SPACE: usize = 128;
 const _: () = assert!(core::mem::size_of::<TaskStateSegment>() <= TSS_SPACE);
 
 /// Where `rsp0` lies in the TSS (SDM Vol. 3A, Figure 7-11: a reserved
-/// doubleword, then RSP0).
-const RSP0_OFFSET: usize = 4;
+/// doubleword, then RSP0, RSP1, RSP2); `rsp2`, which ring 2 would use and
+/// this kernel never does, is the `syscall` entry's scratch slot.
+pub const RSP0_OFFSET: usize = 4;
+pub const RSP2_OFFSET: usize = RSP0_OFFSET + 16;
+const _: () =
+    assert!(core::mem::offset_of!(TaskStateSegment, privilege_stack_table) == RSP0_OFFSET);
 
 /// One CPU's GDT. The CPU finds it through its GDTR register, never through
 /// GS, so it is not a per-CPU variable: the boot CPU's is a static here, each

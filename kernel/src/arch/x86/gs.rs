@@ -29,8 +29,8 @@ pub fn base() -> u64 {
 /// Reads the 64-bit value at `gs:[offset]`.
 ///
 /// # Safety
-/// The GS base points at memory in which `offset..offset + 8` is a readable,
-/// 8-byte aligned `u64`.
+/// The GS base points at memory in which `offset..offset + 8` is a readable
+/// `u64` (it may be unaligned: x86 allows that, and the TSS's fields are).
 #[inline]
 pub unsafe fn read_u64(offset: usize) -> u64 {
     let value: u64;

@@ -27,6 +27,19 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(build_idt);
 
 static INTERRUPT_ENTRY: Once<fn(vector: u8)> = Once::new();
 
+/// What an exception in user mode does: the process's fault, not the
+/// kernel's (the user layer ends the thread and says why).
+pub type UserFaultHandler = fn(frame: &TrapFrame, what: &str, address: Option<u64>) -> !;
+
+static USER_FAULT: Once<UserFaultHandler> = Once::new();
+
+/// Registers what an exception taken in user mode does; without it, such
+/// an exception is reported as a kernel panic.
+pub fn set_user_fault_handler(handler: UserFaultHandler) {
+    assert!(USER_FAULT.get().is_none(), "idt: the user fault handler is registered twice");
+    USER_FAULT.call_once(|| handler);
+}
+
 /// How many interrupts and exceptions arrived while a CPU was in user mode
 /// (each one a `swapgs` in and out): for the tests.
 static TRAPS_FROM_USER_MODE: AtomicU64 = AtomicU64::new(0);
@@ -70,6 +83,14 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     if frame.cs & 3 == 3 {
         TRAPS_FROM_USER_MODE.fetch_add(1, Ordering::Relaxed);
+        // NMI and machine checks are the machine's, not the program's.
+        if vector < 32
+            && vector != 2
+            && vector != 18
+            && let Some(handler) = USER_FAULT.get()
+        {
+            user_fault(frame, *handler);
+        }
     }
     match vector {
         2 => nmi(frame),
@@ -119,6 +140,19 @@ const EXCEPTIONS: [(u8, &str, &str); 20] = [
     (29, "#VC", "VMM communication exception"),
     (30, "#SX", "security exception"),
 ];
+
+/// Hands an exception from user mode to the registered handler, described
+/// as the panic report would describe it.
+fn user_fault(frame: &TrapFrame, handler: UserFaultHandler) -> ! {
+    let vector = frame.vector as u8;
+    if vector == 14 {
+        let address = Cr2::read_raw();
+        let code = PageFaultErrorCode::from_bits_truncate(frame.error_code);
+        handler(frame, describe_page_fault(code), Some(address));
+    }
+    let what = EXCEPTIONS.iter().find(|e| e.0 == vector).map_or("reserved exception", |e| e.2);
+    handler(frame, what, None)
+}
 
 fn page_fault(frame: &TrapFrame) {
     // First: a fault in what follows would overwrite CR2.

@@ -20,9 +20,11 @@
 //!
 //! **The way back.** Intel's `sysretq` raises #GP *in ring 0, on the user's
 //! stack* if RCX is not canonical (CVE-2012-0217). The kernel therefore uses
-//! it only when the return address is below the top user page, the
-//! selectors are the user's and RFLAGS has neither RF nor TF set; otherwise
-//! it returns with `iretq`, which checks everything in user mode.
+//! it only when the return address is below the top user page and RFLAGS has
+//! neither RF nor TF set; otherwise it returns with `iretq`. `iretq` too
+//! faults in ring 0 on a non-canonical RIP, so no user page may lie where
+//! such a RIP could come from: `map_user` refuses the top page of the lower
+//! half, and the frame's selectors and flags are forced back to user ones.
 
 use core::arch::global_asm;
 
@@ -81,11 +83,16 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> bool {
         None => frame.rax = (-38i64) as u64, // -ENOSYS: nothing above is connected
     }
     super::interrupts::disable();
-    let flags = RFlags::from_bits_truncate(frame.rflags);
-    frame.rip < USER_END
-        && frame.cs == USER_CS as u64
-        && frame.ss == USER_SS as u64
-        && !flags.intersects(RFlags::RESUME_FLAG | RFlags::TRAP_FLAG)
+    // Whatever the handler did to the frame, the way back goes to user mode
+    // with interrupts on and no I/O privilege, nested task or virtual-8086
+    // flag: a frame a later handler edits (a signal return) must not become
+    // a way into ring 0.
+    frame.cs = USER_CS as u64;
+    frame.ss = USER_SS as u64;
+    let kept = RFlags::from_bits_truncate(frame.rflags)
+        - (RFlags::IOPL_HIGH | RFlags::IOPL_LOW | RFlags::NESTED_TASK | RFlags::VIRTUAL_8086_MODE);
+    frame.rflags = (kept | RFlags::INTERRUPT_FLAG).bits() | 0b10;
+    frame.rip < USER_END && !kept.intersects(RFlags::RESUME_FLAG | RFlags::TRAP_FLAG)
 }
 
 /// Leaves the kernel for the user-mode context in `frame`, by `iretq`.
@@ -102,7 +109,7 @@ pub unsafe fn enter_user(frame: &TrapFrame) -> ! {
     unsafe { trap_return_to(frame) }
 }
 
-// The TSS's rsp0 and rsp2, at gs:[4] and gs:[20] (gdt: the TSS is at gs:[0]).
+// The TSS's rsp0 and rsp2, at fixed gs: offsets (gdt: the TSS is at gs:[0]).
 global_asm!(
     r#"
     .section .text.syscall_entry, "ax"
@@ -110,10 +117,10 @@ global_asm!(
     .hidden syscall_entry
     syscall_entry:
         swapgs
-        mov gs:[20], rsp
-        mov rsp, gs:[4]
+        mov gs:[{rsp2}], rsp
+        mov rsp, gs:[{rsp0}]
         push {user_ss}
-        push qword ptr gs:[20]
+        push qword ptr gs:[{rsp2}]
         push r11
         push {user_cs}
         push rcx
@@ -168,6 +175,8 @@ global_asm!(
 
     .text
     "#,
+    rsp0 = const super::gdt::RSP0_OFFSET,
+    rsp2 = const super::gdt::RSP2_OFFSET,
     user_ss = const USER_SS,
     user_cs = const USER_CS,
     dispatch = sym syscall_dispatch,
