@@ -49,4 +49,11 @@ pub mod thread {
         pub name: &'static str,
         pub priority: Priority,
     }
+
+    impl Thread {
+        /// As the kernel's accessor (its priority is an atomic there).
+        pub fn priority(&self) -> Priority {
+            self.priority
+        }
+    }
 }

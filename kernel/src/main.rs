@@ -108,10 +108,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     trace::init(platform.startable_cpus().count());
-    cpu::forbid_floating_point();
+    let (smep, smap) = arch::x86::fpu::init();
+    log::info!(
+        "cpu: x87/SSE for user threads only; SMEP {}, SMAP {}",
+        if smep { "on" } else { "absent" },
+        if smap { "on" } else { "absent" }
+    );
     sched::init_boot_cpu("main");
     tlb::init();
     user::init();
+    user::run::set_ramdisk(ramdisk(boot_info));
     sched::irq_handlers::register();
     smp::irq_handlers::register();
     fault::register_nmi();
@@ -134,6 +140,17 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         testing::end_run(qemu_exit::ExitCode::Success);
     }
     log::info!("boot: done in {} us", time::now_ns() / 1000);
+    if let Some(name) = args.run {
+        let status = user::run::run(name, args.run_args);
+        if args.then == Then::Exit {
+            let code = if status == Some(0) {
+                qemu_exit::ExitCode::Success
+            } else {
+                qemu_exit::ExitCode::Failure
+            };
+            testing::end_run(code);
+        }
+    }
     match args.then {
         Then::Exit => testing::end_run(qemu_exit::ExitCode::Success),
         Then::Panic => panic!("then=panic: panicking on purpose"),
@@ -144,4 +161,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             sched::exit()
         }
     }
+}
+
+/// The ramdisk the bootloader loaded and mapped, if any.
+fn ramdisk(boot_info: &BootInfo) -> Option<&'static [u8]> {
+    let address = boot_info.ramdisk_addr.into_option()?;
+    let length = boot_info.ramdisk_len as usize;
+    // SAFETY: the bootloader mapped the ramdisk's `length` bytes at
+    // `address` (in its range of the kernel half, which every address space
+    // shares), and its frames are not Usable memory, so nothing reuses them.
+    Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
 }

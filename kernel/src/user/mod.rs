@@ -1,92 +1,139 @@
 //! User mode: processes that run in ring 3 and ask the kernel for services
-//! with the `syscall` instruction, using Linux's x86_64 system-call numbers
-//! and error values, so the same static binary can run here and on Linux.
+//! with the `syscall` instruction, using Linux's x86_64 system-call numbers,
+//! flags and error values, so the same static binary runs here and on Linux.
 //!
-//! This is the first step (issue 15 lists the rest): the system-call table
-//! with `getpid`, `exit` and `exit_group`, every other number answered with
-//! `-ENOSYS` (its number logged once), and an in-kernel test that runs a few
-//! instructions in ring 3 on every CPU. The entry itself (`syscall`,
-//! `swapgs`, the stack switch, `sysretq`) is the architecture's:
-//! `arch::x86::syscall`.
+//! The pieces, in the order a program meets them:
+//! - `run` and `archive`: the program comes from the ramdisk (a cpio archive);
+//! - `elf_image`, `loader`, `initial_stack`: its file becomes a process with
+//!   a stack laid out as Linux lays it out;
+//! - `process`: threads, and how they and the process end;
+//! - `syscalls`, with `access` (user pointers), `memory` (mmap and friends,
+//!   and the page faults that give memory on demand), `clone`, `futex`.
+//!
+//! The architecture's part (the `syscall` entry, `swapgs`, `sysretq`, the
+//! user-copy routine) is in `arch::x86::syscall` and `arch::x86::user_copy`;
+//! this layer registers itself with them at boot, as `irq` and `sched` do.
+//! See docs/user-mode.md.
 
-use alloc::vec::Vec;
-
-use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::syscall;
-use crate::sync::SpinLock;
-
+mod access;
+// `archive`, `elf_image` and `initial_stack` are also compiled for the host
+// (their unit tests, and the build script that writes the archive), which
+// uses some items the kernel does not.
+#[allow(dead_code)]
+mod archive;
+mod clone;
+mod elf_image;
+mod errno;
+mod futex;
+#[allow(dead_code)]
+mod initial_stack;
+mod loader;
+mod memory;
+mod process;
+pub mod run;
+mod syscall_names;
+mod syscalls;
 mod tests;
 
-/// Linux's error numbers (include/uapi/asm-generic/errno-base.h, errno.h),
-/// returned negated in RAX.
-const ENOSYS: i64 = 38;
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::idt::{self, UserFault};
+use crate::arch::x86::syscall;
+use crate::sched;
+use memory::FaultAccess;
+use syscalls::Outcome;
+use x86_64::structures::idt::PageFaultErrorCode;
 
-/// Linux's x86_64 system-call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
-const SYS_GETPID: u64 = 39;
-const SYS_EXIT: u64 = 60;
-const SYS_EXIT_GROUP: u64 = 231;
-
-/// Connects the system-call table and the user-fault handler to the
-/// architecture's entry.
+/// Connects the system-call table, the user-fault handler, the user-copy
+/// fault resolver and the return-to-user check to the architecture's entry.
 pub fn init() {
     syscall::set_handler(dispatch);
-    crate::arch::x86::idt::set_user_fault_handler(kill_on_fault);
+    idt::set_user_fault_handler(on_user_fault);
+    idt::set_user_memory_resolver(resolve_copy_fault);
+    idt::set_return_to_user_hook(process::on_return_to_user);
 }
 
-/// An exception in user mode ends the thread that took it, not the kernel:
-/// the report names the fault, the address and the RIP, and the status is
-/// what a shell shows for a process killed by the signal Linux would send
-/// (128 + SIGSEGV, SIGILL, SIGFPE or SIGTRAP).
-fn kill_on_fault(frame: &TrapFrame, what: &str, address: Option<u64>) -> ! {
+fn dispatch(frame: &mut TrapFrame) {
+    let outcome = match process::current() {
+        Some(process) => syscalls::call(&process, frame),
+        // A ring-3 thread without a process (the in-kernel tests' few
+        // instructions): only getpid and exit.
+        None => bare_thread_call(frame),
+    };
+    match outcome {
+        Outcome::Return(value) => frame.rax = value,
+        // Every reference this thread held is dropped by now.
+        Outcome::ThreadEnded => sched::exit(),
+    }
+}
+
+/// A page fault from user mode that the memory map can resolve (demand
+/// zero) returns, and the instruction runs again; anything else ends the
+/// process, with a report naming the fault, the address and the RIP, and
+/// status 128 + the signal Linux would send, as a shell shows it.
+fn on_user_fault(frame: &mut TrapFrame, fault: UserFault) {
+    let process = process::current();
+    if let (Some(process), Some((address, code))) = (&process, fault.page_fault) {
+        let access = FaultAccess {
+            write: code.contains(PageFaultErrorCode::CAUSED_BY_WRITE),
+            execute: code.contains(PageFaultErrorCode::INSTRUCTION_FETCH),
+        };
+        // User mode had interrupts on: the memory map's lock may sleep.
+        crate::arch::x86::interrupts::enable();
+        let resolved = process.memory.lock().resolve_fault(&process.space, address, access);
+        crate::arch::x86::interrupts::disable();
+        if resolved {
+            return;
+        }
+    }
     let signal = match frame.vector {
         6 => 4,           // #UD: SIGILL
         0 | 16 | 19 => 8, // #DE, #MF, #XM: SIGFPE
         1 | 3 => 5,       // #DB, #BP: SIGTRAP
         _ => 11,          // #PF, #GP and the rest: SIGSEGV
     };
-    let id = crate::sched::current_id();
-    match address {
-        Some(address) => log::warn!(
-            "user: thread {id} killed: {what} at address {address:#x}, RIP {:#x}",
+    let thread = sched::current_id();
+    let who = match &process {
+        Some(process) => {
+            alloc::format!("pid {} '{}' (thread {thread})", process.pid(), process.name)
+        }
+        None => alloc::format!("thread {thread}"),
+    };
+    match fault.page_fault {
+        Some((address, _)) => log::warn!(
+            "user: {who} killed: {} at address {address:#x}, RIP {:#x}",
+            fault.what,
             frame.rip
         ),
-        None => log::warn!("user: thread {id} killed: {what}, RIP {:#x}", frame.rip),
+        None => log::warn!("user: {who} killed: {}, RIP {:#x}", fault.what, frame.rip),
     }
-    exit(128 + signal)
-}
-
-/// How each thread that left user mode through `exit` ended: (thread id,
-/// status). A stand-in for processes, which come next.
-static EXITS: SpinLock<Vec<(u64, i32)>> = SpinLock::new(Vec::new());
-
-/// The exit status thread `id` gave, if it has exited through `exit`.
-pub fn exit_status(id: u64) -> Option<i32> {
-    EXITS.lock().iter().find(|(thread, _)| *thread == id).map(|&(_, status)| status)
-}
-
-fn dispatch(frame: &mut TrapFrame) {
-    let result: i64 = match frame.rax {
-        SYS_GETPID => crate::sched::current_id() as i64,
-        SYS_EXIT | SYS_EXIT_GROUP => exit(frame.rdi as i32),
-        number => {
-            not_implemented(number);
-            -ENOSYS
+    crate::arch::x86::interrupts::enable();
+    match process {
+        Some(process) => {
+            process.begin_exit(128 + signal);
+            process.end_thread(128 + signal);
+            drop(process);
         }
-    };
-    frame.rax = result as u64;
+        None => tests::record_exit(thread, 128 + signal),
+    }
+    sched::exit()
 }
 
-fn exit(status: i32) -> ! {
-    EXITS.lock().push((crate::sched::current_id(), status));
-    crate::sched::exit()
+/// A page fault inside a user copy: resolvable as from user mode (the copy
+/// runs with interrupts on, on the process's behalf).
+fn resolve_copy_fault(address: u64, write: bool) -> bool {
+    let Some(process) = process::current() else { return false };
+    let access = FaultAccess { write, execute: false };
+    process.memory.lock().resolve_fault(&process.space, address, access)
 }
 
-/// Logs an unimplemented call once per number.
-fn not_implemented(number: u64) {
-    static SEEN: SpinLock<Vec<u64>> = SpinLock::new(Vec::new());
-    let mut seen = SEEN.lock();
-    if !seen.contains(&number) {
-        seen.push(number);
-        log::warn!("user: system call {number} is not implemented (-ENOSYS)");
+/// The two calls the in-kernel tests' bare ring-3 code makes.
+fn bare_thread_call(frame: &TrapFrame) -> Outcome {
+    match frame.rax {
+        39 => Outcome::Return(sched::current_id()),
+        60 | 231 => {
+            tests::record_exit(sched::current_id(), frame.rdi as i32);
+            Outcome::ThreadEnded
+        }
+        _ => Outcome::Return((-38i64) as u64),
     }
 }

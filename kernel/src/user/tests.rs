@@ -10,10 +10,11 @@ use x86_64::structures::paging::{Page, PhysFrame};
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::gdt::{USER_CS, USER_SS};
 use crate::arch::x86::{interrupts, syscall};
-use crate::mm::address_space::AddressSpace;
+use crate::mm::address_space::{Access, AddressSpace};
 use crate::mm::{self, frame};
 use crate::sched::Builder;
 use crate::smp;
+use crate::sync::SpinLock;
 use crate::testing::{KernelTest, TestResult};
 
 // A user program in a few instructions: getpid, spin long enough for timer
@@ -55,6 +56,18 @@ global_asm!(
     "#
 );
 
+/// How each bare ring-3 thread of these tests ended: (thread id, status).
+static EXITS: SpinLock<Vec<(u64, i32)>> = SpinLock::new(Vec::new());
+
+/// Called by the user layer when a thread without a process exits or faults.
+pub(super) fn record_exit(thread: u64, status: i32) {
+    EXITS.lock_irqsave().push((thread, status));
+}
+
+fn exit_status(id: u64) -> Option<i32> {
+    EXITS.lock_irqsave().iter().find(|(thread, _)| *thread == id).map(|&(_, status)| status)
+}
+
 const CODE_AT: u64 = 0x40_0000;
 const STACK_TOP: u64 = 0x7fff_0000_0000;
 
@@ -83,8 +96,10 @@ fn make_space(bytes: &[u8]) -> (Arc<AddressSpace>, [PhysFrame; 2]) {
         core::ptr::copy_nonoverlapping(bytes.as_ptr(), to, bytes.len());
     }
     let page = |address: u64| Page::containing_address(VirtAddr::new(address));
-    space.map_user(page(CODE_AT), code, false, true).expect("mapping the code");
-    space.map_user(page(STACK_TOP - 4096), stack, true, false).expect("mapping the stack");
+    let code_access = Access { readable: true, writable: false, executable: true };
+    let stack_access = Access { readable: true, writable: true, executable: false };
+    space.map_user(page(CODE_AT), code, code_access).expect("mapping the code");
+    space.map_user(page(STACK_TOP - 4096), stack, stack_access).expect("mapping the stack");
     (space, [code, stack])
 }
 
@@ -116,7 +131,7 @@ fn run_in_user_mode(bytes: &[u8], cpu: usize) -> (u64, Option<i32>) {
         // SAFETY: unmapped, and flushed wherever the space is loaded.
         unsafe { frame::free(frame) };
     }
-    (id, super::exit_status(id))
+    (id, exit_status(id))
 }
 
 /// Runs a program in ring 3 on every CPU in turn: `getpid` must return the

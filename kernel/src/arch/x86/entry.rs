@@ -156,6 +156,16 @@ global_asm!(
         pop rdi
     .endm
 
+    // Interrupt gates do not clear RFLAGS.AC, which user mode can set: with
+    // SMAP on, a set AC would let the handler touch user memory unchecked
+    // (`clac` itself is #UD where the CPU has no SMAP, hence the test).
+    .macro CLEAR_AC
+        test byte ptr [rip + {smap}], 1
+        jz 3f
+        clac
+    3:
+    .endm
+
     // Calls trap_dispatch(frame) with a frame record for the interrupted code.
     .macro CALL_DISPATCH
         mov rdi, rsp
@@ -174,6 +184,7 @@ global_asm!(
         jz 1f
         swapgs
     1:
+        CLEAR_AC
         PUSH_REGISTERS
         CALL_DISPATCH
     trap_return:
@@ -196,6 +207,7 @@ global_asm!(
     // rbx (restored from the frame at the end) remembers whether this path swapped.
     trap_paranoid:
         cld
+        CLEAR_AC
         PUSH_REGISTERS
         xor ebx, ebx
         mov ecx, 0xc0000101
@@ -250,4 +262,5 @@ global_asm!(
     .text
     "#,
     dispatch = sym super::idt::trap_dispatch,
+    smap = sym super::fpu::SMAP,
 );

@@ -21,23 +21,46 @@ use x86_64::structures::idt::{Entry, InterruptDescriptorTable, PageFaultErrorCod
 use super::entry::{self, HAS_ERROR_CODE, TrapFrame};
 use super::exception::{self, Described, panic_with as exception_panic};
 use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
+use super::user_copy::{self, OnFault};
 use super::vectors::*;
+use x86_64::registers::rflags::RFlags;
 
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(build_idt);
 
 static INTERRUPT_ENTRY: Once<fn(vector: u8)> = Once::new();
 
-/// What an exception in user mode does: the process's fault, not the
-/// kernel's (the user layer ends the thread and says why).
-pub type UserFaultHandler = fn(frame: &TrapFrame, what: &str, address: Option<u64>) -> !;
+/// An exception in user mode, as the panic report would describe it.
+pub struct UserFault<'a> {
+    pub what: &'a str,
+    /// For a page fault: the address (CR2) and the error code's meaning.
+    pub page_fault: Option<(u64, PageFaultErrorCode)>,
+}
+
+/// What an exception in user mode does: the process's business, not the
+/// kernel's. The user layer resolves it (a demand-zero page: the handler
+/// returns and the instruction runs again) or ends the thread (it does not
+/// return).
+pub type UserFaultHandler = fn(frame: &mut TrapFrame, fault: UserFault);
+
+/// What a page fault inside a user copy (`user_copy`) at `address` does:
+/// resolve it (true: the copy goes on) or not (the copy fails).
+pub type UserMemoryResolver = fn(address: u64, write: bool) -> bool;
 
 static USER_FAULT: Once<UserFaultHandler> = Once::new();
+static USER_MEMORY: Once<UserMemoryResolver> = Once::new();
 
 /// Registers what an exception taken in user mode does; without it, such
 /// an exception is reported as a kernel panic.
 pub fn set_user_fault_handler(handler: UserFaultHandler) {
     assert!(USER_FAULT.get().is_none(), "idt: the user fault handler is registered twice");
     USER_FAULT.call_once(|| handler);
+}
+
+/// Registers who resolves page faults in user copies; without it, each such
+/// fault just fails the copy.
+pub fn set_user_memory_resolver(resolver: UserMemoryResolver) {
+    assert!(USER_MEMORY.get().is_none(), "idt: the user memory resolver is registered twice");
+    USER_MEMORY.call_once(|| resolver);
 }
 
 /// How many interrupts and exceptions arrived while a CPU was in user mode
@@ -81,18 +104,15 @@ pub fn loaded_here() -> bool {
 /// interrupt gate).
 pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
-    if frame.cs & 3 == 3 {
+    let from_user = frame.cs & 3 == 3;
+    if from_user {
         TRAPS_FROM_USER_MODE.fetch_add(1, Ordering::Relaxed);
-        // NMI and machine checks are the machine's, not the program's.
-        if vector < 32
-            && vector != 2
-            && vector != 18
-            && let Some(handler) = USER_FAULT.get()
-        {
-            user_fault(frame, *handler);
-        }
     }
     match vector {
+        // NMI and machine checks are the machine's, not the program's.
+        0..=31 if from_user && vector != 2 && vector != 18 && USER_FAULT.get().is_some() => {
+            user_fault(frame, *USER_FAULT.get().unwrap())
+        }
         2 => nmi(frame),
         8 => double_fault(frame),
         14 => page_fault(frame),
@@ -113,6 +133,26 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             // not stay in service.
             None => super::lapic::end_of_interrupt(),
         },
+    }
+    if from_user && let Some(hook) = RETURN_TO_USER.get() {
+        hook(frame);
+    }
+}
+
+static RETURN_TO_USER: Once<fn(&mut TrapFrame)> = Once::new();
+
+/// Registers what runs on every way back to user mode (after an interrupt,
+/// an exception or a system call): where a thread whose process is exiting
+/// stops instead of going back.
+pub fn set_return_to_user_hook(hook: fn(&mut TrapFrame)) {
+    assert!(RETURN_TO_USER.get().is_none(), "idt: the return-to-user hook is registered twice");
+    RETURN_TO_USER.call_once(|| hook);
+}
+
+/// Runs the return-to-user hook (for the system-call path).
+pub(super) fn returning_to_user(frame: &mut TrapFrame) {
+    if let Some(hook) = RETURN_TO_USER.get() {
+        hook(frame);
     }
 }
 
@@ -143,20 +183,46 @@ const EXCEPTIONS: [(u8, &str, &str); 20] = [
 
 /// Hands an exception from user mode to the registered handler, described
 /// as the panic report would describe it.
-fn user_fault(frame: &TrapFrame, handler: UserFaultHandler) -> ! {
+fn user_fault(frame: &mut TrapFrame, handler: UserFaultHandler) {
     let vector = frame.vector as u8;
-    if vector == 14 {
+    let fault = if vector == 14 {
         let address = Cr2::read_raw();
         let code = PageFaultErrorCode::from_bits_truncate(frame.error_code);
-        handler(frame, describe_page_fault(code), Some(address));
-    }
-    let what = EXCEPTIONS.iter().find(|e| e.0 == vector).map_or("reserved exception", |e| e.2);
-    handler(frame, what, None)
+        UserFault { what: describe_page_fault(code), page_fault: Some((address, code)) }
+    } else {
+        let what = EXCEPTIONS.iter().find(|e| e.0 == vector).map_or("reserved exception", |e| e.2);
+        UserFault { what, page_fault: None }
+    };
+    handler(frame, fault)
 }
 
-fn page_fault(frame: &TrapFrame) {
+/// A kernel page fault inside a user copy: resolved, or the copy fails
+/// (see `user_copy`). Resolving may sleep, so it runs with interrupts on
+/// when the copy had them on (copies that may resolve always do).
+fn user_copy_fault(frame: &mut TrapFrame, on_fault: OnFault, address: u64) {
+    let write = PageFaultErrorCode::from_bits_truncate(frame.error_code)
+        .contains(PageFaultErrorCode::CAUSED_BY_WRITE);
+    let resolved = on_fault == OnFault::Resolve
+        && frame.rflags & RFlags::INTERRUPT_FLAG.bits() != 0
+        && USER_MEMORY.get().is_some_and(|resolve| {
+            super::interrupts::enable();
+            let resolved = resolve(address, write);
+            super::interrupts::disable();
+            resolved
+        });
+    if !resolved {
+        user_copy::fail_copy(frame);
+    }
+}
+
+fn page_fault(frame: &mut TrapFrame) {
     // First: a fault in what follows would overwrite CR2.
     let address = Cr2::read_raw();
+    if let Some(on_fault) = user_copy::faulted_in_copy(frame)
+        && address < super::syscall::USER_END
+    {
+        return user_copy_fault(frame, on_fault, address);
+    }
     let error_code = PageFaultErrorCode::from_bits_truncate(frame.error_code);
     exception::save(14, Some(frame.error_code), frame);
     panic!(

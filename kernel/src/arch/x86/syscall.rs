@@ -82,6 +82,7 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> bool {
         Some(handler) => handler(frame),
         None => frame.rax = (-38i64) as u64, // -ENOSYS: nothing above is connected
     }
+    super::idt::returning_to_user(frame);
     super::interrupts::disable();
     // Whatever the handler did to the frame, the way back goes to user mode
     // with interrupts on and no I/O privilege, nested task or virtual-8086
