@@ -75,7 +75,9 @@ fn user_programs(out_dir: &Path) -> Vec<(&'static str, u32, &'static [u8])> {
             let name = source.file_stem().unwrap().to_str().unwrap().to_string();
             let binary = binaries.join(&name);
             let status = Command::new(&compiler)
-                .args(["-static", "-no-pie", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"])
+                .args([
+                    "-static", "-no-pie", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread",
+                ])
                 .arg("-I")
                 .arg(sources.join("include"))
                 .arg("-o")

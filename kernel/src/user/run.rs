@@ -69,6 +69,7 @@ pub fn run(name: &str, arguments: Option<&str>) -> Option<i32> {
     };
     let mut argv = alloc::vec![name.to_string()];
     argv.extend(arguments.into_iter().flat_map(|a| a.split(',')).map(String::from));
+    let frames_before = frames_not_in_use();
     let process = match loader::spawn(name, file, argv) {
         Ok(process) => process,
         Err(error) => {
@@ -77,6 +78,18 @@ pub fn run(name: &str, arguments: Option<&str>) -> Option<i32> {
         }
     };
     let status = process.wait();
-    log::info!("user: pid {} '{name}' exited with status {status}", process.pid());
+    let pid = process.pid();
+    drop(process);
+    log::info!("user: pid {pid} '{name}' exited with status {status}");
+    let frames_after = frames_not_in_use();
+    log::info!("user: frames free before the program {frames_before}, after {frames_after}");
     Some(status)
+}
+
+/// Free frames, counting those of freed kernel stacks that wait for a
+/// flush, and not counting page tables the kernel half gained (kept for
+/// good): what a process's exit must give back exactly.
+fn frames_not_in_use() -> i64 {
+    let free = crate::mm::frame::counts().0 + crate::mm::stack::retired_frames();
+    free as i64 + crate::mm::paging::kernel_tables_made() as i64
 }

@@ -1,0 +1,100 @@
+//! User programs (user/*.c, built with musl into the ramdisk), started with
+//! `run=NAME`: each run ends with the program, successfully only if it
+//! exits with status 0.
+
+use super::*;
+
+/// Boots `run=NAME then=exit` plus `extra` arguments.
+fn run_program(firmware: Firmware, cpus: u32, name: &str, extra: &[&str]) -> Run {
+    let run = format!("run={name}");
+    let mut args = vec![run.as_str(), "then=exit"];
+    args.extend_from_slice(extra);
+    boot(firmware, cpus, &args)
+}
+
+/// The program gave back every frame it had: the kernel's count of free
+/// frames after it is the count before.
+fn expect_frames_given_back(run: &Run) {
+    let line = run
+        .serial
+        .lines()
+        .find(|l| l.contains("user: frames free before the program "))
+        .unwrap_or_else(|| panic!("no frame count; {}", run.explain()));
+    let numbers: Vec<&str> =
+        line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).collect();
+    let (before, after) = (numbers[numbers.len() - 2], numbers[numbers.len() - 1]);
+    assert_eq!(
+        before,
+        after,
+        "the process did not give back every frame: {line}; {}",
+        run.explain()
+    );
+}
+
+#[test]
+fn hello_prints_and_exits_0() {
+    let run = run_program(Firmware::Bios, 1, "hello", &["run_args=0,two words"]);
+    run.expect(Outcome::KernelSuccess)
+        .expect_line("hello from user mode: argc=3")
+        .expect_line("argv[2]=two words")
+        .expect_line("'hello' exited with status 0")
+        .expect_count("---- kernel panic", 0);
+    expect_frames_given_back(&run);
+}
+
+#[test]
+fn hello_runs_from_the_uefi_ramdisk_too() {
+    run_program(Firmware::Uefi, 4, "hello", &[])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("hello from user mode: argc=1");
+}
+
+#[test]
+fn a_nonzero_status_fails_the_run() {
+    run_program(Firmware::Bios, 1, "hello", &["run_args=7"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("'hello' exited with status 7");
+}
+
+#[test]
+fn an_unknown_program_lists_the_ramdisk() {
+    run_program(Firmware::Bios, 1, "nope", &[])
+        .expect(Outcome::KernelFailure)
+        .expect_line("user: no program 'nope' in the ramdisk; it holds:")
+        .expect_line("    hello")
+        .expect_line("    threads");
+}
+
+#[test]
+fn a_segfault_ends_only_that_program() {
+    let run = run_program(Firmware::Bios, 2, "segv", &[]);
+    // The kernel goes on to the end of the run; the program's status fails it.
+    run.expect(Outcome::KernelFailure)
+        .expect_line("segv: writing to address 0x10")
+        .expect_line("killed: write to a page that is not present at address 0x10, RIP 0x")
+        .expect_line("'segv' exited with status 139")
+        .expect_count("FAILED: the write did not fault", 0)
+        .expect_count("---- kernel panic", 0);
+    expect_frames_given_back(&run);
+}
+
+#[test]
+fn threads_run_on_every_cpu() {
+    let run = run_program(Firmware::Bios, 4, "threads", &[]);
+    run.expect(Outcome::KernelSuccess)
+        .expect_line("threads: 4 threads ran on 4 CPUs")
+        .expect_count("---- kernel panic", 0);
+    for cpu in 0..4 {
+        run.expect_line(&format!("threads: thread {cpu} on cpu {cpu} "));
+    }
+    expect_frames_given_back(&run);
+}
+
+#[test]
+fn bad_pointers_get_efault() {
+    run_program(Firmware::Bios, 2, "efault", &[])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("efault: write(kernel address) = -14")
+        .expect_line("efault: write(unmapped low page) = -14")
+        .expect_line("cases returned -EFAULT");
+}
