@@ -98,3 +98,36 @@ fn bad_pointers_get_efault() {
         .expect_line("efault: write(unmapped low page) = -14")
         .expect_line("cases returned -EFAULT");
 }
+
+/// Threads on every CPU read pages while the main thread remaps, unmaps,
+/// write-protects and discards them: every change must reach every CPU's
+/// TLB before the call returns. Both kinds of wait for the shootdown.
+fn tlb_torture(wait: &str) {
+    let run = run_program(Firmware::Bios, 4, "tlb-torture", &["run_args=all,25", wait]);
+    run.expect(Outcome::KernelSuccess)
+        .expect_line("tlb-torture: remap: 25 rounds")
+        .expect_line("tlb-torture: munmap: 25 rounds")
+        .expect_line("tlb-torture: mprotect: 25 rounds")
+        .expect_line("tlb-torture: madvise: 25 rounds")
+        .expect_line("tlb-torture: no stale read");
+    expect_frames_given_back(&run);
+}
+
+#[test]
+fn user_tlb_torture_with_preemptible_waits() {
+    tlb_torture("ipi_wait=preempt");
+}
+
+#[test]
+fn user_tlb_torture_with_spinning_waits() {
+    tlb_torture("ipi_wait=spin");
+}
+
+/// The torture can fail: with shootdowns that flush only the local CPU, a
+/// reader sees a page's old contents.
+#[test]
+fn user_tlb_torture_catches_a_skipped_shootdown() {
+    run_program(Firmware::Bios, 4, "tlb-torture", &["run_args=remap,10", "fault=skip_shootdown"])
+        .expect(Outcome::KernelFailure)
+        .expect_line("tlb-torture: remap: stale on cpu");
+}
