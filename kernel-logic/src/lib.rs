@@ -37,6 +37,11 @@ pub mod priority;
 #[path = "../../kernel/src/sched/runqueue.rs"]
 pub mod runqueue;
 
+/// The ramdisk's cpio newc archives, read and written (kernel
+/// `user::archive`; boot/build.rs includes the same file for the writer).
+#[path = "../../kernel/src/user/archive.rs"]
+pub mod archive;
+
 pub mod thread {
     //! A stand-in for the kernel's `sched::thread`, whose `Thread` owns a
     //! stack and an address space: the run queue reads nothing of a thread
