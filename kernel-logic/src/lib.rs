@@ -42,6 +42,11 @@ pub mod runqueue;
 #[path = "../../kernel/src/user/archive.rs"]
 pub mod archive;
 
+/// A program's first stack: arguments, environment, auxiliary vector
+/// (kernel `user::initial_stack`).
+#[path = "../../kernel/src/user/initial_stack.rs"]
+pub mod initial_stack;
+
 pub mod thread {
     //! A stand-in for the kernel's `sched::thread`, whose `Thread` owns a
     //! stack and an address space: the run queue reads nothing of a thread
