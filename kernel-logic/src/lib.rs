@@ -47,6 +47,11 @@ pub mod archive;
 #[path = "../../kernel/src/user/initial_stack.rs"]
 pub mod initial_stack;
 
+/// A static ELF executable checked and turned into pages to map (kernel
+/// `user::elf_image`).
+#[path = "../../kernel/src/user/elf_image.rs"]
+pub mod elf_image;
+
 pub mod thread {
     //! A stand-in for the kernel's `sched::thread`, whose `Thread` owns a
     //! stack and an address space: the run queue reads nothing of a thread
