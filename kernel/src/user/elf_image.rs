@@ -77,7 +77,8 @@ pub struct LoadPlan {
     pub brk_start: u64,
 }
 
-/// One `PT_LOAD` segment, as its program header gives it.
+/// One `PT_LOAD` segment, as its program header gives it: `p_vaddr`,
+/// `p_memsz`, `p_offset`, `p_filesz`, and the `PF_R`, `PF_W`, `PF_X` flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub vaddr: u64,
