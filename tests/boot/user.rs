@@ -131,3 +131,28 @@ fn user_tlb_torture_catches_a_skipped_shootdown() {
         .expect(Outcome::KernelFailure)
         .expect_line("tlb-torture: remap: stale on cpu");
 }
+
+/// Two threads on one CPU keep their own SSE registers across switches
+/// (the kernel saves them for user threads only).
+#[test]
+fn each_thread_keeps_its_own_sse_registers() {
+    run_program(Firmware::Bios, 2, "fpu", &[])
+        .expect(Outcome::KernelSuccess)
+        .expect_line("fpu: 2 threads on cpu 0, 2000 yields each, registers kept");
+}
+
+/// SMAP: the kernel reading a user page outside its copy routine faults.
+#[test]
+fn smap_stops_a_stray_kernel_read_of_user_memory() {
+    boot(Firmware::Bios, 1, &["test=crash_smap"])
+        .expect(PANIC_EXITED)
+        .expect_line("accessing 0x400000 (access to a user page outside a user copy: SMAP)");
+}
+
+/// SMEP: the kernel executing a user page faults.
+#[test]
+fn smep_stops_the_kernel_running_user_code() {
+    boot(Firmware::Bios, 1, &["test=crash_smep"])
+        .expect(PANIC_EXITED)
+        .expect_line("accessing 0x400000 (instruction fetch from a user page: SMEP)");
+}

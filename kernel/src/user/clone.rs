@@ -67,7 +67,7 @@ pub fn clone(
         child.rsp = stack;
     }
     let clear_child_tid = if flags & CLONE_CHILD_CLEARTID != 0 { child_tid } else { 0 };
-    let tid = process.start_thread(registers, clear_child_tid, move |_| Ok(child));
+    let tid = process.start_thread(registers, true, clear_child_tid, move |_| Ok(child));
     if flags & CLONE_PARENT_SETTID != 0 {
         // Linux writes it before the child runs; musl reads it only in the
         // parent, after clone returns, so writing it here is as good.

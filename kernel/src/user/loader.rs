@@ -34,7 +34,7 @@ const ENVIRONMENT: [&[u8]; 3] = [b"HOME=/", b"TERM=linux", b"PATH=/"];
 pub fn spawn(name: &str, file: &'static [u8], argv: Vec<String>) -> Result<Arc<Process>, String> {
     let plan = elf_image::plan(file, USER_START, USER_END).map_err(|e| e.to_string())?;
     let process = Arc::new(Process::new(name, MemoryMap::new(), Arc::new(AddressSpace::new())));
-    process.start_thread(UserRegisters::new(), 0, move |process| {
+    process.start_thread(UserRegisters::new(), false, 0, move |process| {
         load(process, &plan, file, &argv).map_err(|error| {
             log::warn!("user: cannot start '{}': {error}", process.name);
             127 // as a shell's "cannot execute"

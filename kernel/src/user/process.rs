@@ -75,17 +75,27 @@ impl Process {
     /// its x87/SSE state and FS base; returns its id. `clear_child_tid` as
     /// for `clone`. `prepare` runs first in the new thread, in its address
     /// space (the loader fills memory there); an error from it ends the
-    /// thread with that status.
+    /// thread with that status. With `inherit`, the new thread gets the
+    /// calling thread's priority and CPU affinity, as a Linux thread does.
     pub fn start_thread(
         self: &Arc<Self>,
         registers: UserRegisters,
+        inherit: bool,
         clear_child_tid: u64,
         prepare: impl FnOnce(&Arc<Process>) -> Result<TrapFrame, i32> + Send + 'static,
     ) -> u64 {
         self.running.fetch_add(1, Ordering::AcqRel);
         let owner: Arc<dyn core::any::Any + Send + Sync> = self.clone();
         let process = self.clone();
-        let handle = Builder::new(&self.name)
+        let mut builder = Builder::new(&self.name);
+        if inherit {
+            let me = sched::current();
+            builder = builder.priority(me.priority());
+            if let Some(cpu) = me.affinity() {
+                builder = builder.pin(cpu);
+            }
+        }
+        let handle = builder
             .address_space(self.space.clone())
             .user(UserContext::new(registers, owner))
             .spawn(move || run_thread(process, clear_child_tid, prepare));

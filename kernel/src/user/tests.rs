@@ -168,7 +168,43 @@ fn user_fault_ends_only_the_thread() -> TestResult {
     }
 }
 
+/// Runs `touch` in a kernel thread whose address space has a user page at
+/// CODE_AT holding a `ret`: the crash tests below touch it from ring 0.
+fn touch_a_user_page_from_the_kernel(touch: fn(u64)) -> TestResult {
+    let (space, _frames) = make_space(&[0xc3]); // ret
+    let thread =
+        Builder::new("user-page-toucher").address_space(space).spawn(move || touch(CODE_AT));
+    thread.join();
+    Err("the kernel touched a user page and nothing faulted".into())
+}
+
+/// With SMAP, a kernel read of a user page outside the user-copy routine
+/// faults (a page fault with the protection bit set).
+fn crash_smap() -> TestResult {
+    if !crate::arch::x86::fpu::smap_enabled() {
+        return Err("this CPU has no SMAP".into());
+    }
+    touch_a_user_page_from_the_kernel(|address| {
+        // SAFETY: deliberately wrong: the read must fault under SMAP.
+        let byte = unsafe { core::ptr::read_volatile(address as *const u8) };
+        log::error!("read {byte:#x} from a user page without a fault");
+    })
+}
+
+/// With SMEP, the kernel executing a user page faults (an instruction fetch
+/// with the protection bit set).
+fn crash_smep() -> TestResult {
+    touch_a_user_page_from_the_kernel(|address| {
+        // SAFETY: deliberately wrong: the call must fault under SMEP.
+        let code: extern "C" fn() = unsafe { core::mem::transmute(address as *const ()) };
+        code();
+        log::error!("ran a user page in ring 0 without a fault");
+    })
+}
+
 crate::kernel_tests![
+    KernelTest::crash("crash_smap", crash_smap),
+    KernelTest::crash("crash_smep", crash_smep),
     KernelTest::new("user_mode_round_trip", user_mode_round_trip),
     KernelTest::new("user_fault_ends_only_the_thread", user_fault_ends_only_the_thread),
 ];

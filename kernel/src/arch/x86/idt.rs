@@ -228,7 +228,7 @@ fn page_fault(frame: &mut TrapFrame) {
     panic!(
         "page fault (#PF, vector 14) accessing {:#x} ({}), error code {:#x}, at RIP {:#x}, RSP {:#x}",
         address,
-        describe_page_fault(error_code),
+        describe_kernel_page_fault(error_code, address),
         frame.error_code,
         frame.rip,
         frame.rsp,
@@ -247,6 +247,18 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
         (true, _, true) => "instruction fetch from a non-executable page",
         (true, true, _) => "write to a read-only page",
         (true, false, _) => "read denied by the page's protection",
+    }
+}
+
+/// As `describe_page_fault`, for a fault in ring 0: a protection fault on a
+/// user address there is SMEP's or SMAP's doing (SDM Vol. 3A 4.6).
+fn describe_kernel_page_fault(code: PageFaultErrorCode, address: u64) -> &'static str {
+    let present = code.contains(PageFaultErrorCode::PROTECTION_VIOLATION);
+    let fetch = code.contains(PageFaultErrorCode::INSTRUCTION_FETCH);
+    match (present && address < super::syscall::USER_END, fetch) {
+        (true, true) => "instruction fetch from a user page: SMEP",
+        (true, false) => "access to a user page outside a user copy: SMAP",
+        (false, _) => describe_page_fault(code),
     }
 }
 
