@@ -156,3 +156,16 @@ fn smep_stops_the_kernel_running_user_code() {
         .expect(PANIC_EXITED)
         .expect_line("accessing 0x400000 (instruction fetch from a user page: SMEP)");
 }
+
+/// exit_group while the other threads spin in user mode (one as SCHED_FIFO,
+/// which no time slice interrupts) or sleep in a futex: each is stopped on
+/// its way back to user mode, and the process ends with main's status.
+#[test]
+fn a_process_ends_while_its_threads_spin_and_sleep() {
+    let run = run_program(Firmware::Bios, 4, "exit-group", &[]);
+    run.expect(Outcome::KernelFailure)
+        .expect_line("exit-group: 4 spinners and a sleeper started; exiting with 3")
+        .expect_line("'exit-group' exited with status 3")
+        .expect_count("---- kernel panic", 0);
+    expect_frames_given_back(&run);
+}

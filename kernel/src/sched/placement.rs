@@ -79,8 +79,12 @@ pub fn wake(thread: &Arc<Thread>) {
 /// it runs on another CPU (Linux: `signal_wake_up` and `kick_process`).
 pub fn kick(thread: &Arc<Thread>) {
     wake(thread);
+    // The state first: a thread switched in stores its CPU before it is
+    // marked Running (Release), so a Running read here (Acquire) comes with
+    // the CPU it runs on now.
+    let running = thread.state() == State::Running;
     let cpu = thread.last_cpu();
-    if thread.state() == State::Running && cpu != percpu::cpu_number() {
+    if running && cpu != percpu::cpu_number() {
         irq::send_ipi(cpu, RESCHEDULE_VECTOR);
     }
 }

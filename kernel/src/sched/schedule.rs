@@ -31,12 +31,15 @@ pub fn set_current_affinity(cpu: Option<usize>) {
     if cpu.is_none_or(|cpu| cpu == percpu::cpu_number()) {
         return;
     }
-    interrupts::without_interrupts(|| {
-        me.set_state(State::Blocked);
-        wake(&me);
-    });
+    // Interrupts stay off until this CPU has switched away: the target CPU
+    // may pick the thread up at once, and waits with interrupts off until
+    // this CPU has let go of it.
+    interrupts::disable();
+    me.set_state(State::Blocked);
+    wake(&me);
     drop(me);
     schedule();
+    interrupts::enable();
 }
 
 /// Changes the calling thread's priority, and lets a thread that now
@@ -212,9 +215,19 @@ pub(super) extern "C" fn thread_entry(prev: *const Thread, me: *const Thread) ->
     preempt::enable_no_resched();
     interrupts::enable();
     // SAFETY: `current` holds a reference to `me` while it runs.
-    let entry = unsafe { &*me }.entry.lock().take();
+    let me = unsafe { &*me };
+    let entry = me.entry.lock().take();
     if let Some(entry) = entry {
         entry();
+    }
+    // A user thread's function leaves the context to start it in.
+    let first_context = me.user.as_ref().and_then(|user| user.first_context.lock().take());
+    if let Some(context) = first_context {
+        interrupts::disable();
+        // SAFETY: the user layer made the context for this thread's process;
+        // nothing on this stack is needed any more (the thread comes back
+        // only through traps, which start afresh at the top of the stack).
+        unsafe { crate::arch::x86::syscall::enter_user(&context) }
     }
     exit()
 }

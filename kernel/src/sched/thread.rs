@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering}
 
 pub use super::priority::Priority;
 use super::wait::WaitQueue;
+use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::fpu::UserRegisters;
 use crate::mm::address_space::AddressSpace;
 use crate::mm::frame::FRAME_SIZE;
@@ -67,11 +68,19 @@ pub struct UserContext {
     /// the thread itself (`arch_prctl`).
     pub registers: UnsafeCell<UserRegisters>,
     pub owner: Arc<dyn Any + Send + Sync>,
+    /// Where the thread enters user mode: set by its function, entered once
+    /// the function has returned (so nothing it owned is left on the stack
+    /// or the heap when the thread leaves the kernel for good).
+    pub first_context: SpinLock<Option<TrapFrame>>,
 }
 
 impl UserContext {
     pub fn new(registers: UserRegisters, owner: Arc<dyn Any + Send + Sync>) -> Box<UserContext> {
-        Box::new(UserContext { registers: UnsafeCell::new(registers), owner })
+        Box::new(UserContext {
+            registers: UnsafeCell::new(registers),
+            owner,
+            first_context: SpinLock::new(None),
+        })
     }
 }
 
@@ -157,6 +166,13 @@ impl Thread {
     /// The CPU it runs on, or ran on last.
     pub fn last_cpu(&self) -> usize {
         self.last_cpu.load(Ordering::Relaxed)
+    }
+
+    /// Spins until no CPU runs the thread or is still switching away from it.
+    pub fn wait_until_off_cpu(&self) {
+        while self.on_cpu.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
     }
 
     pub fn has_exited(&self) -> bool {

@@ -8,10 +8,11 @@
 use alloc::sync::Arc;
 
 use super::access;
-use super::errno::{EAGAIN, EINVAL, ENOSYS, Errno};
+use super::errno::{EAGAIN, EINVAL, ENOSYS, EPERM, Errno};
 use super::process::Process;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::fpu::UserRegisters;
+use crate::mm::address_space::USER_END;
 use crate::sched;
 
 const CLONE_VM: u64 = 0x100;
@@ -57,6 +58,9 @@ pub fn clone(
     }
     if process.is_exiting() {
         return Err(EAGAIN);
+    }
+    if flags & CLONE_SETTLS != 0 && tls >= USER_END {
+        return Err(EPERM); // as ARCH_SET_FS: FS must point into the user half
     }
     let parent_fs = current_fs_base();
     let fs_base = if flags & CLONE_SETTLS != 0 { tls } else { parent_fs };

@@ -102,6 +102,8 @@ fn map_filled_page(
     // SAFETY: a fresh frame, reached through the physical-memory map.
     let bytes = unsafe { &mut *mm::phys_to_virt(frame.start_address()).as_mut_ptr::<[u8; 4096]>() };
     page.fill(file, bytes);
+    // The contents before the entry that publishes them (see `memory`).
+    core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
     let at = Page::containing_address(VirtAddr::new(page.address));
     space.map_user(at, frame, access).map_err(|e| {
         // SAFETY: not mapped.

@@ -158,6 +158,9 @@ impl MemoryMap {
             return false;
         };
         zero(frame);
+        // The zeros before the entry that makes them visible to other CPUs
+        // (x86 keeps stores in order anyway; this keeps the compiler too).
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
         match space.map_user(page, frame, region.access) {
             Ok(()) => true,
             Err(MapToError::PageAlreadyMapped(_)) => {
@@ -184,6 +187,9 @@ impl MemoryMap {
         placement: Placement,
     ) -> Result<u64, Errno> {
         let length = page_align_up(length).filter(|&l| l > 0).ok_or(EINVAL)?;
+        if length > USER_END - USER_START {
+            return Err(ENOMEM);
+        }
         let start = match placement {
             Placement::Fixed | Placement::FixedNoReplace => {
                 let end = address.checked_add(length).ok_or(ENOMEM)?;
@@ -215,8 +221,8 @@ impl MemoryMap {
             }
             ceiling = ceiling.min(start);
         }
-        let floor = self.brk.max(USER_START) + (1 << 30); // room for the heap to grow
-        (ceiling >= floor + length).then(|| ceiling - length)
+        let floor = self.brk.max(USER_START).saturating_add(1 << 30); // room for the heap to grow
+        ceiling.checked_sub(length).filter(|&start| start >= floor)
     }
 
     /// `munmap(addr, length)`: forgets the range, takes its pages away,

@@ -92,7 +92,27 @@ fn on_user_fault(frame: &mut TrapFrame, fault: UserFault) {
         _ => 11,          // #PF, #GP and the rest: SIGSEGV
     };
     let thread = sched::current_id();
-    let who = match &process {
+    report_kill(frame, &fault, process.as_deref(), thread);
+    crate::arch::x86::interrupts::enable();
+    match process {
+        Some(process) => {
+            process.begin_exit(128 + signal);
+            process.end_thread(128 + signal);
+            drop(process);
+        }
+        None => tests::record_exit(thread, 128 + signal),
+    }
+    sched::exit()
+}
+
+/// The report of a killed thread (its strings freed before the thread ends).
+fn report_kill(
+    frame: &TrapFrame,
+    fault: &UserFault,
+    process: Option<&process::Process>,
+    thread: u64,
+) {
+    let who = match process {
         Some(process) => {
             alloc::format!("pid {} '{}' (thread {thread})", process.pid(), process.name)
         }
@@ -106,21 +126,16 @@ fn on_user_fault(frame: &mut TrapFrame, fault: UserFault) {
         ),
         None => log::warn!("user: {who} killed: {}, RIP {:#x}", fault.what, frame.rip),
     }
-    crate::arch::x86::interrupts::enable();
-    match process {
-        Some(process) => {
-            process.begin_exit(128 + signal);
-            process.end_thread(128 + signal);
-            drop(process);
-        }
-        None => tests::record_exit(thread, 128 + signal),
-    }
-    sched::exit()
 }
 
 /// A page fault inside a user copy: resolvable as from user mode (the copy
 /// runs with interrupts on, on the process's behalf).
 fn resolve_copy_fault(address: u64, write: bool) -> bool {
+    // Resolving may sleep: not where preemption is off (a spin lock held)
+    // or inside an interrupt handler. The copy then fails, with EFAULT.
+    if crate::sync::preempt::count() != 0 || crate::irq::depth() != 0 {
+        return false;
+    }
     let Some(process) = process::current() else { return false };
     let access = FaultAccess { write, execute: false };
     process.memory.lock().resolve_fault(&process.space, address, access)

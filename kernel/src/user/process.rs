@@ -21,7 +21,7 @@ use super::futex::Futexes;
 use super::memory::MemoryMap;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::fpu::UserRegisters;
-use crate::arch::x86::{interrupts, syscall};
+use crate::arch::x86::interrupts;
 use crate::mm::address_space::AddressSpace;
 use crate::sched::thread::UserContext;
 use crate::sched::wait::Mutex;
@@ -169,7 +169,11 @@ impl Process {
         self.done.wait();
         let threads = core::mem::take(&mut *self.all_threads.lock());
         for thread in threads {
-            sched::JoinHandle { thread }.join();
+            // Exited is set before the thread's CPU switches away: wait for
+            // the switch too, so that CPU is lazy (or elsewhere) when the
+            // eviction below asks (Linux: `wait_task_inactive`).
+            sched::JoinHandle { thread: thread.clone() }.join();
+            thread.wait_until_off_cpu();
         }
         crate::tlb::evict(&self.space);
         self.status.load(Ordering::Acquire)
@@ -187,19 +191,14 @@ fn run_thread(
     // after this.
     let _ = process.pid.compare_exchange(0, me.id, Ordering::Relaxed, Ordering::Relaxed);
     process.live.lock_irqsave().insert(me.id, LiveThread { thread: me.clone(), clear_child_tid });
-    drop(me);
     // After joining `live` (under its lock): an `exit_group` that did not
     // see us has set `exiting` before we look.
     let frame = if process.is_exiting() { Err(0) } else { prepare(&process) };
     match frame {
+        // Entered by the scheduler's thread entry once this returns.
         Ok(frame) => {
-            drop(process);
-            interrupts::disable();
-            // SAFETY: the frame is a user-mode context of this thread's
-            // process; nothing on this stack is needed afterwards (the
-            // thread leaves user mode only through traps, which start
-            // afresh at the top of this stack).
-            unsafe { syscall::enter_user(&frame) }
+            let user = me.user.as_ref().expect("a user thread without its user context");
+            *user.first_context.lock() = Some(frame);
         }
         Err(status) => {
             process.begin_exit(status);

@@ -283,14 +283,16 @@ fn must_be_caller(pid: u64) -> Result<(), Errno> {
 }
 
 /// SCHED_OTHER (0) is the normal time-shared class; SCHED_FIFO (1) and
-/// SCHED_RR (2) priorities 1-99 map to the three real-time levels (1-33,
-/// 34-66, 67-99).
+/// SCHED_RR (2) priorities 1-49 and 50-99 map to the real-time levels 1 and
+/// 2. Level 3 stays the kernel's (the thread that parks a CPU, the injected
+/// slow CPU): a user thread must not hold a CPU against them.
 fn sched_setscheduler(pid: u64, policy: u64, parameters: u64) -> Result<u64, Errno> {
     must_be_caller(pid)?;
     let priority = access::read_value::<u32>(parameters)?;
     let new = match (policy, priority) {
         (0, 0) => Priority::Normal,
-        (1 | 2, 1..=99) => Priority::RealTime(1 + (priority as u8 - 1) / 33),
+        (1 | 2, 1..=49) => Priority::RealTime(1),
+        (1 | 2, 50..=99) => Priority::RealTime(2),
         _ => return Err(EINVAL),
     };
     sched::set_current_priority(new);

@@ -184,6 +184,10 @@ global_asm!(
         jz 1f
         swapgs
     1:
+        // Both ways: a CPU that speculates past the branch the wrong way
+        // would use the wrong GS base for the loads below (CVE-2019-1125;
+        // Linux's FENCE_SWAPGS_USER_ENTRY / _KERNEL_ENTRY).
+        lfence
         CLEAR_AC
         PUSH_REGISTERS
         CALL_DISPATCH
@@ -217,6 +221,7 @@ global_asm!(
         swapgs
         mov ebx, 1
     1:
+        lfence
         CALL_DISPATCH
         test ebx, ebx
         jz 2f

@@ -108,9 +108,13 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if from_user {
         TRAPS_FROM_USER_MODE.fetch_add(1, Ordering::Relaxed);
     }
+    // NMI, #DF and #MC run on their own IST stacks and are the machine's,
+    // not the program's: they never end a user thread nor switch away (a
+    // switch would leave the thread's saved stack pointer on the IST stack,
+    // which the next NMI reuses).
+    let on_ist_stack = matches!(vector, 2 | 8 | 18);
     match vector {
-        // NMI and machine checks are the machine's, not the program's.
-        0..=31 if from_user && vector != 2 && vector != 18 && USER_FAULT.get().is_some() => {
+        0..=31 if from_user && !on_ist_stack && USER_FAULT.get().is_some() => {
             user_fault(frame, *USER_FAULT.get().unwrap())
         }
         2 => nmi(frame),
@@ -134,22 +138,25 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             None => super::lapic::end_of_interrupt(),
         },
     }
-    if from_user && let Some(hook) = RETURN_TO_USER.get() {
-        hook(frame);
+    if from_user && !on_ist_stack {
+        returning_to_user(frame);
     }
 }
 
 static RETURN_TO_USER: Once<fn(&mut TrapFrame)> = Once::new();
 
 /// Registers what runs on every way back to user mode (after an interrupt,
-/// an exception or a system call): where a thread whose process is exiting
-/// stops instead of going back.
+/// an exception or a system call, and at a thread's first entry), with
+/// interrupts off, as the last thing before `iretq` or `sysretq`: where a
+/// thread whose process is exiting stops instead of going back. Checked
+/// with interrupts off, a request made after the check is an interrupt
+/// still pending, taken at once in user mode, and checked again there.
 pub fn set_return_to_user_hook(hook: fn(&mut TrapFrame)) {
     assert!(RETURN_TO_USER.get().is_none(), "idt: the return-to-user hook is registered twice");
     RETURN_TO_USER.call_once(|| hook);
 }
 
-/// Runs the return-to-user hook (for the system-call path).
+/// Runs the return-to-user hook (interrupts off).
 pub(super) fn returning_to_user(frame: &mut TrapFrame) {
     if let Some(hook) = RETURN_TO_USER.get() {
         hook(frame);

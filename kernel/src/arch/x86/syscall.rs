@@ -82,8 +82,8 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> bool {
         Some(handler) => handler(frame),
         None => frame.rax = (-38i64) as u64, // -ENOSYS: nothing above is connected
     }
-    super::idt::returning_to_user(frame);
     super::interrupts::disable();
+    super::idt::returning_to_user(frame);
     // Whatever the handler did to the frame, the way back goes to user mode
     // with interrupts on and no I/O privilege, nested task or virtual-8086
     // flag: a frame a later handler edits (a signal return) must not become
@@ -106,8 +106,11 @@ pub unsafe fn enter_user(frame: &TrapFrame) -> ! {
     unsafe extern "C" {
         fn trap_return_to(frame: *const TrapFrame) -> !;
     }
-    // SAFETY: as the caller promises.
-    unsafe { trap_return_to(frame) }
+    let mut frame = *frame;
+    super::idt::returning_to_user(&mut frame);
+    // SAFETY: as the caller promises; the frame is now a copy on this stack,
+    // which `trap_return_to` makes the stack's top.
+    unsafe { trap_return_to(&frame) }
 }
 
 // The TSS's rsp0 and rsp2, at fixed gs: offsets (gdt: the TSS is at gs:[0]).
