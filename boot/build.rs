@@ -22,6 +22,4 @@ fn main() {
     println!("cargo:rustc-env=KERNEL_ELF={}", kernel.display());
     println!("cargo:rustc-env=BIOS_IMAGE={}", bios_image.display());
     println!("cargo:rustc-env=UEFI_IMAGE={}", uefi_image.display());
-    // TEMPORARY (linux-bench development): the real RAMDISK comes from another branch.
-    println!("cargo:rustc-env=RAMDISK=/work/linux-bench-test/ramdisk.cpio");
 }
