@@ -4,7 +4,14 @@
  *
  * Usage: tlb-torture [MODE [ROUNDS [PAGES]]]
  *   MODE   remap, munmap, mprotect, madvise, or all (default: each in turn)
- *   ROUNDS changes per mode (default 500), PAGES region size (default 8)
+ *   ROUNDS rounds per mode (default 50), PAGES region size (default 8)
+ *
+ * Cost: a round is one or two changes, and each change needs every reader
+ * CPU two or three times (an acknowledgement before a change that can take
+ * pages away, the shootdown, one pass over the new state). Natively that
+ * is tens of microseconds; on an emulated 4-CPU machine running on 2 host
+ * cores, where a busy virtual CPU waits for a host time slice, it is about
+ * 10-30 ms, hence the small default. Ask for more rounds natively.
  *
  * The main thread, pinned on the first CPU, is the "changer". One reader
  * thread is pinned on every other CPU (on a single CPU, one reader shares it).
@@ -26,11 +33,14 @@
  * How a reader checks without ever faulting (a fault kills the process):
  * it reads a page directly (a load through its TLB) only while the page is
  * mapped and cannot be unmapped under it; otherwise it asks the kernel with
- * probe_read (FUTEX_WAIT compares the word; -EFAULT if unmapped) or
- * probe_write (clock_gettime stores into the reader's own 64-byte slot of the
- * page; -EFAULT if not writable). The kernel's accesses go through the same
- * CPU's TLB on real hardware; under QEMU TCG kernel-mode accesses have their
- * own TLB entries, which the probes keep hot too.
+ * probe_read (FUTEX_WAIT compares the word with a value; -EFAULT if
+ * unmapped) or probe_write (clock_gettime stores into the reader's own
+ * 64-byte slot of the page; -EFAULT if not writable). In a stable state it
+ * does both: a direct read, a probe asking whether the word still holds the
+ * value a stale mapping would show, and, for mapped pages, a probe write.
+ * The kernel's accesses go through the same CPU's TLB on real hardware;
+ * under QEMU TCG kernel-mode accesses have TLB entries of their own, which
+ * the probes keep hot too.
  *
  * The protocol, on the shared sequence number seq:
  *   even seq: a stable state. expect[page] says what each page must hold
@@ -41,10 +51,15 @@
  * Before a step that can take a page away (munmap; MAP_FIXED and DONTNEED,
  * which replace or drop the frame), the changer waits until every reader has
  * acknowledged the odd value, so no reader is still reading directly. After
- * each step it publishes the next even value and waits until every reader
- * has checked the new state once. A reader's pass counts only if seq did
- * not change during it (as in a seqlock): a pass that overlapped a change
- * may legitimately see either state.
+ * each step it publishes the next even value and waits (asleep on a futex)
+ * until every reader has checked the new state once. A reader's pass counts
+ * only if seq did not change during it (as in a seqlock): a pass that
+ * overlapped a change may legitimately see either state.
+ *
+ * Linux replaces pages atomically in MAP_FIXED, MADV_DONTNEED and mprotect:
+ * a concurrent access never finds the address unmapped. Readers only probe
+ * during those changes, so a kernel that leaves such a window is reported
+ * ("holes") instead of killing the process.
  *
  * Output:
  *   tlb-torture: changer on cpu C, R readers, P pages, N rounds per mode
@@ -54,10 +69,9 @@
  *   FAILED: S stale reads                                 (exit 1)
  * A stale line names the CPU, the state (seq), the page, what the page
  * should be, and which access disagreed: "read" (a direct load: the value),
- * "probe read" (0 unmapped, 1 different, 2 equal) or "probe write" (0 or
- * -14). "Holes" are probes that found a page unmapped in the middle of a
- * change that must replace it atomically (MAP_FIXED, DONTNEED, mprotect);
- * a mode line then says how many, and the run ends "FAILED: H holes".
+ * "probe read" (0 unmapped, 1 different, 2 equal: the kernel found the old
+ * value) or "probe write" (0 or -14). Holes get a line of their own after
+ * the mode's line, and the run ends "FAILED: H holes".
  */
 #include "utest.h"
 
@@ -66,7 +80,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define DEFAULT_ROUNDS 500
+#define DEFAULT_ROUNDS 50
 #define DEFAULT_PAGES 8
 #define MAX_PAGES 64
 #define SLOT_SIZE 64
@@ -117,9 +131,8 @@ struct reader {
 	int index, cpu;
 	bool shares_cpu;	/* with the changer: must yield */
 	pthread_t thread;
-	/* The last seq this reader finished a valid pass of. Written by the
-	 * reader with release, read by the changer with acquire. */
-	_Atomic uint64_t seen;
+	/* The value of awaited this reader last answered; its own. */
+	uint64_t answered;
 	/* Owned by the reader; main reads them after pthread_join. */
 	struct tally total;
 } __attribute__((aligned(64)));	/* no false sharing between readers */
@@ -138,16 +151,22 @@ static int nreaders;
  *    nothing, but a seq_cst fence after it makes it visible before the
  *    change starts, so a reader that did not see it read before the change.
  *  - expect[] and the generation words: relaxed atomics, ordered by seq.
- *  - reader.seen: release by the reader after its last access of a pass, so
- *    the changer, which loads it with acquire, starts a step only after the
- *    reader's direct reads are over (x86 also never moves a load after a
- *    later store, so those loads have completed, not just been issued).
+ *  - awaited and lagging: the changer waits for every reader to finish a
+ *    pass of state awaited; lagging counts those that have not. The changer
+ *    stores lagging, then awaited with release; a reader loads awaited with
+ *    acquire, so its decrement applies to the fresh count. The reader
+ *    decrements with release after the last access of its pass, and the
+ *    changer loads lagging with acquire, so it starts a step only after the
+ *    readers' direct reads are over (x86 also never moves a load after a
+ *    later store: those loads have completed, not just been issued).
  *  - stop: relaxed; it only has to be seen eventually, and pthread_join
  *    orders everything after it.
  */
 static _Atomic uint64_t seq = 2;
 static _Atomic uint64_t expect[MAX_PAGES];	/* a struct state, packed */
 static _Atomic bool stop;
+static _Atomic uint64_t awaited;
+static _Atomic uint32_t lagging;	/* the changer sleeps on it */
 static _Atomic int reports;	/* stale lines printed so far */
 static uint32_t generation;	/* the changer's alone */
 
@@ -189,7 +208,7 @@ static _Atomic uint32_t *word_at(int i)
 	return (_Atomic uint32_t *)page_at(i);
 }
 
-/* ---- readers ---------------------------------------------------------------- */
+/* ---- readers ------------------------------------------------------------ */
 
 static void note(struct tally *t, bool ok, int page, enum kind k,
 		 const char *what, long saw, long want)
@@ -275,6 +294,19 @@ static void report(const struct reader *r, const struct mismatch *m,
 	       kind_name[m->kind], m->what, m->saw, m->want);
 }
 
+/* Tell the changer this reader finished a pass of state s, if s is the
+ * state it waits for or a later one; once per wait. */
+static void answer(struct reader *r, uint64_t s)
+{
+	uint64_t a = atomic_load_explicit(&awaited, memory_order_acquire);
+
+	if (s < a || r->answered == a)
+		return;
+	r->answered = a;
+	if (atomic_fetch_sub_explicit(&lagging, 1, memory_order_release) == 1)
+		futex_wake(&lagging, 1);
+}
+
 static void commit(struct reader *r, const struct tally *t, uint64_t s)
 {
 	if (t->stale)
@@ -282,7 +314,7 @@ static void commit(struct reader *r, const struct tally *t, uint64_t s)
 	r->total.checks += t->checks;
 	r->total.stale += t->stale;
 	r->total.holes += t->holes;
-	atomic_store_explicit(&r->seen, s, memory_order_release);
+	answer(r, s);
 }
 
 static void *reader_main(void *arg)
@@ -317,28 +349,23 @@ static void *reader_main(void *arg)
 
 /* ---- the changer -------------------------------------------------------- */
 
-/* Wait until every reader has finished a pass of state s (or later). */
+/* Wait until every reader has finished a pass of state s (or later). The
+ * changer sleeps meanwhile: on an emulated machine with more virtual CPUs
+ * than host cores, a spinning changer would take host time the readers and
+ * the kernel's shootdowns need. */
 static void wait_readers(uint64_t s)
 {
+	static const struct timespec slice = { 0, 10 * 1000000 };
 	uint64_t deadline = now_ns() + WAIT_TIMEOUT_NS;
+	uint32_t left;
 
-	for (int i = 0; i < nreaders; i++) {
-		for (unsigned spins = 1;
-		     atomic_load_explicit(&readers[i].seen,
-					  memory_order_acquire) < s;
-		     spins++) {
-			__builtin_ia32_pause();
-			if (spins % 256)
-				continue;
-			/* Let a reader sharing this CPU run. Only then: on
-			 * a busy host a yield can cost a whole time slice. */
-			if (readers[i].shares_cpu)
-				sched_yield();
-			if (now_ns() > deadline)
-				fail("reader on cpu %d made no progress for "
-				     "%llu s", readers[i].cpu,
-				     WAIT_TIMEOUT_NS / 1000000000ull);
-		}
+	atomic_store_explicit(&lagging, nreaders, memory_order_relaxed);
+	atomic_store_explicit(&awaited, s, memory_order_release);
+	while ((left = atomic_load_explicit(&lagging, memory_order_acquire))) {
+		if (now_ns() > deadline)
+			fail("%u readers made no progress for %llu s", left,
+			     WAIT_TIMEOUT_NS / 1000000000ull);
+		futex_wait(&lagging, left, &slice);
 	}
 }
 
@@ -465,16 +492,19 @@ static void start_readers(const struct cpu_list *cpus)
 }
 
 /* Run one mode; adds what its readers found to *found. */
-static void run_mode(const struct mode *m, int rounds,
+static void run_mode(const struct mode *m, long rounds,
 		     const struct cpu_list *cpus, struct tally *found)
 {
 	struct tally sum = { 0 };
 
 	mode = m;
 	write_generations(0, npages);	/* pthread_create publishes it */
+	/* New readers have answered "state 0": none takes the last wait of
+	 * the previous mode for one it still owes an answer to. */
+	atomic_store_explicit(&awaited, 0, memory_order_relaxed);
 	start_readers(cpus);
 	wait_readers(atomic_load_explicit(&seq, memory_order_relaxed));
-	for (int round = 0; round < rounds; round++) {
+	for (long round = 0; round < rounds; round++) {
 		bool all = round % 2 == 0;
 		int from = all ? 0 : round / 2 % npages;
 		int n = all ? npages : 1;
@@ -490,7 +520,7 @@ static void run_mode(const struct mode *m, int rounds,
 		sum.holes += readers[i].total.holes;
 	}
 	atomic_store_explicit(&stop, false, memory_order_relaxed);
-	printf("tlb-torture: %s: %d rounds, %llu checks, %llu stale\n",
+	printf("tlb-torture: %s: %ld rounds, %llu checks, %llu stale\n",
 	       m->name, rounds, (unsigned long long)sum.checks,
 	       (unsigned long long)sum.stale);
 	if (sum.holes)
@@ -501,44 +531,60 @@ static void run_mode(const struct mode *m, int rounds,
 	found->holes += sum.holes;
 }
 
-int main(int argc, char **argv)
+/* Is name a mode (or "all")? */
+static bool known_mode(const char *name)
 {
-	static struct cpu_list cpus;
-	const char *which = argc > 1 ? argv[1] : "all";
-	int rounds = arg_long(argc, argv, 2, DEFAULT_ROUNDS);
-	struct tally found = { 0 };
-	bool known = false;
+	bool known = !strcmp(name, "all");
+
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+		known = known || !strcmp(name, modes[i].name);
+	return known;
+}
+
+/* The changer's CPU, the readers, and the region. */
+static void set_up(struct cpu_list *cpus)
+{
 	int err;
 
-	stdout_lines();
-	npages = arg_long(argc, argv, 3, DEFAULT_PAGES);
-	if (npages < 1 || npages > MAX_PAGES || rounds < 1 ||
-	    (uint64_t)rounds * npages * 2 + npages * 4 > MAX_GENERATION)
-		fail("need 1..%d pages and 1..%u rounds", MAX_PAGES,
-		     MAX_GENERATION / (2 * MAX_PAGES) - 2);
-	cpus_available(&cpus);
-	nreaders = cpus.n > 1 ? cpus.n - 1 : 1;
+	cpus_available(cpus);
+	nreaders = cpus->n > 1 ? cpus->n - 1 : 1;
 	if (nreaders > (int)MAX_READERS)
 		nreaders = MAX_READERS;
-	err = pin_self(cpus.id[0]);
+	err = pin_self(cpus->id[0]);
 	if (err)
-		fail("sched_setaffinity(cpu %d): %s", cpus.id[0],
+		fail("sched_setaffinity(cpu %d): %s", cpus->id[0],
 		     strerror(err));
 	region = mmap(NULL, (size_t)npages * PAGE_SIZE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (region == MAP_FAILED)
 		fail("mmap: %s", strerror(errno));
-	printf("tlb-torture: changer on cpu %d, %d readers, %d pages, "
-	       "%d rounds per mode\n", cpus.id[0], nreaders, npages, rounds);
-	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
-		if (strcmp(which, "all") && strcmp(which, modes[i].name))
-			continue;
-		known = true;
-		run_mode(&modes[i], rounds, &cpus, &found);
-	}
-	if (!known)
+}
+
+int main(int argc, char **argv)
+{
+	static struct cpu_list cpus;
+	const char *which = argc > 1 ? argv[1] : "all";
+	long rounds = arg_long(argc, argv, 2, DEFAULT_ROUNDS), max_rounds;
+	struct tally found = { 0 };
+
+	stdout_lines();
+	if (!known_mode(which))
 		fail("unknown mode \"%s\": remap, munmap, mprotect, madvise "
 		     "or all", which);
+	npages = arg_long(argc, argv, 3, DEFAULT_PAGES);
+	if (npages < 1 || npages > MAX_PAGES)
+		fail("need 1..%d pages", MAX_PAGES);
+	/* Each of the 4 modes writes a generation into every page at its
+	 * start and once per round: they must stay below 2^31. */
+	max_rounds = MAX_GENERATION / (4 * npages) - 1;
+	if (rounds < 1 || rounds > max_rounds)
+		fail("need 1..%ld rounds with %d pages", max_rounds, npages);
+	set_up(&cpus);
+	printf("tlb-torture: changer on cpu %d, %d readers, %d pages, "
+	       "%ld rounds per mode\n", cpus.id[0], nreaders, npages, rounds);
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+		if (!strcmp(which, "all") || !strcmp(which, modes[i].name))
+			run_mode(&modes[i], rounds, &cpus, &found);
 	if (found.stale)
 		fail("%llu stale reads", (unsigned long long)found.stale);
 	if (found.holes)

@@ -44,12 +44,11 @@
 #define FUTEX_WAIT_PRIVATE (FUTEX_WAIT | FUTEX_PRIVATE_FLAG)
 #define FUTEX_WAKE_PRIVATE (FUTEX_WAKE | FUTEX_PRIVATE_FLAG)
 
-/* Addresses that no user program can own: the start of the kernel half of
- * the address space, and the start of the kernel image on Linux. */
+/* An address no user program can own: the start of the kernel half of the
+ * address space. */
 #define KERNEL_ADDR ((void *)0xffff800000000000UL)
-#define KERNEL_TEXT_ADDR ((void *)0xffffffff80000000UL)
 
-/* ---- raw syscalls -------------------------------------------------------- */
+/* ---- raw syscalls ------------------------------------------------------- */
 
 /* The x86_64 syscall instruction: number in rax, arguments in rdi, rsi, rdx,
  * r10, r8, r9; the kernel clobbers rcx (return rip) and r11 (rflags). The
@@ -85,7 +84,7 @@ static inline long sys4(long nr, long a1, long a2, long a3, long a4)
 	return sys6(nr, a1, a2, a3, a4, 0, 0);
 }
 
-/* ---- futex ----------------------------------------------------------------- */
+/* ---- futex -------------------------------------------------------------- */
 
 /* Sleep while *word == val, at most timeout (NULL: no bound). Returns the
  * raw result: 0 woken, -EAGAIN *word != val, -ETIMEDOUT, -EINTR. */
@@ -102,7 +101,7 @@ static inline long futex_wake(_Atomic uint32_t *word, int n)
 	return sys3(SYS_futex, (long)word, FUTEX_WAKE_PRIVATE, n);
 }
 
-/* ---- probing user memory without faulting ---------------------------------- */
+/* ---- probing user memory without faulting ------------------------------- */
 
 /*
  * A fault in user mode kills the process on the teaching kernel (there are
@@ -134,7 +133,7 @@ static inline long probe_write(void *addr)
 	return sys3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)addr, 0);
 }
 
-/* ---- time ------------------------------------------------------------------ */
+/* ---- time --------------------------------------------------------------- */
 
 static inline uint64_t now_ns(void)
 {
@@ -144,42 +143,7 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- CPUs ------------------------------------------------------------------ */
-
-/* The CPUs this process may run on, in increasing order. On the teaching
- * kernel that is 0..N-1; on a host it may be any subset (taskset, cgroups). */
-struct cpu_list {
-	int n;
-	int id[CPU_SETSIZE];
-};
-
-static inline void cpus_available(struct cpu_list *l)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	l->n = 0;
-	if (sched_getaffinity(0, sizeof set, &set) != 0) {
-		l->id[l->n++] = 0;	/* no answer: assume one CPU, CPU 0 */
-		return;
-	}
-	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &set))
-			l->id[l->n++] = c;
-}
-
-/* Pin the calling thread to exactly one CPU (pid 0 = this thread). Returns 0
- * or an errno value. */
-static inline int pin_self(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
-}
-
-/* ---- output ---------------------------------------------------------------- */
+/* ---- output ------------------------------------------------------------- */
 
 /* One writev per line, whatever stdout is (a pipe would otherwise be fully
  * buffered, and a crash would lose the lines that explain it). */
@@ -231,7 +195,45 @@ static inline const char *errno_name(int e)
 	}
 }
 
-/* ---- arguments ------------------------------------------------------------- */
+/* ---- CPUs --------------------------------------------------------------- */
+
+/* The CPUs this process may run on, in increasing order. On the teaching
+ * kernel that is 0..N-1; on a host it may be any subset (taskset, cgroups). */
+struct cpu_list {
+	int n;
+	int id[CPU_SETSIZE];
+};
+
+static inline void cpus_available(struct cpu_list *l)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	l->n = 0;
+	if (sched_getaffinity(0, sizeof set, &set) != 0)
+		fail("sched_getaffinity: %s", errno_name(errno));
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &set))
+			l->id[l->n++] = c;
+	/* musl keeps only as many bytes of the mask as the syscall says it
+	 * wrote (its return value) and clears the rest. */
+	if (!l->n)
+		fail("sched_getaffinity gave no CPU: it must return the number "
+		     "of bytes of the mask it wrote");
+}
+
+/* Pin the calling thread to exactly one CPU (pid 0 = this thread). Returns 0
+ * or an errno value. */
+static inline int pin_self(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+}
+
+/* ---- arguments ---------------------------------------------------------- */
 
 /* argv[i] as a number, or def when absent; a malformed one is a failure. */
 static inline long arg_long(int argc, char **argv, int i, long def)

@@ -34,8 +34,8 @@ use crate::{Accelerator, LinuxBoot, Outcome, RunConfig, RunningQemu, SetupError}
 
 /// The ramdisk both kernels get, with `bench` at its root, as `boot/build.rs`
 /// exports it. Linux is booted with this file; this kernel gets its copy from
-/// the bootloader. None in a build without one: then only `--ours-only` runs.
-pub const RAMDISK: Option<&str> = option_env!("RAMDISK");
+/// the bootloader.
+pub const RAMDISK: &str = env!("RAMDISK");
 /// The program's last line.
 pub const DONE: &str = "bench: done";
 /// How long QEMU may take to end after `bench: done` (both kernels end at
@@ -492,13 +492,7 @@ pub fn run(options: &Options) -> Result<bool, SetupError> {
     }
     let mut linux_title = "Linux".to_string();
     if options.kernels != Kernels::OursOnly {
-        let ramdisk = Path::new(RAMDISK.ok_or_else(|| {
-            SetupError(
-                "this runner was built without a ramdisk (boot/build.rs exported no RAMDISK), so \
-                 there is no `bench` for Linux to run; --ours-only runs this kernel alone"
-                    .into(),
-            )
-        })?);
+        let ramdisk = Path::new(RAMDISK);
         if !ramdisk.is_file() {
             return Err(SetupError(format!(
                 "the ramdisk {} (made by boot/build.rs) is missing: build the runner again",

@@ -157,13 +157,15 @@ global_asm!(
     .endm
 
     // Interrupt gates do not clear RFLAGS.AC, which user mode can set: with
-    // SMAP on, a set AC would let the handler touch user memory unchecked
-    // (`clac` itself is #UD where the CPU has no SMAP, hence the test).
+    // SMAP on, a set AC would let the handler touch user memory unchecked.
+    // Cleared through the flags on the stack rather than with `clac`: `clac`
+    // is #UD without SMAP, and KVM's instruction emulator (which a nested
+    // hypervisor may have to run on whatever instruction an interrupt lands
+    // on) does not know it; `popfq` it knows.
     .macro CLEAR_AC
-        test byte ptr [rip + {smap}], 1
-        jz 3f
-        clac
-    3:
+        pushfq
+        and dword ptr [rsp], ~(1 << 18)
+        popfq
     .endm
 
     // Calls trap_dispatch(frame) with a frame record for the interrupted code.
@@ -267,5 +269,4 @@ global_asm!(
     .text
     "#,
     dispatch = sym super::idt::trap_dispatch,
-    smap = sym super::fpu::SMAP,
 );

@@ -14,7 +14,7 @@
 //! **SMEP and SMAP** (SDM Vol. 3A 4.6, "Access Rights"): with CR4.SMEP the
 //! CPU refuses to execute a user page in ring 0; with CR4.SMAP it refuses
 //! ring-0 reads and writes of user pages unless RFLAGS.AC is set, which the
-//! kernel does (`stac`) only inside its user-copy routines (`user_copy`).
+//! kernel does only inside its user-copy routine (`user_copy`).
 //! Both turn a kernel bug that follows a user pointer into a page fault.
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -65,9 +65,9 @@ impl Default for UserRegisters {
     }
 }
 
-pub(super) static SMAP: AtomicBool = AtomicBool::new(false);
+static SMAP: AtomicBool = AtomicBool::new(false);
 
-/// Whether SMAP is on (the user-copy routines then need `stac`/`clac`).
+/// Whether SMAP is on (for the test that shows it).
 pub fn smap_enabled() -> bool {
     SMAP.load(Ordering::Relaxed)
 }
@@ -84,7 +84,7 @@ pub fn init() -> (bool, bool) {
     // SAFETY: clearing EM and setting MP|TS makes x87/SSE raise #NM until a
     // user thread's switch clears TS; OSFXSR/OSXMMEXCPT make fxsave cover
     // the SSE registers and SSE exceptions raise #XM. SMEP/SMAP only forbid
-    // what the kernel never does on purpose (the user-copy routines use stac).
+    // what the kernel never does on purpose (the user-copy routine sets AC).
     unsafe {
         Cr0::update(|flags| {
             flags.remove(Cr0Flags::EMULATE_COPROCESSOR);

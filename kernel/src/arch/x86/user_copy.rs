@@ -14,13 +14,13 @@
 //! iteration", and a fault leaves it at the failing iteration). Linux does
 //! the same with its exception table (`copy_user_generic`, `ex_handler_*`).
 //!
-//! With SMAP the copy is bracketed by `stac`/`clac`, the only place the
-//! kernel lets itself touch user pages (see `fpu`).
+//! With SMAP the copy is bracketed by setting and clearing RFLAGS.AC (what
+//! `stac`/`clac` do), the only place the kernel lets itself touch user pages
+//! (see `fpu`).
 
 use core::arch::global_asm;
 
 use super::entry::TrapFrame;
-use super::fpu::smap_enabled;
 
 // rdi = destination, rsi = source, rdx = length; returns in rax the bytes
 // not copied. Two copies of the routine: faults in the first may be resolved
@@ -81,21 +81,19 @@ pub enum OnFault {
 /// lies wholly below the user half's end (checked by the caller, so the
 /// copy cannot touch kernel memory on a user's behalf).
 pub unsafe fn copy(to: *mut u8, from: *const u8, length: usize, on_fault: OnFault) -> usize {
-    let smap = smap_enabled();
-    // SAFETY: `stac` exists when SMAP does; it only permits ring-0 access
-    // to user pages until the `clac` below. The routine touches exactly the
-    // two ranges the caller vouched for, and a fault in it returns here.
+    // SAFETY: setting AC only permits ring-0 access to user pages (under
+    // SMAP; without it AC means nothing in ring 0) until it is cleared below.
+    // The routine touches exactly the two ranges the caller vouched for,
+    // and a fault in it returns here. AC is changed through the flags
+    // rather than with `stac`/`clac` (see `entry`'s CLEAR_AC: KVM's emulator
+    // does not know them, and they are #UD without SMAP).
     unsafe {
-        if smap {
-            core::arch::asm!("stac", options(nomem, nostack));
-        }
+        core::arch::asm!("pushfq", "or dword ptr [rsp], 1 << 18", "popfq");
         let left = match on_fault {
             OnFault::Resolve => user_copy_resolvable(to, from, length),
             OnFault::Fail => user_copy_nofault(to, from, length),
         };
-        if smap {
-            core::arch::asm!("clac", options(nomem, nostack));
-        }
+        core::arch::asm!("pushfq", "and dword ptr [rsp], ~(1 << 18)", "popfq");
         left
     }
 }
