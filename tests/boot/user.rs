@@ -169,3 +169,17 @@ fn a_process_ends_while_its_threads_spin_and_sleep() {
         .expect_count("---- kernel panic", 0);
     expect_frames_given_back(&run);
 }
+
+/// Random system calls with random and bad arguments, on two seeds: every
+/// call returns, the kernel stays up, the process gives its memory back.
+#[test]
+fn the_fuzzer_survives_its_calls() {
+    for seed in ["1", "7"] {
+        let run_args = format!("run_args=3000,{seed}");
+        let run = run_program(Firmware::Bios, 2, "fuzz", &[&run_args]);
+        run.expect(Outcome::KernelSuccess)
+            .expect_line("fuzz: survived 3000 calls")
+            .expect_count("---- kernel panic", 0);
+        expect_frames_given_back(&run);
+    }
+}

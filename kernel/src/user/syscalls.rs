@@ -274,10 +274,15 @@ fn arch_prctl(code: u64, address: u64) -> Result<u64, Errno> {
 /// The calling thread, if `pid` names it (0 or its own id): the scheduler
 /// calls below only change the caller.
 fn must_be_caller(pid: u64) -> Result<(), Errno> {
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     if pid == 0 || pid == sched::current_id() {
         Ok(())
     } else {
-        log::warn!("user: sched_* calls act on the calling thread only (asked for {pid})");
+        if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "user: sched_* calls act on the calling thread only (asked for {pid}): -ESRCH"
+            );
+        }
         Err(ESRCH)
     }
 }
