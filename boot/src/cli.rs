@@ -88,6 +88,9 @@ enum Command {
         /// Seconds one boot may take to reach `bench: done`
         #[arg(long, value_name = "SECS", default_value = "300", value_parser = positive_seconds)]
         timeout: Duration,
+        /// One more kernel argument for this kernel's boots (repeatable), e.g. irqoff_us=20000
+        #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = part_word)]
+        kernel_args: Vec<String>,
     },
     /// Write a trace's JSON and SVG again from its raw stream (a .ktrace file)
     TraceConvert {
@@ -268,6 +271,7 @@ pub fn parse(
             ours_only,
             linux_package,
             timeout,
+            kernel_args,
         }) => {
             let kernels = match (linux_only, ours_only) {
                 (true, _) => Kernels::LinuxOnly,
@@ -283,6 +287,7 @@ pub fn parse(
                 kernels,
                 linux_package,
                 timeout,
+                kernel_args,
             }));
         }
         Some(Command::TraceConvert { raw, json, window }) => {
@@ -494,6 +499,7 @@ mod tests {
                 kernels: Kernels::Both,
                 linux_package: None,
                 timeout: Duration::from_secs(300),
+                kernel_args: vec![],
             }
         );
         let options = bench_user(&[
@@ -509,7 +515,11 @@ mod tests {
             "60",
             "--memory",
             "1G",
+            "--kernel-arg",
+            "irqoff_us=20000",
+            "--kernel-arg=ipi_wait=spin",
         ]);
+        assert_eq!(options.kernel_args, ["irqoff_us=20000", "ipi_wait=spin"]);
         assert_eq!((options.cpus, options.rounds, options.accelerator), (2, 5, Accelerator::Kvm));
         assert_eq!(options.part.as_deref(), Some("pipe,4096"));
         assert_eq!(

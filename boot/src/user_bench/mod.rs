@@ -67,12 +67,17 @@ pub struct Options {
     pub linux_package: Option<String>,
     /// How long one boot may take to reach `bench: done`.
     pub timeout: Duration,
+    /// More arguments for this kernel (`irqoff_us=`, `ipi_wait=`): what
+    /// Linux cannot be given from user space, a slow CPU.
+    pub kernel_args: Vec<String>,
 }
 
-/// This kernel's arguments: run `bench` from the ramdisk, then exit.
-pub fn our_kernel_args(part: Option<&str>) -> Vec<String> {
+/// This kernel's arguments: run `bench` from the ramdisk, then exit, and
+/// whatever else was asked for.
+pub fn our_kernel_args(part: Option<&str>, extra: &[String]) -> Vec<String> {
     let mut args = vec!["run=bench".to_string(), "then=exit".to_string()];
     args.extend(part.map(|part| format!("run_args={part}")));
+    args.extend(extra.iter().cloned());
     args
 }
 
@@ -94,8 +99,8 @@ struct Kernel {
 }
 
 impl Kernel {
-    fn ours(base: &RunConfig, part: Option<&str>) -> Kernel {
-        let config = RunConfig { kernel_args: our_kernel_args(part), ..base.clone() };
+    fn ours(base: &RunConfig, part: Option<&str>, extra: &[String]) -> Kernel {
+        let config = RunConfig { kernel_args: our_kernel_args(part, extra), ..base.clone() };
         let how = format!("kernel arguments: {}", config.kernel_args.join(" "));
         Kernel::new("this kernel", "our kernel", "ours", config, how)
     }
@@ -488,7 +493,7 @@ pub fn run(options: &Options) -> Result<bool, SetupError> {
     let machine = machine_flags(&base)?;
     let mut kernels = Vec::new();
     if options.kernels != Kernels::LinuxOnly {
-        kernels.push(Kernel::ours(&base, part));
+        kernels.push(Kernel::ours(&base, part, &options.kernel_args));
     }
     let mut linux_title = "Linux".to_string();
     if options.kernels != Kernels::OursOnly {
@@ -581,10 +586,10 @@ mod tests {
 
     #[test]
     fn our_kernel_runs_bench_and_exits() {
-        assert_eq!(our_kernel_args(None), ["run=bench", "then=exit"]);
+        assert_eq!(our_kernel_args(None, &[]), ["run=bench", "then=exit"]);
         assert_eq!(
-            our_kernel_args(Some("pipe,4096")),
-            ["run=bench", "then=exit", "run_args=pipe,4096"]
+            our_kernel_args(Some("pipe,4096"), &["ipi_wait=spin".into()]),
+            ["run=bench", "then=exit", "run_args=pipe,4096", "ipi_wait=spin"]
         );
     }
 
@@ -596,7 +601,7 @@ mod tests {
             package: "linux-image-6.12.117+deb12-amd64-unsigned".into(),
             vmlinuz: "/cache/vmlinuz-6.12.117+deb12-amd64".into(),
         };
-        let ours = Kernel::ours(&base, Some("getpid"));
+        let ours = Kernel::ours(&base, Some("getpid"), &[]);
         let linux = Kernel::linux(&base, &image, Path::new("/r/ramdisk.cpio"), Some("getpid"));
         assert_eq!(linux.title, "Linux 6.12.117");
         assert_eq!((ours.title.as_str(), ours.name.as_str()), ("this kernel", "our kernel"));
@@ -615,7 +620,7 @@ mod tests {
     fn a_failed_boot_says_why_and_linux_tells_its_uptime() {
         let serial = "boot: hello\r\n[    0.06] warning: ignoring kernel argument 'run=bench'\r\n\
                       [    0.07] args: run=bench then=exit\r\nboot: done\r\n";
-        let ours = Kernel::ours(&RunConfig::default(), None);
+        let ours = Kernel::ours(&RunConfig::default(), None, &[]);
         let boot = Boot {
             run: Err(String::new()),
             bench_lines: Vec::new(),
