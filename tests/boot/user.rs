@@ -33,10 +33,11 @@ fn expect_frames_given_back(run: &Run) {
 
 #[test]
 fn hello_prints_and_exits_0() {
-    let run = run_program(Firmware::Bios, 1, "hello", &["run_args=0,two words"]);
+    let run = run_program(Firmware::Bios, 1, "hello", &["run_args=0,two,3"]);
     run.expect(Outcome::KernelSuccess)
-        .expect_line("hello from user mode: argc=3")
-        .expect_line("argv[2]=two words")
+        .expect_line("hello from user mode: argc=4")
+        .expect_line("argv[0]=hello")
+        .expect_line("argv[2]=two")
         .expect_line("'hello' exited with status 0")
         .expect_count("---- kernel panic", 0);
     expect_frames_given_back(&run);
