@@ -104,12 +104,12 @@ fn bad_pointers_get_efault() {
 /// write-protects and discards them: every change must reach every CPU's
 /// TLB before the call returns. Both kinds of wait for the shootdown.
 fn tlb_torture(wait: &str) {
-    let run = run_program(Firmware::Bios, 4, "tlb-torture", &["run_args=all,25", wait]);
+    let run = run_program(Firmware::Bios, 4, "tlb-torture", &["run_args=all,20", wait]);
     run.expect(Outcome::KernelSuccess)
-        .expect_line("tlb-torture: remap: 25 rounds")
-        .expect_line("tlb-torture: munmap: 25 rounds")
-        .expect_line("tlb-torture: mprotect: 25 rounds")
-        .expect_line("tlb-torture: madvise: 25 rounds")
+        .expect_line("tlb-torture: remap: 20 rounds")
+        .expect_line("tlb-torture: munmap: 20 rounds")
+        .expect_line("tlb-torture: mprotect: 20 rounds")
+        .expect_line("tlb-torture: madvise: 20 rounds")
         .expect_line("tlb-torture: no stale read");
     expect_frames_given_back(&run);
 }
