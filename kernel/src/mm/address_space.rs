@@ -76,9 +76,9 @@ unsafe impl FrameAllocator<Size4KiB> for Frames {
 }
 
 /// Where user mappings may go: above page 0, below the last page of the
-/// lower half (`arch::x86::syscall::USER_END`).
+/// lower half (`arch::x86::entry::USER_END`).
 pub const USER_START: u64 = 0x1000;
-pub const USER_END: u64 = crate::arch::x86::syscall::USER_END;
+pub const USER_END: u64 = crate::arch::x86::entry::USER_END;
 
 /// The entry flags of a user page with rights `access`. Any right makes the
 /// page user-accessible (x86 pages are readable when present); none leaves

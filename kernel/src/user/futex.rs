@@ -23,7 +23,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::access;
 use super::errno::{EAGAIN, EINTR, EINVAL, ENOSYS, ETIMEDOUT, Errno};
-use super::process::Process;
 use crate::sched::{self, Thread};
 use crate::sync::SpinLock;
 
@@ -68,14 +67,14 @@ impl Futexes {
         woken.len() as u64
     }
 
-    /// Sleeps while the word at `address` is `expected`, until woken or
-    /// `deadline_ns`.
+    /// Sleeps while the word at `address` is `expected`, until woken,
+    /// `deadline_ns`, or `stop()` (the process is exiting).
     fn wait(
         &self,
-        process: &Process,
         address: u64,
         expected: u32,
         deadline_ns: Option<u64>,
+        stop: &dyn Fn() -> bool,
     ) -> Result<u64, Errno> {
         if !address.is_multiple_of(4) {
             return Err(EINVAL);
@@ -96,7 +95,7 @@ impl Futexes {
             waiters.push(waiter.clone());
             break;
         }
-        let woken = || waiter.woken.load(Ordering::Acquire) || process.is_exiting();
+        let woken = || waiter.woken.load(Ordering::Acquire) || stop();
         loop {
             sched::block_until(&woken, deadline_ns.unwrap_or(u64::MAX));
             let timed_out = deadline_ns.is_some_and(|d| crate::time::now_ns() >= d);
@@ -108,7 +107,7 @@ impl Futexes {
         self.waiters.lock_irqsave().retain(|w| !Arc::ptr_eq(w, &waiter));
         if waiter.woken.load(Ordering::Acquire) {
             Ok(0)
-        } else if process.is_exiting() {
+        } else if stop() {
             Err(EINTR)
         } else {
             Err(ETIMEDOUT)
@@ -116,13 +115,15 @@ impl Futexes {
     }
 }
 
-/// `futex(uaddr, op, val, timeout, uaddr2, val3)`.
+/// `futex(uaddr, op, val, timeout, uaddr2, val3)` on a process's futexes;
+/// a wait gives up with EINTR once `stop()` holds.
 pub fn futex(
-    process: &Process,
+    futexes: &Futexes,
     address: u64,
     op: u64,
     value: u64,
     timeout: u64,
+    stop: &dyn Fn() -> bool,
 ) -> Result<u64, Errno> {
     match op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) {
         FUTEX_WAIT => {
@@ -134,13 +135,13 @@ pub fn futex(
                 let ns = timespec.to_ns().ok_or(EINVAL)?;
                 Some(crate::time::now_ns().saturating_add(ns))
             };
-            process.futexes.wait(process, address, value as u32, deadline)
+            futexes.wait(address, value as u32, deadline, stop)
         }
         FUTEX_WAKE => {
             if !address.is_multiple_of(4) {
                 return Err(EINVAL);
             }
-            Ok(process.futexes.wake(address, value.min(i32::MAX as u64)))
+            Ok(futexes.wake(address, value.min(i32::MAX as u64)))
         }
         _ => Err(ENOSYS),
     }

@@ -35,6 +35,7 @@ mod syscall_names;
 mod syscalls;
 mod tests;
 
+use crate::arch::x86::entry;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::idt::{self, UserFault};
 use crate::arch::x86::syscall;
@@ -49,7 +50,7 @@ pub fn init() {
     syscall::set_handler(dispatch);
     idt::set_user_fault_handler(on_user_fault);
     idt::set_user_memory_resolver(resolve_copy_fault);
-    idt::set_return_to_user_hook(process::on_return_to_user);
+    entry::set_return_to_user_hook(process::on_return_to_user);
 }
 
 fn dispatch(frame: &mut TrapFrame) {

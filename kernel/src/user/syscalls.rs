@@ -62,7 +62,7 @@ pub fn call(process: &Arc<Process>, frame: &TrapFrame) -> Outcome {
         144 => sched_setscheduler(a0, a1, a2),
         158 => arch_prctl(a0, a1),
         186 => Ok(sched::current_id()),
-        202 => futex::futex(process, a0, a1, a2, a3),
+        202 => futex::futex(&process.futexes, a0, a1, a2, a3, &|| process.is_exiting()),
         203 => sched_setaffinity(a0, a1, a2),
         204 => sched_getaffinity(a0, a1, a2),
         218 => {

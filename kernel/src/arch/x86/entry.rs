@@ -31,6 +31,9 @@
 //! function to its callers.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use spin::Once;
 
 /// The registers of an interrupted context, as the entry path saved them:
 /// the general-purpose registers, then the vector and error code the stub
@@ -72,6 +75,41 @@ const _: () = {
     assert!(core::mem::offset_of!(TrapFrame, cs) == 18 * 8);
     assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 };
+
+/// The lowest address user mode may not return to: the top page of the
+/// lower half stays unmapped, as Linux's TASK_SIZE, so no user RIP is ever
+/// near the non-canonical hole (see `syscall` on `sysretq`).
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
+/// Where every stub goes with its frame (`idt::trap_dispatch`), as an
+/// address the assembly calls through: this file stays below the code that
+/// decides what each vector means.
+static TRAP_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets where the stubs go; before the IDT is first loaded.
+pub fn set_trap_handler(handler: extern "C" fn(&mut TrapFrame)) {
+    TRAP_HANDLER.store(handler as *const () as usize, Ordering::Release);
+}
+
+static RETURN_TO_USER: Once<fn(&mut TrapFrame)> = Once::new();
+
+/// Registers what runs on every way back to user mode (after an interrupt,
+/// an exception or a system call, and at a thread's first entry), with
+/// interrupts off, as the last thing before `iretq` or `sysretq`: where a
+/// thread whose process is exiting stops instead of going back. Checked
+/// with interrupts off, a request made after the check is an interrupt
+/// still pending, taken at once in user mode, and checked again there.
+pub fn set_return_to_user_hook(hook: fn(&mut TrapFrame)) {
+    assert!(RETURN_TO_USER.get().is_none(), "entry: the return-to-user hook is registered twice");
+    RETURN_TO_USER.call_once(|| hook);
+}
+
+/// Runs the return-to-user hook (interrupts off).
+pub fn returning_to_user(frame: &mut TrapFrame) {
+    if let Some(hook) = RETURN_TO_USER.get() {
+        hook(frame);
+    }
+}
 
 /// The vectors whose exception pushes an error code (SDM Vol. 3A 6.15):
 /// #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX.
@@ -174,7 +212,7 @@ global_asm!(
         push qword ptr [rsp + 17 * 8]
         push rbp
         mov rbp, rsp
-        call {dispatch}
+        call qword ptr [rip + {handler}]
         add rsp, 16
     .endm
 
@@ -268,5 +306,5 @@ global_asm!(
     .noaltmacro
     .text
     "#,
-    dispatch = sym super::idt::trap_dispatch,
+    handler = sym TRAP_HANDLER,
 );

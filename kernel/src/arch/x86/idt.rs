@@ -88,6 +88,7 @@ pub fn set_nmi_entry(entry: fn(interrupted_rip: u64) -> bool) {
 
 /// Loads the (shared) IDT on this CPU.
 pub fn init_this_cpu() {
+    entry::set_trap_handler(trap_dispatch);
     IDT.load();
 }
 
@@ -139,27 +140,7 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         },
     }
     if from_user && !on_ist_stack {
-        returning_to_user(frame);
-    }
-}
-
-static RETURN_TO_USER: Once<fn(&mut TrapFrame)> = Once::new();
-
-/// Registers what runs on every way back to user mode (after an interrupt,
-/// an exception or a system call, and at a thread's first entry), with
-/// interrupts off, as the last thing before `iretq` or `sysretq`: where a
-/// thread whose process is exiting stops instead of going back. Checked
-/// with interrupts off, a request made after the check is an interrupt
-/// still pending, taken at once in user mode, and checked again there.
-pub fn set_return_to_user_hook(hook: fn(&mut TrapFrame)) {
-    assert!(RETURN_TO_USER.get().is_none(), "idt: the return-to-user hook is registered twice");
-    RETURN_TO_USER.call_once(|| hook);
-}
-
-/// Runs the return-to-user hook (interrupts off).
-pub(super) fn returning_to_user(frame: &mut TrapFrame) {
-    if let Some(hook) = RETURN_TO_USER.get() {
-        hook(frame);
+        entry::returning_to_user(frame);
     }
 }
 
@@ -226,7 +207,7 @@ fn page_fault(frame: &mut TrapFrame) {
     // First: a fault in what follows would overwrite CR2.
     let address = Cr2::read_raw();
     if let Some(on_fault) = user_copy::faulted_in_copy(frame)
-        && address < super::syscall::USER_END
+        && address < entry::USER_END
     {
         return user_copy_fault(frame, on_fault, address);
     }
@@ -262,7 +243,7 @@ fn describe_page_fault(code: PageFaultErrorCode) -> &'static str {
 fn describe_kernel_page_fault(code: PageFaultErrorCode, address: u64) -> &'static str {
     let present = code.contains(PageFaultErrorCode::PROTECTION_VIOLATION);
     let fetch = code.contains(PageFaultErrorCode::INSTRUCTION_FETCH);
-    match (present && address < super::syscall::USER_END, fetch) {
+    match (present && address < entry::USER_END, fetch) {
         (true, true) => "instruction fetch from a user page: SMEP",
         (true, false) => "access to a user page outside a user copy: SMAP",
         (false, _) => describe_page_fault(code),

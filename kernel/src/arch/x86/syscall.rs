@@ -34,13 +34,8 @@ use x86_64::registers::model_specific::{Efer, EferFlags, KernelGsBase, LStar, SF
 use x86_64::registers::rflags::RFlags;
 use x86_64::structures::gdt::SegmentSelector;
 
-use super::entry::TrapFrame;
+use super::entry::{self, TrapFrame, USER_END};
 use super::gdt::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
-
-/// The lowest address user mode may not return to: the top page of the
-/// lower half stays unmapped, as Linux's TASK_SIZE, so no user RIP is ever
-/// near the non-canonical hole.
-pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
 /// The RFLAGS bits `syscall` clears (Linux's `syscall_init`): CF PF AF ZF SF
 /// TF IF DF OF, IOPL, NT, RF, AC, ID. Interrupts stay off until the
@@ -83,7 +78,7 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> bool {
         None => frame.rax = (-38i64) as u64, // -ENOSYS: nothing above is connected
     }
     super::interrupts::disable();
-    super::idt::returning_to_user(frame);
+    entry::returning_to_user(frame);
     // Whatever the handler did to the frame, the way back goes to user mode
     // with interrupts on and no I/O privilege, nested task or virtual-8086
     // flag: a frame a later handler edits (a signal return) must not become
@@ -107,7 +102,7 @@ pub unsafe fn enter_user(frame: &TrapFrame) -> ! {
         fn trap_return_to(frame: *const TrapFrame) -> !;
     }
     let mut frame = *frame;
-    super::idt::returning_to_user(&mut frame);
+    entry::returning_to_user(&mut frame);
     // SAFETY: as the caller promises; the frame is now a copy on this stack,
     // which `trap_return_to` makes the stack's top.
     unsafe { trap_return_to(&frame) }
