@@ -217,6 +217,11 @@ pub fn current() -> Option<Arc<Process>> {
 /// On every way back to user mode: a thread whose process is exiting ends
 /// here instead.
 pub fn on_return_to_user(_frame: &mut TrapFrame) {
+    // During a panic nothing may be torn down or switched (the interrupt
+    // layer runs no handler then either).
+    if crate::panic::in_progress() {
+        return;
+    }
     let Some(process) = current() else { return };
     if !process.is_exiting() {
         return;
