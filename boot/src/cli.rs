@@ -1,7 +1,8 @@
 //! The runner's command line: `cargo run -- [RUNNER FLAGS] [-- KERNEL ARGS]`
 //! boots the kernel, `cargo run -- bench-panic` measures a panicked kernel,
-//! `cargo run -- trace-convert` redoes a trace's JSON and SVG from its raw
-//! stream.
+//! `cargo run -- bench-user` runs the same user program on this kernel and on
+//! Linux, `cargo run -- trace-convert` redoes a trace's JSON and SVG from its
+//! raw stream.
 //!
 //! Parsed by `clap`; its errors exit with status 2, as QEMU failing to start
 //! does, and `--help` ends with the kernel arguments from the kernel's own
@@ -14,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::trace::Window;
+use crate::user_bench::{self, Kernels};
 use crate::{Accelerator, DEFAULT_CPUS, DEFAULT_MEMORY, Firmware, RunConfig, kernel_args};
 
 /// What the command line asks for.
@@ -23,6 +25,8 @@ pub enum Request {
     Run(RunConfig),
     /// `bench-panic`: see `panic_bench`.
     BenchPanic { accelerator: Accelerator, seconds: u64, rounds: u32 },
+    /// `bench-user`: see `user_bench`.
+    BenchUser(user_bench::Options),
     /// `trace-convert`: see `trace::convert`.
     TraceConvert { raw: PathBuf, json: PathBuf, window: Option<Window> },
 }
@@ -54,6 +58,39 @@ enum Command {
         /// Rounds of the three modes (one boot each per round)
         #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive_rounds)]
         rounds: u32,
+    },
+    /// Run the user program `bench` on this kernel and on Debian's Linux 6.12, and compare
+    BenchUser {
+        /// Number of CPUs of both machines, 1 to 255
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_CPUS, value_parser = cpu_count)]
+        smp: u32,
+        /// Guest memory of both machines, as QEMU's -m
+        #[arg(long, value_name = "M", default_value = DEFAULT_MEMORY)]
+        memory: String,
+        /// Use KVM instead of TCG, for both
+        #[arg(long)]
+        kvm: bool,
+        /// Rounds (one boot of each kernel per round)
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive_rounds)]
+        rounds: u32,
+        /// Run only this part of `bench`: its arguments, separated by commas
+        #[arg(long, value_name = "PART", value_parser = part_word)]
+        part: Option<String>,
+        /// Boot only Debian's Linux
+        #[arg(long, conflicts_with = "ours_only")]
+        linux_only: bool,
+        /// Boot only this kernel (no Linux package is fetched)
+        #[arg(long)]
+        ours_only: bool,
+        /// The Linux package [default: the newest linux-image-6.12.*-amd64-unsigned]
+        #[arg(long, value_name = "NAME", value_parser = package_name, conflicts_with = "ours_only")]
+        linux_package: Option<String>,
+        /// Seconds one boot may take to reach `bench: done`
+        #[arg(long, value_name = "SECS", default_value = "300", value_parser = positive_seconds)]
+        timeout: Duration,
+        /// One more kernel argument for this kernel's boots (repeatable), e.g. irqoff_us=20000
+        #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = part_word)]
+        kernel_args: Vec<String>,
     },
     /// Write a trace's JSON and SVG again from its raw stream (a .ktrace file)
     TraceConvert {
@@ -140,6 +177,26 @@ fn positive_whole(text: &str) -> Result<u64, String> {
     number.ok_or_else(|| "expected a positive whole number".into())
 }
 
+/// `bench`'s arguments travel as one kernel argument word (`run_args=PART`)
+/// and as words of Linux's command line: no white space, nothing empty.
+fn part_word(text: &str) -> Result<String, String> {
+    let fine = |argument: &str| !argument.is_empty() && !argument.contains(char::is_whitespace);
+    if text.split(',').all(fine) {
+        Ok(text.to_string())
+    } else {
+        Err("expected arguments separated by commas, without spaces".into())
+    }
+}
+
+fn package_name(text: &str) -> Result<String, String> {
+    if user_bench::is_package_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected a Debian package name such as linux-image-6.12.117+deb12-amd64-unsigned"
+            .into())
+    }
+}
+
 /// The JSON's name fixes the other two (.ktrace, .svg), so it must end in
 /// .json: `--trace run.svg` would otherwise have the SVG overwrite the JSON.
 fn json_path(text: &str) -> Result<PathBuf, String> {
@@ -203,6 +260,35 @@ pub fn parse(
         Some(Command::BenchPanic { kvm, seconds, rounds }) => {
             let accelerator = if kvm { Accelerator::Kvm } else { Accelerator::Tcg };
             return Ok(Request::BenchPanic { accelerator, seconds, rounds });
+        }
+        Some(Command::BenchUser {
+            smp,
+            memory,
+            kvm,
+            rounds,
+            part,
+            linux_only,
+            ours_only,
+            linux_package,
+            timeout,
+            kernel_args,
+        }) => {
+            let kernels = match (linux_only, ours_only) {
+                (true, _) => Kernels::LinuxOnly,
+                (_, true) => Kernels::OursOnly,
+                _ => Kernels::Both,
+            };
+            return Ok(Request::BenchUser(user_bench::Options {
+                cpus: smp,
+                memory,
+                accelerator: if kvm { Accelerator::Kvm } else { Accelerator::Tcg },
+                rounds,
+                part,
+                kernels,
+                linux_package,
+                timeout,
+                kernel_args,
+            }));
         }
         Some(Command::TraceConvert { raw, json, window }) => {
             return Ok(Request::TraceConvert { raw, json, window });
@@ -330,6 +416,7 @@ mod tests {
             assert!(help.contains(flag), "{flag} missing from\n{help}");
         }
         assert!(help.contains("bench-panic") && help.contains("trace-convert"), "{help}");
+        assert!(help.contains("bench-user"), "{help}");
         assert!(help.contains("--trace <FILE.json>"), "{help}");
         assert!(help.contains("[default: 4]") && help.contains("[default: 512M]"), "{help}");
         for parameter in kernel_args::table::PARAMETERS {
@@ -388,5 +475,75 @@ mod tests {
         assert!(error(&["bench-panic", "--smp", "2"]).contains("unexpected argument '--smp'"));
         // Run flags and the subcommand do not mix.
         assert!(parse_words(&["--smp", "2", "bench-panic"]).is_err());
+    }
+
+    fn bench_user(words: &[&str]) -> user_bench::Options {
+        let words: Vec<&str> = std::iter::once("bench-user").chain(words.iter().copied()).collect();
+        match parse_words(&words) {
+            Ok(Request::BenchUser(options)) => options,
+            other => panic!("{words:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_user_is_a_subcommand() {
+        let defaults = bench_user(&[]);
+        assert_eq!(
+            defaults,
+            user_bench::Options {
+                cpus: 4,
+                memory: "512M".into(),
+                accelerator: Accelerator::Tcg,
+                rounds: 3,
+                part: None,
+                kernels: Kernels::Both,
+                linux_package: None,
+                timeout: Duration::from_secs(300),
+                kernel_args: vec![],
+            }
+        );
+        let options = bench_user(&[
+            "--smp",
+            "2",
+            "--rounds=5",
+            "--kvm",
+            "--part",
+            "pipe,4096",
+            "--linux-package",
+            "linux-image-6.12.113+deb12-amd64-unsigned",
+            "--timeout",
+            "60",
+            "--memory",
+            "1G",
+            "--kernel-arg",
+            "irqoff_us=20000",
+            "--kernel-arg=ipi_wait=spin",
+        ]);
+        assert_eq!(options.kernel_args, ["irqoff_us=20000", "ipi_wait=spin"]);
+        assert_eq!((options.cpus, options.rounds, options.accelerator), (2, 5, Accelerator::Kvm));
+        assert_eq!(options.part.as_deref(), Some("pipe,4096"));
+        assert_eq!(
+            options.linux_package.as_deref(),
+            Some("linux-image-6.12.113+deb12-amd64-unsigned")
+        );
+        assert_eq!((options.timeout, options.memory.as_str()), (Duration::from_secs(60), "1G"));
+        assert_eq!(bench_user(&["--linux-only"]).kernels, Kernels::LinuxOnly);
+        assert_eq!(bench_user(&["--ours-only"]).kernels, Kernels::OursOnly);
+        assert!(
+            error(&["bench-user", "--linux-only", "--ours-only"]).contains("cannot be used with")
+        );
+        assert!(
+            error(&["bench-user", "--ours-only", "--linux-package", "linux-image-x"])
+                .contains("cannot be used with")
+        );
+        assert!(error(&["bench-user", "--part", "a b"]).contains("without spaces"));
+        assert!(error(&["bench-user", "--part", "a,,b"]).contains("without spaces"));
+        assert!(error(&["bench-user", "--linux-package", "bash"]).contains("Debian package name"));
+        assert!(error(&["bench-user", "--smp", "0"]).contains("from 1 to 255"));
+        assert!(error(&["bench-user", "--rounds", "0"]).contains("rounds from 1 to 100"));
+        assert!(error(&["bench-user", "--timeout", "0"]).contains("positive number of seconds"));
+        assert!(error(&["bench-user", "--", "then=exit"]).contains("unexpected argument"));
+        // Run flags and the subcommand do not mix.
+        assert!(parse_words(&["--smp", "2", "bench-user"]).is_err());
     }
 }

@@ -37,6 +37,19 @@ impl Accelerator {
     }
 }
 
+/// Another kernel, booted the way QEMU boots Linux: `-kernel`, `-initrd` and
+/// `-append` instead of the kernel's disk image and fw_cfg arguments
+/// (`bench-user` boots Debian's Linux this way, see [`crate::user_bench`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxBoot {
+    /// The kernel image (a bzImage such as Debian's `vmlinuz-*`).
+    pub kernel: PathBuf,
+    /// The initramfs, a cpio archive.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub firmware: Firmware,
@@ -67,6 +80,13 @@ pub struct RunConfig {
     pub trace: Option<PathBuf>,
     /// The part of the trace the SVG draws (all of it when None).
     pub trace_window: Option<Window>,
+    /// Boot this kernel instead of ours (then `firmware`'s disk image and
+    /// `kernel_args` are not used); everything else is the same.
+    pub linux: Option<LinuxBoot>,
+    /// Measure QEMU's threads from its start to the first serial line that
+    /// is this text (surrounding white space aside): see
+    /// [`crate::RunningQemu::host_interval`].
+    pub host_interval_until: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -89,6 +109,8 @@ impl Default for RunConfig {
             },
             trace: None,
             trace_window: None,
+            linux: None,
+            host_interval_until: None,
         }
     }
 }
@@ -107,6 +129,17 @@ impl RunConfig {
 
 /// A one-line description of the run, printed by the runner before it starts.
 pub fn describe(config: &RunConfig) -> String {
+    if let Some(linux) = &config.linux {
+        return format!(
+            "{} with -kernel, {} CPU{}, {} memory, accelerator {}, command line: {}",
+            linux.kernel.display(),
+            config.cpus,
+            if config.cpus == 1 { "" } else { "s" },
+            config.memory,
+            config.accelerator.name(),
+            linux.append
+        );
+    }
     let kernel_args = config.effective_kernel_args();
     let trace = match &config.trace {
         Some(json) => format!(", trace to {}", json.display()),

@@ -29,9 +29,12 @@ mod qemu_process;
 mod qmp;
 mod serial;
 pub mod trace;
+pub mod user_bench;
 pub mod wakeup_probe;
 
-pub use config::{Accelerator, DEFAULT_CPUS, DEFAULT_MEMORY, Firmware, RunConfig, describe};
+pub use config::{
+    Accelerator, DEFAULT_CPUS, DEFAULT_MEMORY, Firmware, LinuxBoot, RunConfig, describe,
+};
 pub use outcome::{Outcome, SetupError};
 pub use qemu_command::qemu_command;
 pub use qemu_process::{RunningQemu, run};

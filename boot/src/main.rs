@@ -18,6 +18,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Ok(Request::BenchUser(options)) => match boot::user_bench::run(&options) {
+            // Every boot gave figures, or some did not (each said why).
+            Ok(all) => ExitCode::from(if all { 0 } else { 1 }),
+            Err(error) => {
+                eprintln!("runner: bench-user: {error}");
+                ExitCode::from(2)
+            }
+        },
         Ok(Request::TraceConvert { raw, json, window }) => {
             match boot::trace::convert(&raw, &json, window) {
                 Ok(written) => {

@@ -10,15 +10,14 @@
 //! time the scheduler keeps per thread in /proc/PID/task/*/schedstat, which
 //! resolves the halted cases.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::{Accelerator, RunConfig, RunningQemu, SetupError};
+use crate::{Accelerator, RunConfig, RunningQemu, SetupError, host_stats};
 
 struct CpuTime {
     ticks: u64,
-    /// Run time per thread id, from each thread's schedstat.
-    thread_nanoseconds: HashMap<String, u64>,
+    /// Every thread's schedstat (see `host_stats`).
+    threads: host_stats::Snapshot,
 }
 
 impl CpuTime {
@@ -26,12 +25,8 @@ impl CpuTime {
     /// compared, threads that appeared since count in full (QEMU starts and
     /// ends worker threads, so plain sums could even go down).
     fn nanoseconds_since(&self, earlier: &CpuTime) -> u64 {
-        self.thread_nanoseconds
-            .iter()
-            .map(|(thread, &now)| {
-                now.saturating_sub(earlier.thread_nanoseconds.get(thread).copied().unwrap_or(0))
-            })
-            .sum()
+        let interval = host_stats::interval(&earlier.threads, &self.threads);
+        interval.threads.iter().map(|thread| thread.run_ns).sum()
     }
 }
 
@@ -46,27 +41,17 @@ fn clock_ticks_per_second() -> u64 {
 }
 
 fn cpu_time(pid: u32) -> Result<CpuTime, SetupError> {
-    let read = |path: String| {
-        std::fs::read_to_string(&path).map_err(|e| SetupError(format!("reading {path}: {e}")))
-    };
+    let path = format!("/proc/{pid}/stat");
+    let stat =
+        std::fs::read_to_string(&path).map_err(|e| SetupError(format!("reading {path}: {e}")))?;
     // /proc/PID/stat: the command name (field 2) may contain spaces; fields
     // after its closing parenthesis start at field 3. utime and stime are 14, 15.
-    let stat = read(format!("/proc/{pid}/stat"))?;
     let after_name = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let ticks = field(14) + field(15);
-    let mut thread_nanoseconds = HashMap::new();
-    let tasks =
-        std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| SetupError(e.to_string()))?;
-    for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-            let nanoseconds =
-                text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-            thread_nanoseconds.insert(task.file_name().to_string_lossy().into_owned(), nanoseconds);
-        }
-    }
-    Ok(CpuTime { ticks, thread_nanoseconds })
+    let threads = host_stats::snapshot(pid).map_err(SetupError)?;
+    Ok(CpuTime { ticks, threads })
 }
 
 /// How much CPU a process used over a stretch of wall time, as percentages of
@@ -146,7 +131,7 @@ fn measure(config: &RunConfig, mode: &Mode, seconds: u64) -> Result<CpuUse, Setu
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let middle = sorted.len() / 2;

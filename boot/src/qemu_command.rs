@@ -33,8 +33,17 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
             Path::new(UEFI_IMAGE)
         }
     };
-    // snapshot=on: the image is never written, so runs can share it in parallel.
-    command.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
+    match &config.linux {
+        // QEMU loads the kernel and initramfs itself and passes the command line.
+        Some(linux) => {
+            command.arg("-kernel").arg(&linux.kernel).arg("-initrd").arg(&linux.initrd);
+            command.arg("-append").arg(&linux.append);
+        }
+        // snapshot=on: the image is never written, so runs can share it in parallel.
+        None => {
+            command.arg("-drive").arg(format!("format=raw,snapshot=on,file={}", image.display()));
+        }
+    }
     command.args(["-smp", &config.cpus.to_string(), "-m", &config.memory]);
     // Name QEMU's threads (`CPU 1/TCG`, `worker`...) so host_stats can tell them apart.
     command.args(["-name", "debug-threads=on"]);
@@ -66,7 +75,7 @@ pub fn qemu_command(config: &RunConfig) -> Result<Command, SetupError> {
         command.arg("-debugcon").arg(format!("file:{}", raw.display()));
     }
     let kernel_args = config.effective_kernel_args().join(" ");
-    if !kernel_args.is_empty() {
+    if !kernel_args.is_empty() && config.linux.is_none() {
         command
             .arg("-fw_cfg")
             .arg(format!("name={FW_CFG_FILE},string={}", escape_qemu_option_value(&kernel_args)));
@@ -129,5 +138,42 @@ mod tests {
             "{args:?}"
         );
         assert!(args.windows(2).any(|w| w == ["-name", "debug-threads=on"]), "{args:?}");
+    }
+
+    #[test]
+    fn linux_boots_with_kernel_initrd_and_append_and_the_same_machine() {
+        let linux = crate::LinuxBoot {
+            kernel: "/cache/vmlinuz".into(),
+            initrd: "/cache/ramdisk.cpio".into(),
+            append: "rdinit=/bench console=ttyS0".into(),
+        };
+        let ours = RunConfig { kernel_args: vec!["run=bench".into()], ..RunConfig::default() };
+        let theirs = RunConfig { linux: Some(linux), ..ours.clone() };
+        let (ours, theirs) =
+            (arguments(&qemu_command(&ours).unwrap()), arguments(&qemu_command(&theirs).unwrap()));
+        assert!(
+            theirs.windows(6).any(|w| w
+                == [
+                    "-kernel",
+                    "/cache/vmlinuz",
+                    "-initrd",
+                    "/cache/ramdisk.cpio",
+                    "-append",
+                    "rdinit=/bench console=ttyS0"
+                ]),
+            "{theirs:?}"
+        );
+        assert!(!theirs.iter().any(|a| a == "-drive" || a == "-fw_cfg"), "{theirs:?}");
+        // Everything after the kernel and its arguments is the same machine.
+        let machine = |args: &[String]| -> Vec<String> {
+            let mut args = args.to_vec();
+            for flag in ["-drive", "-fw_cfg", "-kernel", "-initrd", "-append"] {
+                while let Some(i) = args.iter().position(|a| a == flag) {
+                    args.drain(i..i + 2);
+                }
+            }
+            args
+        };
+        assert_eq!(machine(&ours), machine(&theirs));
     }
 }

@@ -70,6 +70,8 @@ pub struct RunningQemu {
     exit_on_panic: bool,
     /// The serial output is collected, not shown (`start`'s `capture_serial`).
     captured: bool,
+    /// The figures from QEMU's start to `RunConfig::host_interval_until`.
+    host_interval: Option<host_stats::Measured>,
 }
 
 /// Hearing a panic from QEMU (see `qmp`).
@@ -115,7 +117,8 @@ impl RunningQemu {
             let (heard, stop) = (guest_panicked.clone(), stop_listening.clone());
             qmp::listen(path, heard, report_began.clone(), !capture_serial, stop)
         });
-        let watcher = host_stats::Watcher::new(child.id());
+        let mut watcher = host_stats::Watcher::new(child.id());
+        let host_interval = config.host_interval_until.as_deref().map(|l| watcher.measure_until(l));
         let reader = thread::spawn(move || pump_serial(stdout, sink, watcher));
         let trace = config.trace.clone().map(|json| (json, config.trace_window));
         Ok(RunningQemu {
@@ -127,6 +130,7 @@ impl RunningQemu {
             qmp: Qmp { heard: guest_panicked, report_began, listener, stop_listening, qmp_socket },
             exit_on_panic: config.exit_on_panic,
             captured: capture_serial,
+            host_interval,
         })
     }
 
@@ -141,6 +145,25 @@ impl RunningQemu {
             .as_ref()
             .map(|buffer| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned())
             .unwrap_or_default()
+    }
+
+    /// How QEMU's threads ran and waited from its start to the line
+    /// `RunConfig::host_interval_until` names (see
+    /// `host_stats::Watcher::measure_until`): None until that line has come,
+    /// or when none was asked for. The figures are read before the line
+    /// reaches `serial_text`, so once it shows there they are here.
+    pub fn host_interval(&self) -> Option<Result<host_stats::Interval, String>> {
+        self.host_interval.as_ref()?.lock().unwrap().clone()
+    }
+
+    /// What QEMU printed on its stderr so far.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.0.lock().unwrap()).into_owned()
+    }
+
+    /// Whether QEMU has exited (`finish` still reports how).
+    pub fn has_ended(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Waits until the serial output contains `text`; false if QEMU ended or

@@ -37,6 +37,21 @@ pub mod priority;
 #[path = "../../kernel/src/sched/runqueue.rs"]
 pub mod runqueue;
 
+/// The ramdisk's cpio newc archives, read and written (kernel
+/// `user::archive`; boot/build.rs includes the same file for the writer).
+#[path = "../../kernel/src/user/archive.rs"]
+pub mod archive;
+
+/// A program's first stack: arguments, environment, auxiliary vector
+/// (kernel `user::initial_stack`).
+#[path = "../../kernel/src/user/initial_stack.rs"]
+pub mod initial_stack;
+
+/// A static ELF executable checked and turned into pages to map (kernel
+/// `user::elf_image`).
+#[path = "../../kernel/src/user/elf_image.rs"]
+pub mod elf_image;
+
 pub mod thread {
     //! A stand-in for the kernel's `sched::thread`, whose `Thread` owns a
     //! stack and an address space: the run queue reads nothing of a thread
@@ -48,5 +63,12 @@ pub mod thread {
     pub struct Thread {
         pub name: &'static str,
         pub priority: Priority,
+    }
+
+    impl Thread {
+        /// As the kernel's accessor (its priority is an atomic there).
+        pub fn priority(&self) -> Priority {
+            self.priority
+        }
     }
 }

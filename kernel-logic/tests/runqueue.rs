@@ -92,6 +92,10 @@ fn rank_orders_priorities_as_the_enum_does() {
         assert!(pair[0] < pair[1] && pair[0].rank() < pair[1].rank(), "{pair:?}");
     }
     assert_eq!(Priority::RealTime(9).rank(), Priority::RealTime(3).rank());
+    for priority in [Priority::Idle, Priority::Normal, Priority::RealTime(1), Priority::RealTime(3)]
+    {
+        assert_eq!(Priority::from_rank(priority.rank()), priority);
+    }
     let levels: Vec<usize> = ladder.iter().map(|p| p.level()).collect();
     assert_eq!(levels, [0, 0, 1, 2, 3]);
 }

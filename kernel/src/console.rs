@@ -30,6 +30,19 @@ pub fn print(args: fmt::Arguments) {
     }
 }
 
+/// Writes bytes that should be text (a user program's output) as one unit;
+/// what is not UTF-8 is shown as U+FFFD.
+pub fn write_bytes(bytes: &[u8]) {
+    if let Some(serial) = SERIAL.lock_irqsave().as_mut() {
+        for chunk in bytes.utf8_chunks() {
+            let _ = serial.write_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                let _ = serial.write_str("\u{fffd}");
+            }
+        }
+    }
+}
+
 /// Writes without taking the console lock: for the panic report only, when the
 /// lock may be held by a CPU that has been stopped and will never release it.
 /// It uses a second handle on the UART that init() already configured, and

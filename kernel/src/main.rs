@@ -6,7 +6,6 @@
 
 #![no_std]
 #![no_main]
-#![feature(abi_x86_interrupt)]
 #![feature(used_with_arg)]
 
 extern crate alloc;
@@ -30,6 +29,7 @@ mod testing;
 mod time;
 mod tlb;
 mod trace;
+mod user;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
@@ -64,6 +64,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     pic::remap_and_mask();
     logger::init(log::LevelFilter::Info);
     gdt::init_this_cpu(gdt::boot_cpu_tables(), gdt::boot_cpu_ist_stacks());
+    arch::x86::syscall::init_this_cpu();
     idt::init_this_cpu();
     let (tsc_hz, source) = time::tsc::calibrate();
 
@@ -107,9 +108,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let platform = acpi::init(boot_info.rsdp_addr.into_option(), apic.id());
     trace::init(platform.startable_cpus().count());
-    cpu::forbid_floating_point();
+    let (smep, smap) = arch::x86::fpu::init();
+    log::info!(
+        "cpu: x87/SSE for user threads only; SMEP {}, SMAP {}",
+        if smep { "on" } else { "absent" },
+        if smap { "on" } else { "absent" }
+    );
     sched::init_boot_cpu("main");
     tlb::init();
+    user::init();
+    user::run::set_ramdisk(ramdisk(boot_info));
     sched::irq_handlers::register();
     smp::irq_handlers::register();
     fault::register_nmi();
@@ -132,6 +140,17 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         testing::end_run(qemu_exit::ExitCode::Success);
     }
     log::info!("boot: done in {} us", time::now_ns() / 1000);
+    if let Some(name) = args.run {
+        let status = user::run::run(name, args.run_args);
+        if args.then == Then::Exit {
+            let code = if status == Some(0) {
+                qemu_exit::ExitCode::Success
+            } else {
+                qemu_exit::ExitCode::Failure
+            };
+            testing::end_run(code);
+        }
+    }
     match args.then {
         Then::Exit => testing::end_run(qemu_exit::ExitCode::Success),
         Then::Panic => panic!("then=panic: panicking on purpose"),
@@ -142,4 +161,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             sched::exit()
         }
     }
+}
+
+/// The ramdisk the bootloader loaded and mapped, if any.
+fn ramdisk(boot_info: &BootInfo) -> Option<&'static [u8]> {
+    let address = boot_info.ramdisk_addr.into_option()?;
+    let length = boot_info.ramdisk_len as usize;
+    // SAFETY: the bootloader mapped the ramdisk's `length` bytes at
+    // `address` (in its range of the kernel half, which every address space
+    // shares), and its frames are not Usable memory, so nothing reuses them.
+    Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
 }

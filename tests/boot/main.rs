@@ -12,6 +12,7 @@ mod smp;
 #[path = "../source_tree.rs"]
 mod source_tree;
 mod trace;
+mod user;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,8 +84,9 @@ impl Run {
 }
 
 /// The lines of a run's serial output that say why it failed: kernel tests
-/// that failed (`test NAME ... FAILED (reason)`) and the panic report, which
-/// the kernel prints without timestamps, each line starting with `panic: `.
+/// that failed (`test NAME ... FAILED (reason)`), the panic report, which
+/// the kernel prints without timestamps, each line starting with `panic: `,
+/// a user program's own `FAILED: ` lines and the kernel's words on it.
 fn cause_lines(serial: &str) -> Vec<&str> {
     serial
         .lines()
@@ -92,6 +94,9 @@ fn cause_lines(serial: &str) -> Vec<&str> {
             line.contains(" ... FAILED")
                 || line.starts_with("---- kernel panic")
                 || line.starts_with("panic: ")
+                || line.contains("FAILED: ")
+                || line.contains(" user: ")
+                    && (line.contains("killed") || line.contains("no program"))
         })
         .collect()
 }

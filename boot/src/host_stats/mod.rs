@@ -27,6 +27,7 @@ mod proc;
 mod report;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub use interval::{Interval, ThreadDelta, interval, is_vcpu_thread};
 pub use proc::{
@@ -56,6 +57,18 @@ pub fn parse_marker(line: &str) -> Option<Marker<'_>> {
     }
 }
 
+/// Where a [`Watcher`] leaves the interval from QEMU's start to a given
+/// line (see [`Watcher::measure_until`]): None until that line came, then
+/// the figures or why they could not be read.
+pub type Measured = Arc<Mutex<Option<Result<Interval, String>>>>;
+
+/// A measurement from the watcher's creation to a given serial line.
+struct Until {
+    line: String,
+    start: Result<Snapshot, String>,
+    result: Measured,
+}
+
 /// Follows the markers in one QEMU's serial output.
 pub struct Watcher {
     pid: u32,
@@ -63,16 +76,37 @@ pub struct Watcher {
     open: HashMap<String, Result<Snapshot, String>>,
     /// A host wake-up probe per open label (see `wakeup_probe`).
     probes: HashMap<String, crate::wakeup_probe::Probe>,
+    until: Option<Until>,
 }
 
 impl Watcher {
     pub fn new(pid: u32) -> Watcher {
-        Watcher { pid, open: HashMap::new(), probes: HashMap::new() }
+        Watcher { pid, open: HashMap::new(), probes: HashMap::new(), until: None }
+    }
+
+    /// Also measures from now (QEMU's start, when the watcher is made right
+    /// after it) to the first serial line that is `line`, surrounding white
+    /// space aside. No `HOST` lines are added for it: the figures land in the
+    /// returned slot. The end snapshot is taken as the line is read, before it
+    /// is passed on, so a guest that ends right after the line (Linux's init
+    /// exiting) is most likely still there to be read.
+    pub fn measure_until(&mut self, line: &str) -> Measured {
+        let result = Measured::default();
+        let start = snapshot(self.pid);
+        self.until = Some(Until { line: line.trim().to_string(), start, result: result.clone() });
+        result
     }
 
     /// Takes a serial line; returns the lines to print after it (none unless
     /// it ends a phase).
     pub fn line(&mut self, line: &str) -> Vec<String> {
+        if let Some(until) = self.until.take_if(|until| line.trim() == until.line) {
+            let measured = match (until.start, snapshot(self.pid)) {
+                (Ok(before), Ok(after)) => Ok(interval(&before, &after)),
+                (Err(why), _) | (_, Err(why)) => Err(why),
+            };
+            *until.result.lock().unwrap() = Some(measured);
+        }
         match parse_marker(line) {
             Some(Marker::Begin(label)) => {
                 let before = snapshot(self.pid);
@@ -165,5 +199,25 @@ mod tests {
         );
         assert!(watcher.line("HOSTSTAT end y\n")[0].contains("no 'HOSTSTAT begin y'"));
         assert!(watcher.line("an ordinary line\n").is_empty());
+    }
+
+    #[test]
+    fn a_run_is_measured_from_the_start_to_its_line() {
+        let own_pid = std::process::id();
+        let mut watcher = Watcher::new(own_pid);
+        let measured = watcher.measure_until("bench: done");
+        assert!(watcher.line("bench: done soon\r\n").is_empty());
+        assert!(measured.lock().unwrap().is_none());
+        assert!(watcher.line("  bench: done\r\n").is_empty());
+        let interval = measured.lock().unwrap().take().unwrap().unwrap();
+        assert!(interval.threads.iter().any(|t| t.main), "{interval:?}");
+        // Only the first such line ends it.
+        watcher.line("bench: done\n");
+        assert!(measured.lock().unwrap().is_none());
+        let mut gone = Watcher::new(u32::MAX);
+        let measured = gone.measure_until("bench: done");
+        gone.line("bench: done\n");
+        let why = measured.lock().unwrap().take().unwrap().unwrap_err();
+        assert!(why.starts_with("cannot read /proc/4294967295/task"), "{why}");
     }
 }

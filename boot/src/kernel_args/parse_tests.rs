@@ -194,10 +194,21 @@ fn the_table_defaults_are_the_parsers_defaults() {
         .filter(|p| matches!(p.default, WhenAbsent::Unset(_)))
         .map(|p| p.key)
         .collect();
-    let expected = ["test", "panic", "maxcpus", "fault", "bench", "irqoff_us", "irqoff_cpu"];
+    let expected = [
+        "test",
+        "run",
+        "run_args",
+        "panic",
+        "maxcpus",
+        "fault",
+        "bench",
+        "irqoff_us",
+        "irqoff_cpu",
+    ];
     assert_eq!(unset, expected);
     let d = Args::DEFAULT;
     assert!(d.test.is_none() && d.panic.is_none() && d.max_cpus.is_none());
+    assert!(d.run.is_none() && d.run_args.is_none());
     assert!(d.fault.is_none() && d.bench.is_none() && d.irqoff_cpu.is_none());
     assert_eq!(d.irqoff_us, 0);
 }

@@ -113,6 +113,10 @@ pub struct Args {
     pub then: Then,
     /// `test=NAME[,NAME...]` or `test=all`.
     pub test: Option<&'static str>,
+    /// `run=NAME`: the user program to start once booted.
+    pub run: Option<&'static str>,
+    /// `run_args=A,B`: its arguments after its name, separated by commas.
+    pub run_args: Option<&'static str>,
     pub panic: Option<PanicAction>,
     /// `apic=xapic` keeps the memory-mapped interface even where x2APIC exists.
     pub force_xapic: bool,
@@ -146,6 +150,8 @@ impl Args {
         log_level: LevelFilter::Info,
         then: Then::Halt,
         test: None,
+        run: None,
+        run_args: None,
         panic: None,
         force_xapic: false,
         smp: SmpMode::Parallel,
@@ -191,6 +197,14 @@ pub fn setter(key: &str) -> Option<Setter> {
         "test" => |args, value| {
             args.test = Some(value);
             !value.is_empty()
+        },
+        "run" => |args, value| {
+            args.run = Some(value);
+            !value.is_empty()
+        },
+        "run_args" => |args, value| {
+            args.run_args = Some(value);
+            true
         },
         "panic" => set_panic,
         "apic" => |args, value| {

@@ -75,6 +75,19 @@ pub const PARAMETERS: &[Parameter] = &[
         help: "run these in-kernel tests, then exit",
     },
     Parameter {
+        key: "run",
+        accepted: "the name of a program in the ramdisk",
+        default: WhenAbsent::Unset("none"),
+        help: "start that user program once booted; with then=exit, the run ends when it exits, \
+               successfully only if its status is 0 (see docs/user-mode.md)",
+    },
+    Parameter {
+        key: "run_args",
+        accepted: "arguments separated by commas",
+        default: WhenAbsent::Unset("none"),
+        help: "the program's argv[1], argv[2], ... (argv[0] is its name)",
+    },
+    Parameter {
         key: "panic",
         accepted: "halt, spin, exit, or a number of seconds N > 0 to reboot after",
         default: WhenAbsent::Unset("halt (exit while testing)"),

@@ -31,6 +31,16 @@ use crate::sync::SpinLock;
 
 mod tests;
 
+/// What user mode may do with a page (`PROT_READ`, `PROT_WRITE`,
+/// `PROT_EXEC`). x86 pages are always readable when present, so any right
+/// implies reading; none at all is `PROT_NONE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    pub readable: bool,
+    pub writable: bool,
+    pub executable: bool,
+}
+
 pub struct AddressSpace {
     level4: PhysFrame,
     /// `active_cpus`, changed with SeqCst atomic read-modify-writes. The set
@@ -63,6 +73,28 @@ unsafe impl FrameAllocator<Size4KiB> for Frames {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
         frame::allocate()
     }
+}
+
+/// Where user mappings may go: above page 0, below the last page of the
+/// lower half (`arch::x86::entry::USER_END`).
+pub const USER_START: u64 = 0x1000;
+pub const USER_END: u64 = crate::arch::x86::entry::USER_END;
+
+/// The entry flags of a user page with rights `access`. Any right makes the
+/// page user-accessible (x86 pages are readable when present); none leaves
+/// it present for the kernel only (PROT_NONE, see `protect_range`).
+fn user_page_flags(access: Access) -> PageTableFlags {
+    let mut flags = PageTableFlags::PRESENT;
+    if access.readable || access.writable || access.executable {
+        flags |= PageTableFlags::USER_ACCESSIBLE;
+    }
+    if access.writable {
+        flags |= PageTableFlags::WRITABLE;
+    }
+    if !access.executable {
+        flags |= PageTableFlags::NO_EXECUTE;
+    }
+    flags
 }
 
 fn table(frame: PhysFrame) -> *mut PageTable {
@@ -139,14 +171,38 @@ impl AddressSpace {
         })
     }
 
-    /// Points `page` at `frame` instead of whatever it mapped, and returns the
-    /// old frame. The entry is rewritten with one 64-bit store, so a CPU
-    /// walking the tables meanwhile sees the old mapping or the new, never a
-    /// hole. Other CPUs may keep using the old translation from their TLBs
-    /// until the caller's shootdown completes; only then may the old frame be
-    /// reused.
-    pub fn remap(&self, page: Page, frame: PhysFrame) -> Option<PhysFrame> {
-        let _guard = self.edit.lock_irqsave();
+    /// Maps `page` (lower half) to `frame` for user mode: readable, and
+    /// writable or executable as asked. The tables on the way get the user
+    /// bit too (the CPU requires it at every level, SDM Vol. 3A 4.6.1). A
+    /// fresh mapping needs no flush.
+    pub fn map_user(
+        &self,
+        page: Page,
+        frame: PhysFrame,
+        access: Access,
+    ) -> Result<(), MapToError<Size4KiB>> {
+        // Never page 0 (a null pointer must fault) nor the top page of the
+        // lower half: code there could make `syscall` save a return address
+        // past the canonical hole, and returning to it would fault in ring 0
+        // (see `arch::x86::syscall`).
+        let address = page.start_address().as_u64();
+        assert!(
+            (USER_START..USER_END).contains(&address),
+            "user pages lie in {USER_START:#x}..{USER_END:#x}, not at {address:#x}"
+        );
+        let flags = user_page_flags(access);
+        let tables =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        self.edit(|m| {
+            // SAFETY: as in `map`: the lower half is this space's own.
+            unsafe { m.map_to_with_table_flags(page, frame, flags, tables, &mut Frames) }
+                .map(|flush| flush.ignore())
+        })
+    }
+
+    /// The level-1 entry of `page`, if the tables on the way exist (the
+    /// caller holds `edit`).
+    fn leaf_entry(&self, page: Page) -> Option<*mut PageTableEntry> {
         let address = page.start_address();
         let mut table_frame = self.level4;
         for index in [address.p4_index(), address.p3_index(), address.p2_index()] {
@@ -160,7 +216,105 @@ impl AddressSpace {
             table_frame = entry.frame().ok()?;
         }
         // SAFETY: as above; the level-1 table of `page`.
-        let entry = unsafe { &mut (&mut *table(table_frame))[address.p1_index()] };
+        Some(unsafe { &mut (&mut *table(table_frame))[address.p1_index()] } as *mut _)
+    }
+
+    /// The flags `page` is mapped with, if it is mapped.
+    pub fn flags_of(&self, page: Page) -> Option<PageTableFlags> {
+        let _guard = self.edit.lock_irqsave();
+        // SAFETY: an entry of this space's tables, read under `edit`.
+        let flags = unsafe { &*self.leaf_entry(page)? }.flags();
+        flags.contains(PageTableFlags::PRESENT).then_some(flags)
+    }
+
+    /// Calls `f` on every present level-1 entry of `[start, end)` (page
+    /// aligned, lower half), skipping tables that do not exist, so a huge
+    /// sparse range costs only what is mapped in it. Under `edit`.
+    fn for_each_mapped(&self, start: u64, end: u64, mut f: impl FnMut(u64, &mut PageTableEntry)) {
+        const SPANS: [u64; 4] = [1 << 39, 1 << 30, 1 << 21, 1 << 12];
+        fn walk(
+            table_frame: PhysFrame,
+            level: usize,
+            start: u64,
+            end: u64,
+            f: &mut dyn FnMut(u64, &mut PageTableEntry),
+        ) {
+            let span = SPANS[level];
+            let mut at = start;
+            while at < end {
+                let index = ((at >> (39 - 9 * level)) & 511) as usize;
+                let next = ((at / span) + 1) * span;
+                // SAFETY: a page table of this space, edits serialised by `edit`.
+                let entry = unsafe { &mut (&mut *table(table_frame))[index] };
+                let flags = entry.flags();
+                if flags.contains(PageTableFlags::PRESENT) {
+                    if level == 3 {
+                        f(at, entry);
+                    } else if !flags.contains(PageTableFlags::HUGE_PAGE)
+                        && let Ok(frame) = entry.frame()
+                    {
+                        walk(frame, level + 1, at, end.min(next), f);
+                    }
+                }
+                at = next;
+            }
+        }
+        let _guard = self.edit.lock_irqsave();
+        walk(self.level4, 0, start, end.min(0x0000_8000_0000_0000), &mut f);
+    }
+
+    /// Unmaps every mapped page of `[start, end)` and returns their frames;
+    /// the caller shoots down before freeing them.
+    pub fn unmap_range(&self, start: u64, end: u64) -> alloc::vec::Vec<PhysFrame> {
+        let mut frames = alloc::vec::Vec::new();
+        self.for_each_mapped(start, end, |_, entry| {
+            if let Ok(frame) = entry.frame() {
+                frames.push(frame);
+            }
+            // SAFETY: a single aligned 64-bit store clears the entry at once.
+            unsafe { (entry as *mut PageTableEntry as *mut u64).write_volatile(0) };
+        });
+        frames
+    }
+
+    /// Gives every mapped page of `[start, end)` the rights `access`
+    /// (`mprotect`); returns whether any page lost a right, which needs a
+    /// shootdown (a TLB never holds more rights than its entry had, and a
+    /// fault on a right just given makes the CPU reread the entry, SDM Vol.
+    /// 3A 4.10.4.3).
+    ///
+    /// No rights at all (PROT_NONE) keeps the pages present without their
+    /// user bit, so their contents survive until rights come back. (The
+    /// kernel's own copies could still reach them: an accepted difference
+    /// from Linux, which marks such entries not-present with a software bit.)
+    pub fn protect_range(&self, start: u64, end: u64, access: Access) -> bool {
+        let mut lost_a_right = false;
+        self.for_each_mapped(start, end, |_, entry| {
+            let old = entry.flags();
+            let new = user_page_flags(access)
+                | (old & (PageTableFlags::ACCESSED | PageTableFlags::DIRTY));
+            let lost = |flag| old.contains(flag) && !new.contains(flag);
+            lost_a_right |= lost(PageTableFlags::USER_ACCESSIBLE)
+                || lost(PageTableFlags::WRITABLE)
+                || (new.contains(PageTableFlags::NO_EXECUTE)
+                    && !old.contains(PageTableFlags::NO_EXECUTE));
+            let value = entry.addr().as_u64() | new.bits();
+            // SAFETY: a single aligned 64-bit store replaces the entry atomically.
+            unsafe { (entry as *mut PageTableEntry as *mut u64).write_volatile(value) };
+        });
+        lost_a_right
+    }
+
+    /// Points `page` at `frame` instead of whatever it mapped, and returns the
+    /// old frame. The entry is rewritten with one 64-bit store, so a CPU
+    /// walking the tables meanwhile sees the old mapping or the new, never a
+    /// hole. Other CPUs may keep using the old translation from their TLBs
+    /// until the caller's shootdown completes; only then may the old frame be
+    /// reused.
+    pub fn remap(&self, page: Page, frame: PhysFrame) -> Option<PhysFrame> {
+        let _guard = self.edit.lock_irqsave();
+        // SAFETY: an entry of this space's tables, edited under `edit`.
+        let entry = unsafe { &mut *self.leaf_entry(page)? };
         let old = entry.frame().ok()?;
         let value = frame.start_address().as_u64() | entry.flags().bits();
         // SAFETY: a single aligned 64-bit store replaces the entry atomically.

@@ -179,6 +179,18 @@ pub enum Flushed {
     All,
 }
 
+/// If this CPU only borrows `space` (lazily), goes back to the kernel's
+/// tables, dropping its reference: for a space whose threads have all
+/// exited, so it can be freed (see `tlb::evict`). Interrupts are off.
+pub fn leave_if_lazy(space: &AddressSpace) {
+    let state = this_cpu();
+    if state.lazy.load(Ordering::Relaxed)
+        && core::ptr::eq(state.loaded.load(Ordering::Relaxed), space)
+    {
+        unload();
+    }
+}
+
 /// Leaves any address space this CPU has loaded and goes back to the kernel's
 /// tables, so the space can be freed. The caller must not run in that space.
 pub fn unload() {

@@ -26,8 +26,17 @@ struct TableFrames;
 // SAFETY: frame::allocate() returns unused frames, each once.
 unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        KERNEL_TABLES_MADE.fetch_add(1, Ordering::Relaxed);
         frame::allocate()
     }
+}
+
+/// How many page tables the kernel half has gained since boot (they are
+/// never freed): for frame accounting, which must not mistake them for a leak.
+static KERNEL_TABLES_MADE: AtomicU64 = AtomicU64::new(0);
+
+pub fn kernel_tables_made() -> u64 {
+    KERNEL_TABLES_MADE.load(Ordering::Relaxed)
 }
 
 static KERNEL_LEVEL4: AtomicU64 = AtomicU64::new(0);

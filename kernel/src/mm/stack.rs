@@ -68,6 +68,11 @@ impl KernelStack {
     }
 }
 
+/// How many frames of freed stacks wait for the flush that frees them.
+pub fn retired_frames() -> usize {
+    RETIRED.lock_irqsave().len()
+}
+
 /// How many retired frames wait for a flush before a stack allocation
 /// flushes: 1 MiB, the stacks of 32 threads. Batching keeps the cost (one
 /// flush of every CPU, waiting for the slowest) off most thread creations.

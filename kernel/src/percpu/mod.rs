@@ -32,6 +32,10 @@
 //!   `get()` is a `gs:`-relative load of that pointer plus the offset.
 //! - **Other CPUs' copies.** `on(cpu)` looks the area up in a table filled
 //!   as areas are made.
+//! - **The TSS first.** Every area begins with [`gdt::TSS_SPACE`] bytes
+//!   that are not a variable: the CPU's task state segment lives there, at
+//!   `gs:[0]` (see `arch::x86::gdt`). The template's copy starts after them,
+//!   so a variable's offset is its place in the template plus that space.
 //!
 //! A reference from `get()` stays this CPU's only while the thread cannot move:
 //! with preemption or interrupts disabled, or for values the owner reads
@@ -55,7 +59,7 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use crate::arch::x86::gs;
+use crate::arch::x86::{gdt, gs};
 
 pub mod cpu_set;
 
@@ -65,8 +69,13 @@ pub use cpu_set::{AtomicCpuSet, CpuSet, MAX_CPUS};
 /// (one cache line, so the copies of different CPUs never share one).
 pub const AREA_ALIGN: usize = 64;
 
-/// Room for the boot CPU's area. `install_boot_cpu` checks that the template fits.
+/// Room for the boot CPU's area, its TSS included. `install_boot_cpu` checks
+/// that the template fits.
 const BOOT_AREA_SIZE: usize = 4096;
+
+/// Where the template's copy begins in an area: after the TSS.
+const TEMPLATE_START: usize = gdt::TSS_SPACE;
+const _: () = assert!(TEMPLATE_START.is_multiple_of(AREA_ALIGN));
 
 /// One per-CPU variable: the template copy, reached only through [`get`] and [`on`].
 ///
@@ -131,7 +140,7 @@ impl<T: Sync> CpuLocal<T> {
     /// Where this variable sits in every area.
     #[inline]
     fn offset(&'static self) -> usize {
-        self as *const Self as usize - template().0
+        TEMPLATE_START + (self as *const Self as usize - template().0)
     }
 
     /// This CPU's copy. Stable only while the thread cannot move to another CPU.
@@ -195,13 +204,17 @@ static BOOT_AREA: BootArea = BootArea(UnsafeCell::new([0; BOOT_AREA_SIZE]));
 /// Copies the template to `area` and registers it as CPU `cpu`'s.
 ///
 /// # Safety
-/// `area` is 'static, AREA_ALIGN-aligned, writable memory of the template's
-/// size that nothing else uses.
+/// `area` is 'static, AREA_ALIGN-aligned, writable memory of
+/// `TEMPLATE_START` plus the template's size that nothing else uses.
 unsafe fn make_area(area: *mut u8, cpu: usize) {
     let (start, len) = template();
-    // SAFETY: the caller gives `len` writable bytes; the template is readable
-    // and does not overlap them.
-    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, area, len) };
+    // SAFETY: the caller gives TEMPLATE_START + `len` writable bytes; the
+    // template is readable and does not overlap them. The TSS space starts
+    // zeroed; `gdt::init_this_cpu` fills it.
+    unsafe {
+        core::ptr::write_bytes(area, 0, TEMPLATE_START);
+        core::ptr::copy_nonoverlapping(start as *const u8, area.add(TEMPLATE_START), len);
+    }
     let base = area as usize;
     // SAFETY: the copy holds a usize at each variable's offset; nothing reads
     // this area yet.
@@ -215,7 +228,10 @@ unsafe fn make_area(area: *mut u8, cpu: usize) {
 
 /// Makes the boot CPU's area and installs it. Runs first thing at boot.
 pub fn install_boot_cpu() {
-    assert!(template().1 <= BOOT_AREA_SIZE, "per-CPU template larger than BOOT_AREA_SIZE");
+    assert!(
+        TEMPLATE_START + template().1 <= BOOT_AREA_SIZE,
+        "per-CPU template larger than BOOT_AREA_SIZE"
+    );
     // SAFETY: BOOT_AREA is static, 64-byte aligned, large enough (checked) and
     // used by nothing else; this runs once, before any per-CPU access.
     unsafe { make_area(BOOT_AREA.0.get().cast(), 0) };
@@ -244,12 +260,13 @@ impl Area {
     pub fn new(cpu: usize) -> Area {
         let (_, len) = template();
         // Whole cache lines: no other heap data shares the area's last line.
-        let size = len.max(1).next_multiple_of(AREA_ALIGN);
+        let size = (TEMPLATE_START + len).next_multiple_of(AREA_ALIGN);
         let layout = core::alloc::Layout::from_size_align(size, AREA_ALIGN).unwrap();
         // SAFETY: the layout has a non-zero size.
         let area = unsafe { alloc::alloc::alloc(layout) };
         assert!(!area.is_null(), "no memory for CPU {cpu}'s per-CPU area");
-        // SAFETY: freshly allocated, never freed (so 'static), aligned, `len` bytes.
+        // SAFETY: freshly allocated, never freed (so 'static), aligned,
+        // TEMPLATE_START + `len` bytes.
         unsafe { make_area(area, cpu) };
         Area(area as usize)
     }

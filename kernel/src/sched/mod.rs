@@ -45,9 +45,12 @@ use crate::arch::x86::interrupts;
 use crate::percpu::{self, cpu_local};
 use crate::sync::{SpinLock, preempt};
 use crate::time;
-pub use placement::{migrations, wake};
+pub use placement::{kick, migrations, wake};
 use runqueue::RunQueue;
-pub use schedule::{evacuate_this_cpu, exit, preempt_on_interrupt_return, schedule, yield_now};
+pub use schedule::{
+    evacuate_this_cpu, exit, preempt_on_interrupt_return, schedule, set_current_affinity,
+    set_current_priority, yield_now,
+};
 use schedule::{idle_loop, thread_entry};
 pub use sleep::{block_until, sleep_ns};
 use spawn::new_thread;
@@ -150,6 +153,7 @@ pub fn init_boot_cpu(name: &str) {
         Priority::Idle,
         Some(percpu::cpu_number()),
         None,
+        None,
         idle_loop,
     );
     start_on_this_cpu(me, idle);
@@ -181,7 +185,7 @@ fn start_on_this_cpu(current: Arc<Thread>, idle: Arc<Thread>) {
         let cpu = this_cpu();
         current.on_cpu.store(true, Ordering::Relaxed);
         current.last_cpu.store(percpu::cpu_number(), Ordering::Relaxed);
-        cpu.current_rank.store(current.priority.rank(), Ordering::Relaxed);
+        cpu.current_rank.store(current.priority().rank(), Ordering::Relaxed);
         let old_current = cpu.current.swap(Arc::into_raw(current) as *mut Thread, Ordering::AcqRel);
         let old_idle = cpu.idle.swap(Arc::into_raw(idle) as *mut Thread, Ordering::AcqRel);
         // A restarted CPU: its parker thread and old idle thread are done (the
@@ -209,7 +213,7 @@ impl core::fmt::Display for CurrentThread {
         }
         // SAFETY: read-only peek at the running thread for the report.
         let thread = unsafe { &*current };
-        write!(f, "thread '{}' (id {}, {:?})", thread.name, thread.id, thread.priority)
+        write!(f, "thread '{}' (id {}, {:?})", thread.name, thread.id, thread.priority())
     }
 }
 

@@ -49,7 +49,7 @@ pub(super) fn enqueue(mut cpu: usize, thread: Arc<Thread>) {
         // The boot CPU never parks, so this ends.
         cpu = least_loaded_cpu();
     };
-    let rank = thread.priority.rank();
+    let rank = thread.priority().rank();
     queue.push(thread);
     trace::record(trace::format::RUN_QUEUE, queue.len() as u16, cpu as u64, 0, 0);
     if rank > target.current_rank.load(Ordering::Relaxed) {
@@ -74,6 +74,21 @@ pub fn wake(thread: &Arc<Thread>) {
     enqueue(cpu, thread.clone());
 }
 
+/// Makes `thread` pass through the kernel soon, to notice something that
+/// concerns it (its process is exiting): woken if it sleeps, interrupted if
+/// it runs on another CPU (Linux: `signal_wake_up` and `kick_process`).
+pub fn kick(thread: &Arc<Thread>) {
+    wake(thread);
+    // The state first: a thread switched in stores its CPU before it is
+    // marked Running (Release), so a Running read here (Acquire) comes with
+    // the CPU it runs on now.
+    let running = thread.state() == State::Running;
+    let cpu = thread.last_cpu();
+    if running && cpu != percpu::cpu_number() {
+        irq::send_ipi(cpu, RESCHEDULE_VECTOR);
+    }
+}
+
 static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// How many times a woken thread was placed on another CPU than its last.
@@ -86,7 +101,7 @@ pub fn migrations() -> u64 {
 /// one (Linux's select_idle_sibling, much simplified).
 fn cpu_for_wake(thread: &Thread) -> usize {
     let last = thread.last_cpu.load(Ordering::Relaxed);
-    if thread.priority.rank() > cpu_scheduler(last).current_rank.load(Ordering::Relaxed) {
+    if thread.priority().rank() > cpu_scheduler(last).current_rank.load(Ordering::Relaxed) {
         return last;
     }
     let idle = percpu::cpus_with_area().find(|&cpu| {

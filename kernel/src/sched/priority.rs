@@ -33,4 +33,13 @@ impl Priority {
             Priority::RealTime(n) => 1 + n.clamp(1, Self::HIGHEST_REAL_TIME),
         }
     }
+
+    /// The priority whose `rank()` is `rank`.
+    pub fn from_rank(rank: u8) -> Priority {
+        match rank {
+            0 => Priority::Idle,
+            1 => Priority::Normal,
+            n => Priority::RealTime((n - 1).min(Self::HIGHEST_REAL_TIME)),
+        }
+    }
 }

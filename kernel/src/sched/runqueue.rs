@@ -17,7 +17,7 @@ impl RunQueue {
     }
 
     pub fn push(&mut self, thread: Arc<Thread>) {
-        self.levels[thread.priority.level()].push_back(thread);
+        self.levels[thread.priority().level()].push_back(thread);
     }
 
     /// The first thread of the highest non-empty level.

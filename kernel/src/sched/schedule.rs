@@ -13,11 +13,44 @@ use super::tick::program_timer;
 use super::{
     CpuScheduler, Priority, State, TIME_SLICE_NS, Thread, current, preempt, switch, this_cpu,
 };
-use crate::arch::x86::cpu;
+use crate::arch::x86::{cpu, fpu};
 use crate::{percpu, time, trace};
 
 /// Gives the CPU to another runnable thread of the same or higher priority.
 pub fn yield_now() {
+    schedule();
+}
+
+/// Pins the calling thread to `cpu` (or lets it run anywhere) and, if it
+/// runs elsewhere now, moves it there before returning: it leaves this CPU as
+/// a thread that blocks and is woken at once, and `wake` queues it where its
+/// affinity says. The caller checks that `cpu` is online.
+pub fn set_current_affinity(cpu: Option<usize>) {
+    let me = current();
+    me.set_affinity(cpu);
+    if cpu.is_none_or(|cpu| cpu == percpu::cpu_number()) {
+        return;
+    }
+    // Interrupts stay off until this CPU has switched away: the target CPU
+    // may pick the thread up at once, and waits with interrupts off until
+    // this CPU has let go of it.
+    interrupts::disable();
+    me.set_state(State::Blocked);
+    wake(&me);
+    drop(me);
+    schedule();
+    interrupts::enable();
+}
+
+/// Changes the calling thread's priority, and lets a thread that now
+/// outranks it run. The running thread is on no run queue, so no queue
+/// holds it at the old level.
+pub fn set_current_priority(priority: Priority) {
+    interrupts::without_interrupts(|| {
+        let me = current();
+        me.set_priority(priority);
+        this_cpu().current_rank.store(priority.rank(), Ordering::Relaxed);
+    });
     schedule();
 }
 
@@ -72,7 +105,7 @@ pub fn schedule() {
         });
         // Published under the queue's lock, which enqueue() holds while it
         // compares: a wake-up sees either the old thread queued or this rank.
-        cpu.current_rank.store(next.priority.rank(), Ordering::Relaxed);
+        cpu.current_rank.store(next.priority().rank(), Ordering::Relaxed);
         next
     };
     if core::ptr::eq(Arc::as_ptr(&next), prev) {
@@ -91,7 +124,7 @@ pub fn schedule() {
 fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     let me = percpu::cpu_number();
     next.last_cpu.store(me, Ordering::Relaxed);
-    if next.priority == Priority::Normal {
+    if next.priority() == Priority::Normal {
         next.slice_end.store(time::now_ns() + TIME_SLICE_NS, Ordering::Relaxed);
     }
     // The thread may still be switching away on another CPU: its registers are
@@ -104,7 +137,7 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     if trace::is_on(trace::format::SWITCH) {
         // SAFETY: `prev` is the running thread (see schedule()).
         let prev = unsafe { &*prev };
-        let (from, to) = (prev.priority.rank(), next.priority.rank());
+        let (from, to) = (prev.priority().rank(), next.priority().rank());
         trace::record(trace::format::SWITCH, to as u16, prev.id, next.id, from as u64);
     }
     // Running only now: until that CPU has left the thread, its schedule()
@@ -114,6 +147,20 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     next.set_state(State::Running);
     next.on_cpu.store(true, Ordering::Relaxed);
     crate::mm::lazy_tlb::switch_to(next.address_space.as_ref());
+    // An interrupt or system call from user mode lands on the running
+    // thread's own kernel stack (threads without one never leave the kernel).
+    if let Some(stack) = &next.stack {
+        crate::arch::x86::gdt::set_kernel_stack(stack.top);
+    }
+    // The x87/SSE registers and FS base of user threads (see `fpu`).
+    // SAFETY: `prev` is us, and its registers are live on this CPU; `next`'s
+    // are used by no other CPU (on_cpu was false) until it leaves this one.
+    unsafe {
+        if let Some(user) = &(*prev).user {
+            fpu::switch_out(user.registers.get());
+        }
+        fpu::switch_in(next.user.as_ref().map(|user| user.registers.get() as *const _));
+    }
     // SAFETY: on_cpu was false, so the last switch away from `next` stored its rsp.
     let load = unsafe { *next.saved_rsp.get() };
     cpu.current.store(Arc::into_raw(next) as *mut Thread, Ordering::Relaxed);
@@ -168,9 +215,19 @@ pub(super) extern "C" fn thread_entry(prev: *const Thread, me: *const Thread) ->
     preempt::enable_no_resched();
     interrupts::enable();
     // SAFETY: `current` holds a reference to `me` while it runs.
-    let entry = unsafe { &*me }.entry.lock().take();
+    let me = unsafe { &*me };
+    let entry = me.entry.lock().take();
     if let Some(entry) = entry {
         entry();
+    }
+    // A user thread's function leaves the context to start it in.
+    let first_context = me.user.as_ref().and_then(|user| user.first_context.lock().take());
+    if let Some(context) = first_context {
+        interrupts::disable();
+        // SAFETY: the user layer made the context for this thread's process;
+        // nothing on this stack is needed any more (the thread comes back
+        // only through traps, which start afresh at the top of the stack).
+        unsafe { crate::arch::x86::syscall::enter_user(&context) }
     }
     exit()
 }

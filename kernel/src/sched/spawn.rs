@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 
 use super::placement::{enqueue, least_loaded_cpu};
+use super::thread::UserContext;
 use super::{Priority, State, THREAD_STACK_SIZE, Thread, switch};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::stack::KernelStack;
@@ -17,6 +18,7 @@ pub struct Builder {
     priority: Priority,
     affinity: Option<usize>,
     address_space: Option<Arc<AddressSpace>>,
+    user: Option<Box<UserContext>>,
 }
 
 impl Builder {
@@ -26,6 +28,7 @@ impl Builder {
             priority: Priority::Normal,
             affinity: None,
             address_space: None,
+            user: None,
         }
     }
 
@@ -46,8 +49,15 @@ impl Builder {
         self
     }
 
+    /// Makes it a thread that runs in user mode (see `UserContext`).
+    pub fn user(mut self, context: Box<UserContext>) -> Builder {
+        self.user = Some(context);
+        self
+    }
+
     pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> JoinHandle {
-        let thread = new_thread(self.name, self.priority, self.affinity, self.address_space, f);
+        let thread =
+            new_thread(self.name, self.priority, self.affinity, self.address_space, self.user, f);
         let cpu = self.affinity.unwrap_or_else(least_loaded_cpu);
         // (A thread pinned to a CPU that is not running is moved, with a warning: see enqueue.)
         thread.set_state(State::Runnable);
@@ -61,11 +71,13 @@ pub(super) fn new_thread(
     priority: Priority,
     affinity: Option<usize>,
     address_space: Option<Arc<AddressSpace>>,
+    user: Option<Box<UserContext>>,
     f: impl FnOnce() + Send + 'static,
 ) -> Arc<Thread> {
     let stack = KernelStack::new(THREAD_STACK_SIZE);
     let mut thread = Thread::new(name, priority, affinity, Some(stack), State::Blocked);
     thread.address_space = address_space;
+    thread.user = user;
     let thread = Arc::new(thread);
     *thread.entry.lock() = Some(Box::new(f));
     let rsp = switch::initial_stack(stack.top.as_u64(), Arc::as_ptr(&thread));

@@ -392,7 +392,42 @@ fn crash_thread_stack_overflow() -> TestResult {
     Err("the thread returned from infinite recursion".into())
 }
 
+/// Every CPU's TSS is the one at the start of its per-CPU area (what the
+/// `syscall` entry reaches through `gs:`), and its `rsp0` is the running
+/// thread's kernel stack, set by the switch to it.
+fn tss_is_at_gs_base_with_the_running_stack() -> TestResult {
+    use crate::arch::x86::{gdt, gs};
+    let failures = Arc::new(SpinLock::new(Vec::new()));
+    let threads: Vec<_> = smp::cpus()
+        .iter()
+        .map(|cpu| {
+            let failures = failures.clone();
+            Builder::new("tss-check").pin(cpu.number).spawn(move || {
+                let (tss, area) = (gdt::loaded_tss_address(), gs::base());
+                let me = super::current();
+                let top = me.stack.as_ref().map(|stack| stack.top);
+                if tss != area || top != Some(gdt::kernel_stack()) {
+                    failures.lock().push(alloc::format!(
+                        "cpu{}: TSS at {tss:#x}, per-CPU area at {area:#x}, rsp0 {:#x}, stack top {top:?}",
+                        percpu::cpu_number(),
+                        gdt::kernel_stack().as_u64()
+                    ));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join();
+    }
+    let failures = failures.lock();
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+}
+
 crate::kernel_tests![
+    KernelTest::new(
+        "tss_is_at_gs_base_with_the_running_stack",
+        tss_is_at_gs_base_with_the_running_stack
+    ),
     KernelTest::new(
         "sched_higher_priority_preempts_busy_thread",
         higher_priority_preempts_a_busy_thread,

@@ -4,11 +4,14 @@ use crate::trace;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::any::Any;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 pub use super::priority::Priority;
 use super::wait::WaitQueue;
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::fpu::UserRegisters;
 use crate::mm::address_space::AddressSpace;
 use crate::mm::frame::FRAME_SIZE;
 use crate::mm::stack::KernelStack;
@@ -29,7 +32,9 @@ pub enum State {
 pub struct Thread {
     pub id: u64,
     pub name: String,
-    pub priority: Priority,
+    /// The priority's `rank()`: a user thread may change its own
+    /// (`set_current_priority`).
+    priority: AtomicU8,
     /// The only CPU it may run on, or NOT_PINNED. Only parking that CPU
     /// changes it (see `sched::enqueue`): Linux breaks affinity the same way.
     affinity: AtomicUsize,
@@ -50,6 +55,33 @@ pub struct Thread {
     pub(super) exit_queue: WaitQueue,
     /// Time-slice end (ns) for Normal threads, set when the thread is switched in.
     pub(super) slice_end: AtomicU64,
+    /// Set for threads that run in user mode.
+    pub user: Option<Box<UserContext>>,
+}
+
+/// What a thread that runs in user mode carries besides its kernel context:
+/// the registers the context switch saves for it alone (x87/SSE, FS base),
+/// and its owner in the user layer (a process), which the scheduler does not
+/// know and only keeps alive.
+pub struct UserContext {
+    /// Touched only by the CPU that runs the thread: the context switch, and
+    /// the thread itself (`arch_prctl`).
+    pub registers: UnsafeCell<UserRegisters>,
+    pub owner: Arc<dyn Any + Send + Sync>,
+    /// Where the thread enters user mode: set by its function, entered once
+    /// the function has returned (so nothing it owned is left on the stack
+    /// or the heap when the thread leaves the kernel for good).
+    pub first_context: SpinLock<Option<TrapFrame>>,
+}
+
+impl UserContext {
+    pub fn new(registers: UserRegisters, owner: Arc<dyn Any + Send + Sync>) -> Box<UserContext> {
+        Box::new(UserContext {
+            registers: UnsafeCell::new(registers),
+            owner,
+            first_context: SpinLock::new(None),
+        })
+    }
 }
 
 // SAFETY: `saved_rsp` is written only by the context switch on the CPU that runs
@@ -76,7 +108,7 @@ impl Thread {
         Thread {
             id,
             name,
-            priority,
+            priority: AtomicU8::new(priority.rank()),
             affinity: AtomicUsize::new(affinity.unwrap_or(NOT_PINNED)),
             address_space: None,
             state: AtomicU8::new(state as u8),
@@ -87,12 +119,27 @@ impl Thread {
             entry: SpinLock::new(None),
             exit_queue: WaitQueue::new(),
             slice_end: AtomicU64::new(0),
+            user: None,
         }
+    }
+
+    pub fn priority(&self) -> Priority {
+        Priority::from_rank(self.priority.load(Ordering::Relaxed))
+    }
+
+    /// Only for the running thread, which is on no run queue (see
+    /// `set_current_priority`).
+    pub(super) fn set_priority(&self, priority: Priority) {
+        self.priority.store(priority.rank(), Ordering::Relaxed);
     }
 
     /// The CPU the thread is pinned to, if any.
     pub fn affinity(&self) -> Option<usize> {
         Some(self.affinity.load(Ordering::Relaxed)).filter(|&cpu| cpu != NOT_PINNED)
+    }
+
+    pub(super) fn set_affinity(&self, cpu: Option<usize>) {
+        self.affinity.store(cpu.unwrap_or(NOT_PINNED), Ordering::Relaxed);
     }
 
     /// Lets a thread pinned to a CPU that went away run anywhere.
@@ -114,6 +161,18 @@ impl Thread {
         self.state
             .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// The CPU it runs on, or ran on last.
+    pub fn last_cpu(&self) -> usize {
+        self.last_cpu.load(Ordering::Relaxed)
+    }
+
+    /// Spins until no CPU runs the thread or is still switching away from it.
+    pub fn wait_until_off_cpu(&self) {
+        while self.on_cpu.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
     }
 
     pub fn has_exited(&self) -> bool {

@@ -48,7 +48,7 @@ pub fn on_timer_interrupt() {
     let current = cpu.current.load(Ordering::Relaxed);
     // SAFETY: the running thread, referenced by `current`.
     let current = unsafe { &*current };
-    if current.priority == Priority::Normal && now >= current.slice_end.load(Ordering::Relaxed) {
+    if current.priority() == Priority::Normal && now >= current.slice_end.load(Ordering::Relaxed) {
         if cpu.run_queue.lock().has_level(Priority::Normal.level()) {
             cpu.need_resched.store(true, Ordering::Release);
         } else {
@@ -73,7 +73,7 @@ pub(super) fn program_timer() {
     let current = cpu.current.load(Ordering::Relaxed);
     // SAFETY: the running thread, referenced by `current`.
     let current = unsafe { &*current };
-    if current.priority == Priority::Normal {
+    if current.priority() == Priority::Normal {
         // A slice that already ended (the thread was alone) counts from now.
         let slice_end =
             current.slice_end.load(Ordering::Relaxed).max(time::now_ns() + TIME_SLICE_NS / 10);

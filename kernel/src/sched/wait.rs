@@ -7,7 +7,8 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::thread::{State, Thread};
 use crate::sync::SpinLock;
@@ -107,5 +108,68 @@ impl Completion {
 
     fn try_take(&self) -> bool {
         self.done.try_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+    }
+}
+
+/// A lock whose waiters sleep instead of spinning: for what is held across
+/// things that may block or be preempted, such as a process's memory map,
+/// held across the TLB shootdowns it waits for (a spin lock forbids
+/// preemption, and `schedule()` refuses to run under one). Linux: `struct
+/// mutex` (here without spinning on the owner, nor handing the lock over).
+pub struct Mutex<T> {
+    locked: AtomicBool,
+    queue: WaitQueue,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a guard, and one guard exists at
+// a time (`locked`, taken with Acquire and released with Release).
+unsafe impl<T: Send> Sync for Mutex<T> {}
+// SAFETY: as above; moving the mutex moves the value.
+unsafe impl<T: Send> Send for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    pub const fn new(value: T) -> Mutex<T> {
+        Mutex {
+            locked: AtomicBool::new(false),
+            queue: WaitQueue::new(),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, sleeping while another thread holds it.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        // A released lock is either seen here, or its release's wake-up
+        // finds us queued (the wait queue's rule).
+        while self.locked.swap(true, Ordering::Acquire) {
+            self.queue.wait_until(|| !self.locked.load(Ordering::Relaxed));
+        }
+        MutexGuard { mutex: self }
+    }
+}
+
+pub struct MutexGuard<'a, T> {
+    mutex: &'a Mutex<T>,
+}
+
+impl<T> core::ops::Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard is the one holder of the lock.
+        unsafe { &*self.mutex.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above.
+        unsafe { &mut *self.mutex.value.get() }
+    }
+}
+
+impl<T> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        self.mutex.locked.store(false, Ordering::Release);
+        self.mutex.queue.wake_one();
     }
 }

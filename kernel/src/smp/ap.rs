@@ -46,6 +46,7 @@ pub extern "C" fn ap_entry(area_address: u64) -> ! {
     // with the time it got here.
     trace::record_at(me.times.alive.load(Ordering::Relaxed), format::AP_ALIVE, 0, 0, 0, 0);
     gdt::init_this_cpu(me.tables, me.ist_stacks());
+    crate::arch::x86::syscall::init_this_cpu();
     idt::init_this_cpu();
     lapic::init_this_cpu();
     percpu::set_apic_id(me.number, lapic::get().id());

@@ -117,6 +117,24 @@ pub fn shootdown(space: &AddressSpace, start: VirtAddr, pages: usize) {
     trace_shootdown_end(start);
 }
 
+/// Makes every CPU that still borrows `space` lazily (see `lazy_tlb`) leave
+/// it, so its last reference can go and its page tables be freed: the
+/// end of a process, once all its threads have exited (none runs in it).
+/// Linux's equivalent is the IPI lazy CPUs get when page tables are freed.
+pub fn evict(space: &AddressSpace) {
+    let leave = || crate::mm::lazy_tlb::leave_if_lazy(space);
+    let call = CrossCall::new("tlb_evict", &leave);
+    // Err(Offline) only names parked CPUs, which left every space already.
+    let _ = call.run(
+        |me| {
+            let mut targets = space.active_cpus();
+            targets.remove(me);
+            targets
+        },
+        |_| crate::arch::x86::interrupts::without_interrupts(leave),
+    );
+}
+
 fn trace_shootdown_begin(start: VirtAddr, pages: usize, targets: usize, lazy: usize) {
     if trace::is_on(trace::format::SHOOTDOWN_BEGIN) {
         let counts =

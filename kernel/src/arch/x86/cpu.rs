@@ -127,21 +127,6 @@ pub fn accelerator_name() -> &'static str {
     }
 }
 
-/// Makes every x87 and SSE instruction fault: CR0.EM = 1 raises #NM for x87
-/// instructions and #UD for SSE ones (SDM Vol. 3A 2.5 "Control Registers",
-/// Table 2-2), and CR4.OSFXSR stays clear. The kernel is compiled without
-/// them (soft float), so the context switch saves no floating-point state;
-/// this turns a mistake into a report instead of silent corruption.
-pub fn forbid_floating_point() {
-    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
-    // SAFETY: the kernel contains no floating-point or SSE code, so no
-    // instruction that now faults is ever executed on purpose.
-    unsafe {
-        Cr0::update(|flags| flags.insert(Cr0Flags::EMULATE_COPROCESSOR));
-        Cr4::update(|flags| flags.remove(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
-    }
-}
-
 /// The frame pointer (rbp) of the function this is inlined into. The kernel is
 /// built with frame pointers: [rbp] is the caller's rbp, [rbp + 8] the return
 /// address.

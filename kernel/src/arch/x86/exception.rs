@@ -13,8 +13,8 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::entry::TrapFrame;
 use spin::Once;
-use x86_64::structures::idt::InterruptStackFrame;
 
 /// An exception's saved state, handed from the exception handler to the report.
 pub struct ExceptionRecord {
@@ -53,13 +53,13 @@ impl ExceptionRecord {
     }
 
     /// Called by an exception handler just before it panics.
-    fn save(&self, vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
+    fn save(&self, vector: u8, error_code: Option<u64>, frame: &TrapFrame) {
         self.error_code.store(error_code.unwrap_or(0), Ordering::Relaxed);
-        self.rip.store(frame.instruction_pointer.as_u64(), Ordering::Relaxed);
-        self.rsp.store(frame.stack_pointer.as_u64(), Ordering::Relaxed);
-        self.rflags.store(frame.cpu_flags.bits(), Ordering::Relaxed);
-        self.cs.store(frame.code_segment.0 as u64, Ordering::Relaxed);
-        self.ss.store(frame.stack_segment.0 as u64, Ordering::Relaxed);
+        self.rip.store(frame.rip, Ordering::Relaxed);
+        self.rsp.store(frame.rsp, Ordering::Relaxed);
+        self.rflags.store(frame.rflags, Ordering::Relaxed);
+        self.cs.store(frame.cs, Ordering::Relaxed);
+        self.ss.store(frame.ss, Ordering::Relaxed);
         self.vector_plus_one.store(vector as u32 + 1, Ordering::Release);
     }
 
@@ -130,7 +130,7 @@ impl fmt::Display for Described {
 
 /// Keeps the exception's registers for the panic report, if this CPU has its
 /// per-CPU data yet (an AP can fault in its first instructions).
-pub(super) fn save(vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) {
+pub(super) fn save(vector: u8, error_code: Option<u64>, frame: &TrapFrame) {
     if let Some(record) = this_cpu_record() {
         record.save(vector, error_code, frame);
     }
@@ -141,19 +141,17 @@ pub(super) fn panic_with(
     mnemonic: &str,
     description: &str,
     error_code: Option<u64>,
-    frame: &InterruptStackFrame,
+    frame: &TrapFrame,
 ) -> ! {
     save(vector, error_code, frame);
     match error_code {
         Some(code) => panic!(
             "{description} ({mnemonic}, vector {vector}), error code {code:#x}, at RIP {:#x}, RSP {:#x}",
-            frame.instruction_pointer.as_u64(),
-            frame.stack_pointer.as_u64()
+            frame.rip, frame.rsp
         ),
         None => panic!(
             "{description} ({mnemonic}, vector {vector}), no error code, at RIP {:#x}, RSP {:#x}",
-            frame.instruction_pointer.as_u64(),
-            frame.stack_pointer.as_u64()
+            frame.rip, frame.rsp
         ),
     }
 }

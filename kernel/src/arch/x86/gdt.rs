@@ -6,6 +6,14 @@
 //! (SDM Vol. 3A 7.7 "Task Management in 64-bit Mode" and 6.14.5 "Interrupt Stack
 //! Table"). A double fault from a kernel stack overflow would otherwise fault
 //! again while pushing its frame and reset the machine (a triple fault).
+//!
+//! Each CPU's TSS lives at the very start of its per-CPU area, at `gs:[0]`
+//! (the `percpu` layer leaves [`TSS_SPACE`] bytes free there), as Linux's
+//! per-CPU `cpu_tss_rw`: the stack the CPU switches to when an interrupt or
+//! a system call arrives from user mode (`rsp0`, SDM Vol. 3A 7.7) is then one
+//! store away for the scheduler, and at a fixed `gs:` offset for the
+//! `syscall` entry code, which has no free register to compute an address
+//! with.
 
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
@@ -31,6 +39,16 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
+/// The selectors `syscall`/`sysret` rely on, in the order they require
+/// (SDM Vol. 2B, SYSCALL and SYSRET; see `syscall`): kernel code, kernel
+/// data right after it; user data, user code right after that. The GDT is
+/// built in this order, and checked.
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_SS: u16 = 0x10;
+/// With requested privilege level 3, as user mode loads them.
+pub const USER_SS: u16 = 0x18 | 3;
+pub const USER_CS: u16 = 0x20 | 3;
+
 /// A CPU's GDT, rebuilt each time the CPU starts. It cannot be built once and
 /// kept: `ltr` marks the TSS descriptor busy in the table, and loading a busy
 /// TSS faults, so a CPU that is parked and started again needs a fresh table.
@@ -50,32 +68,29 @@ impl GdtSlot {
     }
 }
 
-/// A CPU's TSS, written each time the CPU starts, before its GDT names it.
-/// (Not a `Once`: an AP that is INITed while building it, because the boot
-/// CPU gave up on it, would leave a `Once` half-done for good.)
-struct TssSlot(UnsafeCell<TaskStateSegment>);
+/// The bytes every per-CPU area keeps free at its start for the CPU's TSS
+/// (104 bytes without an I/O permission bitmap), rounded up to a cache line.
+pub const TSS_SPACE: usize = 128;
+const _: () = assert!(core::mem::size_of::<TaskStateSegment>() <= TSS_SPACE);
 
-// SAFETY: as for GdtSlot: written only by its own CPU while it starts.
-unsafe impl Sync for TssSlot {}
+/// Where `rsp0` lies in the TSS (SDM Vol. 3A, Figure 7-11: a reserved
+/// doubleword, then RSP0, RSP1, RSP2); `rsp2`, which ring 2 would use and
+/// this kernel never does, is the `syscall` entry's scratch slot.
+pub const RSP0_OFFSET: usize = 4;
+pub const RSP2_OFFSET: usize = RSP0_OFFSET + 16;
+const _: () =
+    assert!(core::mem::offset_of!(TaskStateSegment, privilege_stack_table) == RSP0_OFFSET);
 
-impl TssSlot {
-    const fn new() -> TssSlot {
-        TssSlot(UnsafeCell::new(TaskStateSegment::new()))
-    }
-}
-
-/// One CPU's TSS and GDT. The CPU finds them through its TR and GDTR
-/// registers, never through GS, so they are not per-CPU variables: the boot
-/// CPU's are a static here, each AP's is allocated by `smp` along with its
-/// stacks, before the AP starts.
+/// One CPU's GDT. The CPU finds it through its GDTR register, never through
+/// GS, so it is not a per-CPU variable: the boot CPU's is a static here, each
+/// AP's is allocated by `smp` along with its stacks, before the AP starts.
 pub struct CpuTables {
-    tss: TssSlot,
     gdt: GdtSlot,
 }
 
 impl CpuTables {
     pub const fn new() -> CpuTables {
-        CpuTables { tss: TssSlot::new(), gdt: GdtSlot::new() }
+        CpuTables { gdt: GdtSlot::new() }
     }
 }
 
@@ -114,23 +129,33 @@ pub fn boot_cpu_ist_stacks() -> IstStacks {
     }
 }
 
-/// Builds this CPU's TSS and GDT in `tables` and loads them.
+/// Builds this CPU's TSS (at the start of its per-CPU area, which must be
+/// installed) and its GDT in `tables`, and loads them.
 pub fn init_this_cpu(tables: &'static CpuTables, stacks: IstStacks) {
     let mut new_tss = TaskStateSegment::new();
     new_tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stacks.double_fault;
     new_tss.interrupt_stack_table[NMI_IST_INDEX as usize] = stacks.nmi;
     new_tss.interrupt_stack_table[MACHINE_CHECK_IST_INDEX as usize] = stacks.machine_check;
-    let tss_slot = tables.tss.0.get();
-    // SAFETY: see TssSlot: this CPU is starting and alone touches its slot; a
-    // TSS loaded before is not in use any more (INIT, then the trampoline).
-    let tss: &'static TaskStateSegment = unsafe {
-        tss_slot.write(new_tss);
-        &*tss_slot
-    };
+    let tss = super::gs::base() as *mut TaskStateSegment;
+    assert!(!tss.is_null(), "gdt: the per-CPU area must be installed before the TSS");
+    // SAFETY: the first TSS_SPACE bytes of an installed per-CPU area are this
+    // CPU's alone and hold nothing else (see TSS_SPACE); a TSS loaded there
+    // before is not in use any more (INIT, then the trampoline). The CPU
+    // reads the TSS through TR; Rust keeps no reference to it.
+    unsafe { tss.write_unaligned(new_tss) };
     let mut gdt = GlobalDescriptorTable::new();
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-    let tss_selector = gdt.append(Descriptor::tss_segment(tss));
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
+    assert_eq!(
+        [kernel_code.0, kernel_data.0, user_data.0, user_code.0],
+        [KERNEL_CS, KERNEL_SS, USER_SS, USER_CS],
+        "gdt: the segments are not where syscall/sysret need them"
+    );
+    // SAFETY: the TSS stays at this address for as long as the CPU runs (the
+    // per-CPU area is never freed) and is valid (written just above).
+    let tss_selector = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
     let selectors = Selectors { kernel_code, kernel_data, tss: tss_selector };
     let slot = tables.gdt.0.get();
     // SAFETY: see GdtSlot: this CPU is starting, so it alone touches its slot,
@@ -150,4 +175,35 @@ pub fn init_this_cpu(tables: &'static CpuTables, stacks: IstStacks) {
         ES::set_reg(selectors.kernel_data);
         load_tss(selectors.tss);
     }
+}
+
+/// Sets the stack this CPU switches to when an interrupt, exception or
+/// system call arrives from user mode: the running thread's kernel stack
+/// top. The scheduler calls it at every switch, with interrupts off.
+pub fn set_kernel_stack(top: VirtAddr) {
+    // SAFETY: the TSS lies at gs:[0] (init_this_cpu); rsp0 is a u64 at
+    // RSP0_OFFSET, written only by this CPU, read by the CPU itself.
+    unsafe { super::gs::write_u64(RSP0_OFFSET, top.as_u64()) };
+}
+
+/// The stack `set_kernel_stack` last set on this CPU.
+pub fn kernel_stack() -> VirtAddr {
+    // SAFETY: as in set_kernel_stack; the read is unaligned-safe on x86.
+    VirtAddr::new(unsafe { super::gs::read_u64(RSP0_OFFSET) })
+}
+
+/// The base address of the TSS this CPU has loaded, read from its task
+/// register and GDT (for the test that the TSS is where GS says).
+pub fn loaded_tss_address() -> u64 {
+    use x86_64::instructions::tables::sgdt;
+    let selector: u16;
+    // SAFETY: `str` only reads the task register.
+    unsafe { core::arch::asm!("str {0:x}", out(reg) selector, options(nomem, nostack)) };
+    let gdt = sgdt().base.as_u64();
+    let entry = gdt + (selector as u64 & !7);
+    // SAFETY: TR indexes a 16-byte TSS descriptor in the loaded GDT.
+    let (low, high) = unsafe { (*(entry as *const u64), *((entry + 8) as *const u64)) };
+    // The base is spread over the descriptor: bits 16..40 and 56..64 of the
+    // low half, and the high half's low 32 bits (SDM Vol. 3A, Figure 7-4).
+    ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | ((high & 0xffff_ffff) << 32)
 }

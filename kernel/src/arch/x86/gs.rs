@@ -29,8 +29,8 @@ pub fn base() -> u64 {
 /// Reads the 64-bit value at `gs:[offset]`.
 ///
 /// # Safety
-/// The GS base points at memory in which `offset..offset + 8` is a readable,
-/// 8-byte aligned `u64`.
+/// The GS base points at memory in which `offset..offset + 8` is a readable
+/// `u64` (it may be unaligned: x86 allows that, and the TSS's fields are).
 #[inline]
 pub unsafe fn read_u64(offset: usize) -> u64 {
     let value: u64;
@@ -43,6 +43,23 @@ pub unsafe fn read_u64(offset: usize) -> u64 {
              options(nostack, readonly, preserves_flags))
     };
     value
+}
+
+/// Writes `value` to `gs:[offset]` in one instruction.
+///
+/// # Safety
+/// The GS base points at memory in which `offset..offset + 8` is a writable
+/// `u64` that nothing else holds a reference to (it may be unaligned: x86
+/// allows that, and the TSS's fields are).
+#[inline]
+pub unsafe fn write_u64(offset: usize, value: u64) {
+    // SAFETY: the caller vouches for the memory at gs:[offset].
+    unsafe {
+        asm!("mov gs:[{offset}], {value}",
+             value = in(reg) value,
+             offset = in(reg) offset,
+             options(nostack, preserves_flags))
+    };
 }
 
 /// Reads the 32-bit value at `gs:[offset]` in one instruction, so a thread
