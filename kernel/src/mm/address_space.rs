@@ -230,14 +230,14 @@ impl AddressSpace {
     /// Calls `f` on every present level-1 entry of `[start, end)` (page
     /// aligned, lower half), skipping tables that do not exist, so a huge
     /// sparse range costs only what is mapped in it. Under `edit`.
-    fn for_each_mapped(&self, start: u64, end: u64, mut f: impl FnMut(u64, &mut PageTableEntry)) {
+    fn for_each_mapped(&self, start: u64, end: u64, mut f: impl FnMut(&mut PageTableEntry)) {
         const SPANS: [u64; 4] = [1 << 39, 1 << 30, 1 << 21, 1 << 12];
         fn walk(
             table_frame: PhysFrame,
             level: usize,
             start: u64,
             end: u64,
-            f: &mut dyn FnMut(u64, &mut PageTableEntry),
+            f: &mut dyn FnMut(&mut PageTableEntry),
         ) {
             let span = SPANS[level];
             let mut at = start;
@@ -249,7 +249,7 @@ impl AddressSpace {
                 let flags = entry.flags();
                 if flags.contains(PageTableFlags::PRESENT) {
                     if level == 3 {
-                        f(at, entry);
+                        f(entry);
                     } else if !flags.contains(PageTableFlags::HUGE_PAGE)
                         && let Ok(frame) = entry.frame()
                     {
@@ -267,7 +267,7 @@ impl AddressSpace {
     /// the caller shoots down before freeing them.
     pub fn unmap_range(&self, start: u64, end: u64) -> alloc::vec::Vec<PhysFrame> {
         let mut frames = alloc::vec::Vec::new();
-        self.for_each_mapped(start, end, |_, entry| {
+        self.for_each_mapped(start, end, |entry| {
             if let Ok(frame) = entry.frame() {
                 frames.push(frame);
             }
@@ -289,7 +289,7 @@ impl AddressSpace {
     /// from Linux, which marks such entries not-present with a software bit.)
     pub fn protect_range(&self, start: u64, end: u64, access: Access) -> bool {
         let mut lost_a_right = false;
-        self.for_each_mapped(start, end, |_, entry| {
+        self.for_each_mapped(start, end, |entry| {
             let old = entry.flags();
             let new = user_page_flags(access)
                 | (old & (PageTableFlags::ACCESSED | PageTableFlags::DIRTY));

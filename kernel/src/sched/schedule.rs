@@ -129,9 +129,7 @@ fn switch_to(cpu: &CpuScheduler, prev: *mut Thread, next: Arc<Thread>) {
     }
     // The thread may still be switching away on another CPU: its registers are
     // not saved until that CPU clears on_cpu.
-    while next.on_cpu.load(Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
+    next.wait_until_off_cpu();
     // Recorded once the other CPU has let go of it: a thread is never drawn
     // running on two CPUs.
     if trace::is_on(trace::format::SWITCH) {

@@ -11,9 +11,8 @@ use super::access;
 use super::errno::{EAGAIN, EINVAL, ENOSYS, EPERM, Errno};
 use super::process::Process;
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::fpu::UserRegisters;
+use crate::arch::x86::fpu::{self, UserRegisters};
 use crate::mm::address_space::USER_END;
-use crate::sched;
 
 const CLONE_VM: u64 = 0x100;
 const CLONE_FS: u64 = 0x200;
@@ -62,8 +61,7 @@ pub fn clone(
     if flags & CLONE_SETTLS != 0 && tls >= USER_END {
         return Err(EPERM); // as ARCH_SET_FS: FS must point into the user half
     }
-    let parent_fs = current_fs_base();
-    let fs_base = if flags & CLONE_SETTLS != 0 { tls } else { parent_fs };
+    let fs_base = if flags & CLONE_SETTLS != 0 { tls } else { fpu::fs_base() };
     let registers = UserRegisters::copy_of_live(fs_base);
     let mut child = *frame;
     child.rax = 0;
@@ -78,12 +76,4 @@ pub fn clone(
         let _ = access::write_value(parent_tid, &(tid as u32));
     }
     Ok(tid)
-}
-
-fn current_fs_base() -> u64 {
-    let thread = sched::current();
-    let Some(user) = thread.user.as_ref() else { return 0 };
-    // SAFETY: the running thread's own registers, read with interrupts off
-    // (the context switch is the only other user, on this CPU).
-    crate::arch::x86::interrupts::without_interrupts(|| unsafe { (*user.registers.get()).fs_base })
 }

@@ -36,7 +36,7 @@ use super::errno::{EEXIST, EINVAL, ENOMEM, Errno};
 use crate::mm::address_space::{Access, AddressSpace, USER_END, USER_START};
 use crate::mm::{self, frame};
 
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = frame::FRAME_SIZE;
 
 /// The stack region: 8 MiB below the top of the user half (Linux's default
 /// `ulimit -s`), its pages given on demand.
@@ -47,8 +47,8 @@ pub const STACK_TOP: u64 = USER_END;
 /// gap under the stack.
 const MMAP_TOP: u64 = STACK_TOP - STACK_SIZE - (1 << 30);
 
-pub fn page_align_up(value: u64) -> Option<u64> {
-    value.checked_add(PAGE_SIZE - 1).map(|v| v & !(PAGE_SIZE - 1))
+fn page_align_up(value: u64) -> Option<u64> {
+    value.checked_next_multiple_of(PAGE_SIZE)
 }
 
 fn page(address: u64) -> Page {
@@ -104,16 +104,19 @@ impl MemoryMap {
         self.regions.range(..end).next_back().is_some_and(|(_, region)| region.end > start)
     }
 
-    /// Whether every page of `[start, end)` lies in some region.
-    fn fully_mapped(&self, start: u64, end: u64) -> bool {
+    /// `[address, address + length)` as `page_range` gives it, if every
+    /// page of it lies in some region (ENOMEM otherwise, as Linux's
+    /// `madvise` and `mprotect` answer for a hole).
+    fn mapped_range(&self, address: u64, length: u64) -> Result<(u64, u64), Errno> {
+        let (start, end) = page_range(address, length)?;
         let mut at = start;
         while at < end {
             match self.region_at(at) {
                 Some((_, region)) => at = region.end,
-                None => return false,
+                None => return Err(ENOMEM),
             }
         }
-        true
+        Ok((start, end))
     }
 
     /// Splits regions so that `at` is a region boundary (if it is inside one).
@@ -247,10 +250,7 @@ impl MemoryMap {
         address: u64,
         length: u64,
     ) -> Result<(), Errno> {
-        let (start, end) = page_range(address, length)?;
-        if !self.fully_mapped(start, end) {
-            return Err(ENOMEM);
-        }
+        let (start, end) = self.mapped_range(address, length)?;
         release_pages(space, start, end);
         Ok(())
     }
@@ -264,10 +264,7 @@ impl MemoryMap {
         length: u64,
         access: Access,
     ) -> Result<(), Errno> {
-        let (start, end) = page_range(address, length)?;
-        if !self.fully_mapped(start, end) {
-            return Err(ENOMEM);
-        }
+        let (start, end) = self.mapped_range(address, length)?;
         self.split_at(start);
         self.split_at(end);
         for (_, region) in self.regions.range_mut(start..end) {
@@ -360,7 +357,10 @@ fn free_frames(frames: Vec<PhysFrame>) {
 }
 
 /// Fills a fresh frame with zeros, through the kernel's map of physical memory.
-pub fn zero(frame: PhysFrame) {
+fn zero(frame: PhysFrame) {
     // SAFETY: a frame just allocated, reached through the physical-memory map.
-    unsafe { mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>().write_bytes(0, 4096) };
+    unsafe {
+        let bytes = mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
+        bytes.write_bytes(0, PAGE_SIZE as usize)
+    };
 }

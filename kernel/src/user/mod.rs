@@ -97,8 +97,7 @@ fn on_user_fault(frame: &mut TrapFrame, fault: UserFault) {
     crate::arch::x86::interrupts::enable();
     match process {
         Some(process) => {
-            process.begin_exit(128 + signal);
-            process.end_thread(128 + signal);
+            process.exit_group(128 + signal);
             drop(process);
         }
         None => tests::record_exit(thread, 128 + signal),

@@ -115,9 +115,17 @@ impl Process {
         self.exiting.load(Ordering::Acquire)
     }
 
-    /// `exit_group`, or a fatal fault: the process ends with `status`, and
-    /// its other threads are made to notice.
-    pub fn begin_exit(&self, status: i32) {
+    /// `exit_group`, or a fatal fault, in the calling thread: the process
+    /// ends with `status`, this thread at once, the others as they notice.
+    /// The caller then drops its references and calls `sched::exit`.
+    pub fn exit_group(&self, status: i32) {
+        self.begin_exit(status);
+        self.end_thread(status);
+    }
+
+    /// The process ends with `status`, and its other threads are made to
+    /// notice.
+    fn begin_exit(&self, status: i32) {
         if !self.exiting.swap(true, Ordering::AcqRel) {
             self.status.store(status, Ordering::Release);
         }
@@ -201,8 +209,7 @@ fn run_thread(
             *user.first_context.lock() = Some(frame);
         }
         Err(status) => {
-            process.begin_exit(status);
-            process.end_thread(status);
+            process.exit_group(status);
         }
     }
 }

@@ -32,24 +32,24 @@ pub fn set_ramdisk(bytes: Option<&'static [u8]>) {
     }
 }
 
-fn program_names() -> Result<Vec<&'static str>, String> {
-    let archive = Archive::new(RAMDISK.get().copied().unwrap_or(&[]));
-    if archive_is_empty() {
-        return Ok(Vec::new());
-    }
-    archive.programs().map(|entry| entry.map(|e| e.name).map_err(|e| e.to_string())).collect()
+/// The ramdisk's bytes (none before `set_ramdisk`, or without a ramdisk).
+fn ramdisk() -> &'static [u8] {
+    RAMDISK.get().copied().unwrap_or(&[])
 }
 
-fn archive_is_empty() -> bool {
-    RAMDISK.get().is_none_or(|bytes| bytes.is_empty())
+fn program_names() -> Result<Vec<&'static str>, String> {
+    if ramdisk().is_empty() {
+        return Ok(Vec::new());
+    }
+    let programs = Archive::new(ramdisk()).programs();
+    programs.map(|entry| entry.map(|e| e.name).map_err(|e| e.to_string())).collect()
 }
 
 /// Runs program `name` with `arguments` (separated by commas) and waits for
 /// it; returns its exit status, or None if it could not be started (the
 /// reason is logged, with the list of programs for an unknown name).
 pub fn run(name: &str, arguments: Option<&str>) -> Option<i32> {
-    let archive = Archive::new(RAMDISK.get().copied().unwrap_or(&[]));
-    let file = match archive.find(name) {
+    let file = match Archive::new(ramdisk()).find(name) {
         Ok(Some(entry)) if entry.is_regular_file() => entry.data,
         Ok(_) => {
             log::error!("user: no program '{name}' in the ramdisk; it holds:");

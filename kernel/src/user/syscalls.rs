@@ -14,6 +14,7 @@ use super::memory::Placement;
 use super::process::Process;
 use super::{clone, futex, syscall_names};
 use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::fpu;
 use crate::mm::address_space::{Access, USER_END};
 use crate::percpu::CpuSet;
 use crate::sched::{self, Priority};
@@ -72,8 +73,7 @@ pub fn call(process: &Arc<Process>, frame: &TrapFrame) -> Outcome {
         228 => clock_gettime(a0, a1),
         230 => clock_nanosleep(process, a0, a1, a2),
         231 => {
-            process.begin_exit(a0 as i32);
-            process.end_thread(a0 as i32);
+            process.exit_group(a0 as i32);
             return Outcome::ThreadEnded;
         }
         309 => getcpu(a0, a1),
@@ -256,17 +256,11 @@ fn arch_prctl(code: u64, address: u64) -> Result<u64, Errno> {
             crate::arch::x86::interrupts::without_interrupts(|| {
                 // SAFETY: see above.
                 unsafe { (*registers).fs_base = address };
-                crate::arch::x86::fpu::set_fs_base(address);
+                fpu::set_fs_base(address);
             });
             Ok(0)
         }
-        ARCH_GET_FS => {
-            // SAFETY: see above.
-            let fs = crate::arch::x86::interrupts::without_interrupts(|| unsafe {
-                (*registers).fs_base
-            });
-            access::write_value(address, &fs).map(|()| 0)
-        }
+        ARCH_GET_FS => access::write_value(address, &fpu::fs_base()).map(|()| 0),
         _ => Err(EINVAL),
     }
 }

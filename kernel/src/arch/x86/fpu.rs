@@ -146,6 +146,12 @@ pub unsafe fn switch_in(registers: Option<*const UserRegisters>) {
     }
 }
 
+/// The running user thread's FS base: live in the MSR (`switch_in` loaded
+/// it, `set_fs_base` changes it; the kernel itself never uses FS).
+pub fn fs_base() -> u64 {
+    FsBase::read().as_u64()
+}
+
 /// Sets the running user thread's FS base (`arch_prctl(ARCH_SET_FS)`);
 /// the caller records it in the thread's `UserRegisters` too.
 pub fn set_fs_base(value: u64) {
